@@ -1,0 +1,37 @@
+# Mamori — the two entry points are `make demo` and `make test`; both bootstrap .venv by themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck venv clean bench
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mamori demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent policy server tests benchmarks
+	$(BIN)/ruff format --check agent policy server tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+	$(BIN)/mypy --platform win32 agent/platform agent/posture
+	$(BIN)/mypy --platform darwin agent/platform agent/posture
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/python -m pytest -q -ra
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

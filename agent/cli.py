@@ -1,0 +1,99 @@
+"""The `mamori` command: argument parsing and dispatch only (SPEC.md, "Command line").
+
+Each command group lives in its own module exposing ``register(subparsers)``; a command sets
+``func(args) -> int`` on its parser. Command modules import heavy libraries inside their functions so that
+``mamori --help`` and the light commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.errors import MamoriError
+
+# (group, help, modules registering commands in that group)
+GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("policy", "author, sign, verify and apply signed policies", ("policy.cli",)),
+    (
+        "agent",
+        "the endpoint agent",
+        ("agent.commands", "agent.posture.cli", "agent.report.cli", "agent.doctor"),
+    ),
+    ("server", "the central server", ("server.cli",)),
+)
+
+EXIT_INTERNAL = 70
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mamori", description="Mamori (守り) remote-work endpoint guard")
+    parser.add_argument("--version", action="version", version=f"mamori {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    groups = parser.add_subparsers(dest="group", metavar="{policy,agent,server,demo}")
+    for name, help_text, modules in GROUPS:
+        group = groups.add_parser(name, help=help_text)
+        group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        commands = group.add_subparsers(dest="command", metavar="COMMAND")
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as err:
+                if err.name != module_name:
+                    raise
+                continue  # that part of the product is not built yet
+            module.register(commands)
+        group.set_defaults(func=_group_help(group))
+    demo = groups.add_parser("demo", help="run server and agent locally on the embedded defaults")
+    demo.set_defaults(func=_run_demo)
+    return parser
+
+
+def _group_help(group: argparse.ArgumentParser) -> object:
+    def show(_args: argparse.Namespace) -> int:
+        group.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args))
+    except MamoriError as err:
+        if debug:
+            raise
+        print(f"mamori: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # the last line of defence: one line, never a traceback without --debug
+        if debug:
+            raise
+        print(f"mamori: internal error: {type(err).__name__}: {err} (run with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

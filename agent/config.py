@@ -1,0 +1,116 @@
+"""agent.toml: how IT installs the agent on a machine (SPEC.md, "Agent configuration"). Not the policy."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.errors import MamoriError
+
+ENV_CONFIG = "MAMORI_CONFIG"
+
+
+class ConfigError(MamoriError):
+    """agent.toml is missing, unreadable or invalid."""
+
+
+def default_state_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("mamori", appauthor=False))
+
+
+def default_config_path() -> Path:
+    """$MAMORI_CONFIG, else the per-OS system location IT installs to."""
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    if os.name == "nt":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Mamori" / "agent.toml"
+    if Path("/Library").is_dir() and os.uname().sysname == "Darwin":
+        return Path("/Library/Application Support/Mamori/agent.toml")
+    return Path("/etc/mamori/agent.toml")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path = field(default_factory=default_state_dir)
+    trusted_keys: tuple[Path, ...] = ()
+    policy_bundle: Path | None = None
+    server: str | None = None
+    server_ca: Path | None = None
+    tray: bool = True
+    lock_command: tuple[str, ...] = ()
+    language: str | None = None  # "ja" | "en"; default: the OS locale
+    source: Path | None = None  # where this config was read from, None for built-in defaults
+
+    @property
+    def control_socket(self) -> Path:
+        """Local control endpoint of the running agent (status, step-away)."""
+        return self.state_dir / "agent.sock"
+
+
+_KEYS = {"state_dir", "trusted_keys", "policy_bundle", "server", "server_ca", "tray", "lock_command", "language"}
+
+
+def load_config(path: Path | None = None) -> AgentConfig:
+    """Read agent.toml. An explicit path must exist; the default location may be absent (built-in defaults)."""
+    explicit = path is not None
+    target = path or default_config_path()
+    if not target.exists():
+        if explicit:
+            raise ConfigError(f"{target}: config file not found; pass an existing --config or omit it")
+        return AgentConfig()
+    try:
+        raw = tomllib.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{target}: cannot read config ({err}); check the path and permissions") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{target}: TOML syntax error: {err}; fix the file") from err
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{target}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(_KEYS))}")
+    base = target.parent
+
+    def as_path(key: str) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{target}: {key} must be a non-empty path string")
+        p = Path(os.path.expandvars(os.path.expanduser(value)))
+        return p if p.is_absolute() else base / p
+
+    keys = raw.get("trusted_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{target}: trusted_keys must be an array of paths")
+    lock_command = raw.get("lock_command", [])
+    if not isinstance(lock_command, list) or not all(isinstance(k, str) for k in lock_command):
+        raise ConfigError(f'{target}: lock_command must be an array of strings, e.g. ["loginctl", "lock-session"]')
+    tray = raw.get("tray", True)
+    if not isinstance(tray, bool):
+        raise ConfigError(f"{target}: tray must be true or false")
+    language = raw.get("language")
+    if language not in (None, "ja", "en"):
+        raise ConfigError(f'{target}: language must be "ja" or "en"')
+    server = raw.get("server")
+    if server is not None and (not isinstance(server, str) or not server.startswith(("https://", "http://"))):
+        raise ConfigError(f"{target}: server must be an https:// URL")
+    return AgentConfig(
+        state_dir=as_path("state_dir") or default_state_dir(),
+        trusted_keys=tuple(p for p in (as_path_item(k, base) for k in keys)),
+        policy_bundle=as_path("policy_bundle"),
+        server=server,
+        server_ca=as_path("server_ca"),
+        tray=tray,
+        lock_command=tuple(lock_command),
+        language=language,
+        source=target,
+    )
+
+
+def as_path_item(value: str, base: Path) -> Path:
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return p if p.is_absolute() else base / p

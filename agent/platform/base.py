@@ -1,0 +1,85 @@
+"""The one interface every desktop backend implements (STYLE.md: psutil/pynput model).
+
+Backends return frozen dataclasses, never library objects. Shared code asks the capability flags on
+:class:`Capabilities`, never ``sys.platform``. OS errors are translated to :class:`PlatformError` at the
+backend boundary, chained with ``from err``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.errors import MamoriError
+
+
+class PlatformError(MamoriError):
+    """A desktop operation failed or is unavailable on this machine."""
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """A top-level window as the OS reports it. ``title`` never leaves the process (SPEC.md, Events)."""
+
+    id: int
+    title: str
+    pid: int | None
+    process_name: str  # executable base name, e.g. "chrome", "EXCEL.EXE"; "" when unknown
+    rect: Rect
+    wm_class: str = ""  # X11 WM_CLASS class / Windows class name / macOS owner bundle; "" when unknown
+    active: bool = False
+    fullscreen: bool = False
+    minimized: bool = False
+
+
+@dataclass(frozen=True)
+class Monitor:
+    rect: Rect
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this backend can do on this machine; each missing item is a degraded state to report."""
+
+    backend: str
+    idle: bool = False
+    window_list: bool = False
+    window_pids: bool = False
+    lock: bool = False
+    lock_state: bool = False
+    lock_before_sleep: bool = False
+    cover: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)  # human-readable reasons for missing items
+
+
+class Desktop(Protocol):
+    """The OS desktop as Mamori sees it."""
+
+    def capabilities(self) -> Capabilities: ...
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last keyboard/mouse input in this session."""
+        ...
+
+    def windows(self) -> list[Window]:
+        """Visible top-level windows, topmost last. Empty list when unsupported (see capabilities)."""
+        ...
+
+    def monitors(self) -> list[Monitor]: ...
+
+    def is_locked(self) -> bool:
+        """True when the session is locked or the screensaver is active (counts as away)."""
+        ...
+
+    def lock(self) -> None:
+        """Ask the OS to lock the session. Raises PlatformError when the request could not be made."""
+        ...

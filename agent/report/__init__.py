@@ -1,0 +1,1 @@
+"""Reporting: OCSF events, the durable outbox and the uploader."""

@@ -1,0 +1,1 @@
+"""Mamori central server: enrollment, policy distribution, event ingest, dashboard, forwarders."""
