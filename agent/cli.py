@@ -91,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # the last line of defence: one line, never a traceback without --debug
         if debug:
             raise
-        print(f"mamori: internal error: {type(err).__name__}: {err} (run with --debug for details)", file=sys.stderr)
+        print(
+            f"mamori: internal error: {type(err).__name__}: {err} (run with --debug for details)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

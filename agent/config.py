@@ -52,7 +52,16 @@ class AgentConfig:
         return self.state_dir / "agent.sock"
 
 
-_KEYS = {"state_dir", "trusted_keys", "policy_bundle", "server", "server_ca", "tray", "lock_command", "language"}
+_KEYS = {
+    "state_dir",
+    "trusted_keys",
+    "policy_bundle",
+    "server",
+    "server_ca",
+    "tray",
+    "lock_command",
+    "language",
+}
 
 
 def load_config(path: Path | None = None) -> AgentConfig:
@@ -71,7 +80,9 @@ def load_config(path: Path | None = None) -> AgentConfig:
         raise ConfigError(f"{target}: TOML syntax error: {err}; fix the file") from err
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
-        raise ConfigError(f"{target}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(_KEYS))}")
+        raise ConfigError(
+            f"{target}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(_KEYS))}"
+        )
     base = target.parent
 
     def as_path(key: str) -> Path | None:
@@ -88,7 +99,9 @@ def load_config(path: Path | None = None) -> AgentConfig:
         raise ConfigError(f"{target}: trusted_keys must be an array of paths")
     lock_command = raw.get("lock_command", [])
     if not isinstance(lock_command, list) or not all(isinstance(k, str) for k in lock_command):
-        raise ConfigError(f'{target}: lock_command must be an array of strings, e.g. ["loginctl", "lock-session"]')
+        raise ConfigError(
+            f'{target}: lock_command must be an array of strings, e.g. ["loginctl", "lock-session"]'
+        )
     tray = raw.get("tray", True)
     if not isinstance(tray, bool):
         raise ConfigError(f"{target}: tray must be true or false")

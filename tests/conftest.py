@@ -17,7 +17,7 @@ REQUIRED_MARKERS = ("desktop", "network", "postgres")
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("MAMORI_REQUIRE_ALL_TESTS") == "1" and report.skipped:
-        if any(item.get_closest_marker(m) for m in REQUIRED_MARKERS):
-            report.outcome = "failed"
-            report.longrepr = f"required test was skipped in CI: {report.longrepr}"
+    required = any(item.get_closest_marker(m) for m in REQUIRED_MARKERS)
+    if os.environ.get("MAMORI_REQUIRE_ALL_TESTS") == "1" and report.skipped and required:
+        report.outcome = "failed"
+        report.longrepr = f"required test was skipped in CI: {report.longrepr}"

@@ -27,7 +27,9 @@ class Kind(StrEnum):
     SESSION_UNLOCKED = "session.unlocked"
     LOCK_FAILED = "session.lock_failed"  # data: method, reason
     # posture (Compliance Finding 2003; Tunnel Activity 4014 for VPN up/down)
-    POSTURE_FINDING = "posture.finding"  # data: check_id, status, previous, mode, enforcement (none|warn|block)
+    POSTURE_FINDING = (
+        "posture.finding"  # data: check_id, status, previous, mode, enforcement (none|warn|block)
+    )
     VPN_UP = "vpn.up"  # data: interface
     VPN_DOWN = "vpn.down"  # data: interface
     # screen share (Compliance Finding 2003)

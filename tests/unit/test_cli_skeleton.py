@@ -16,6 +16,8 @@ def test_no_arguments_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]
 
 
 def test_version_flag() -> None:
-    out = subprocess.run([sys.executable, "-m", "agent", "--version"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "--version"], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0
     assert out.stdout.startswith("mamori ")

@@ -9,7 +9,9 @@ from agent.config import ConfigError, load_config
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
-    cfg.write_text('state_dir = "state"\ntrusted_keys = ["k.pub"]\nlock_command = ["true"]\nlanguage = "ja"\n')
+    cfg.write_text(
+        'state_dir = "state"\ntrusted_keys = ["k.pub"]\nlock_command = ["true"]\nlanguage = "ja"\n'
+    )
     config = load_config(cfg)
     assert config.state_dir == tmp_path / "state"
     assert config.trusted_keys == (tmp_path / "k.pub",)
