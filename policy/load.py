@@ -21,14 +21,18 @@ def load_policy(data: bytes, source: str = "<policy>") -> model.Policy:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise PolicyValidationError(source, [Problem("", f"not UTF-8 text ({err.reason}); save the file as UTF-8")]) from err
+        raise PolicyValidationError(
+            source, [Problem("", f"not UTF-8 text ({err.reason}); save the file as UTF-8")]
+        ) from err
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         line = getattr(err, "lineno", 0)
         col = getattr(err, "colno", 0)
         message = str(err).split(" (at line")[0]
-        raise PolicyValidationError(source, [Problem("", f"TOML syntax error: {message}", line, col)]) from err
+        raise PolicyValidationError(
+            source, [Problem("", f"TOML syntax error: {message}", line, col)]
+        ) from err
     problems: list[Problem] = []
     policy = _build(model.Policy, raw, "", problems)
     if problems or policy is None:
@@ -61,7 +65,9 @@ def _build(cls: type[Any], raw: object, path: str, problems: list[Problem]) -> A
         return None
 
 
-def _convert(tp: Any, meta: typing.Mapping[str, Any], value: object, path: str, problems: list[Problem]) -> Any:
+def _convert(
+    tp: Any, meta: typing.Mapping[str, Any], value: object, path: str, problems: list[Problem]
+) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -108,10 +114,14 @@ def _convert(tp: Any, meta: typing.Mapping[str, Any], value: object, path: str, 
             try:
                 value = datetime.fromisoformat(value)
             except ValueError:
-                problems.append(Problem(path, "must be an RFC 3339 date-time such as 2027-03-31T00:00:00+09:00"))
+                problems.append(
+                    Problem(path, "must be an RFC 3339 date-time such as 2027-03-31T00:00:00+09:00")
+                )
                 return None
         if not isinstance(value, datetime) or value.tzinfo is None:
-            problems.append(Problem(path, "must be a date-time with a UTC offset, e.g. 2027-03-31T00:00:00+09:00"))
+            problems.append(
+                Problem(path, "must be a date-time with a UTC offset, e.g. 2027-03-31T00:00:00+09:00")
+            )
             return None
         return value
     expected = {str: str, int: int, bool: bool, float: (int, float)}.get(tp)

@@ -32,7 +32,7 @@ def parse_duration(text: str) -> float:
     """'90s' -> 90.0, '5m' -> 300.0, '1h30m' -> 5400.0. Raises ValueError with an actionable message."""
     match = _DURATION_RE.match(text)
     if not text.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration; write e.g. \"90s\", \"5m\" or \"1h30m\"")
+        raise ValueError(f'{text!r} is not a duration; write e.g. "90s", "5m" or "1h30m"')
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return float(hours * 3600 + minutes * 60 + seconds)
 
@@ -91,7 +91,9 @@ class Presence:
     )
     hotkey: str = field(
         default="<ctrl>+<alt>+m",
-        metadata=doc("Global hotkey for 'step away now' (pynput syntax); empty disables it.", example="<ctrl>+<alt>+m"),
+        metadata=doc(
+            "Global hotkey for 'step away now' (pynput syntax); empty disables it.", example="<ctrl>+<alt>+m"
+        ),
     )
 
 
@@ -107,14 +109,18 @@ class CustomerApp:
     )
     title: re.Pattern[str] | None = field(
         default=None,
-        metadata=doc("Regular expression searched in the window title (Unicode, case-insensitive).", regex=True),
+        metadata=doc(
+            "Regular expression searched in the window title (Unicode, case-insensitive).", regex=True
+        ),
     )
 
 
 @dataclass(frozen=True)
 class ShareSignature:
     app: str = field(metadata=doc("Name of the sharing/recording app reported in events.", minLength=1))
-    processes: tuple[str, ...] = field(default=(), metadata=doc("Process names or globs that must be running."))
+    processes: tuple[str, ...] = field(
+        default=(), metadata=doc("Process names or globs that must be running.")
+    )
     title: re.Pattern[str] | None = field(
         default=None, metadata=doc("Regular expression matching an indicator window's title.", regex=True)
     )
@@ -169,7 +175,9 @@ class Wifi:
 
 @dataclass(frozen=True)
 class TlsEndpoint:
-    url: str = field(metadata=doc("https:// URL of an endpoint that must offer good TLS.", pattern="^https://"))
+    url: str = field(
+        metadata=doc("https:// URL of an endpoint that must offer good TLS.", pattern="^https://")
+    )
     min_version: Literal["1.2", "1.3"] = field(
         default="1.2", metadata=doc("Lowest acceptable TLS version.", enum=["1.2", "1.3"])
     )
@@ -185,7 +193,9 @@ class TlsEndpoint:
 class Plaintext:
     forbidden_ports: tuple[int, ...] = field(
         default=(21, 23, 80, 110, 143),
-        metadata=doc("Remote ports customer-app processes must not connect to.", items_minimum=1, items_maximum=65535),
+        metadata=doc(
+            "Remote ports customer-app processes must not connect to.", items_minimum=1, items_maximum=65535
+        ),
     )
     mode: Mode = field(default="warn", metadata=doc("Enforcement mode of the check.", enum=list(MODES)))
 
@@ -240,7 +250,8 @@ class Reporting:
         metadata=doc("Report no titles, or a keyed hash of matched titles.", enum=["none", "hashed"]),
     )
     outbox_max_events: int = field(
-        default=100_000, metadata=doc("Most events kept locally while the server is unreachable.", minimum=100)
+        default=100_000,
+        metadata=doc("Most events kept locally while the server is unreachable.", minimum=100),
     )
     outbox_max_bytes: int = field(
         default=64 * 1024 * 1024, metadata=doc("Most bytes kept locally in the outbox.", minimum=65536)
@@ -284,7 +295,9 @@ class Policy:
     screen_share: ScreenShare = field(default_factory=ScreenShare, metadata=doc("Screen-share guard."))
     network: Network = field(default_factory=Network, metadata=doc("Network posture."))
     device: Device = field(default_factory=Device, metadata=doc("Device posture."))
-    enforcement: Enforcement = field(default_factory=Enforcement, metadata=doc("Warn-then-block enforcement."))
+    enforcement: Enforcement = field(
+        default_factory=Enforcement, metadata=doc("Warn-then-block enforcement.")
+    )
     reporting: Reporting = field(default_factory=Reporting, metadata=doc("What the agent reports and when."))
     acknowledgement: Acknowledgement = field(
         default_factory=Acknowledgement, metadata=doc("Policy acknowledgement by each worker.")
