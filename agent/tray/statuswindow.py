@@ -1,0 +1,197 @@
+"""Tk windows of the tray: the status window (the menu-less tray's fallback), pause dialog, text viewers.
+
+Every builder here runs on the Tk thread (:class:`agent.tray.tkhost.TkHost`) and takes the ``master`` it gives.
+The status window offers exactly the tray menu's actions, through the same :class:`Actions`, so a worker on a
+tray without menus (pystray's X11 backend) loses nothing.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable, Mapping
+from tkinter import ttk
+from typing import Any, Protocol
+
+from agent.tray.icons import FILL, icon_image
+from agent.tray.tkfonts import ui_font
+from agent.tray.view import StatusView, build_view
+
+Translate = Callable[..., str]
+REFRESH_MS = 1000
+PAUSE_REASONS = ("meeting", "presentation", "support", "other")
+
+
+class Actions(Protocol):
+    """What the worker can do; implemented by :class:`agent.tray.tray.Tray`."""
+
+    def step_away(self) -> None: ...
+    def show_reported(self) -> None: ...
+    def show_policy(self) -> None: ...
+    def show_ack(self) -> None: ...
+    def pause(self, minutes: int, reason: str) -> None: ...
+    def resume(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+class StatusWindow:
+    """The status window. One at a time; :meth:`present` raises it if it is already open."""
+
+    def __init__(
+        self,
+        master: tk.Misc,
+        t: Translate,
+        status_provider: Callable[[], Mapping[str, Any]],
+        actions: Actions,
+    ) -> None:
+        self._t = t
+        self._status = status_provider
+        self._actions = actions
+        self._master = master
+        self.win: tk.Toplevel | None = None
+        self._photo: Any = None
+
+    def present(self) -> None:
+        if self.win is not None and self.win.winfo_exists():
+            self.win.deiconify()
+            self.win.lift()
+            return
+        self._build()
+
+    def _build(self) -> None:
+        t = self._t
+        win = tk.Toplevel(self._master, name="status")
+        win.title(t("status.title"))
+        win.wm_attributes("-topmost", True)
+        win.protocol("WM_DELETE_WINDOW", self.close)
+        self.win = win
+        font = ui_font(win, 12)
+        self._font = font
+        head = ttk.Frame(win, padding=(12, 12, 12, 0))
+        head.pack(fill="x")
+        self._icon_label = tk.Label(head)
+        self._icon_label.pack(side="left")
+        self._state_label = tk.Label(head, font=ui_font(win, 14, bold=True), anchor="w")
+        self._state_label.pack(side="left", padx=8)
+        self._lines = tk.Label(win, font=font, justify="left", anchor="w", padx=12, pady=8)
+        self._lines.pack(fill="x")
+        self._buttons = ttk.Frame(win, padding=(12, 0, 12, 12))
+        self._buttons.pack(fill="x")
+        self._button_key: tuple[bool, bool, bool, bool] | None = None
+        self.refresh()
+
+    def _rebuild_buttons(self, view: StatusView) -> None:
+        key = (view.permissions.allow_pause, view.paused, view.permissions.allow_quit, view.ack_needed)
+        if key == self._button_key:
+            return
+        self._button_key = key
+        for child in self._buttons.winfo_children():
+            child.destroy()
+        t, a = self._t, self._actions
+        entries: list[tuple[str, str, Callable[[], None]]] = [
+            ("step_away", t("tray.menu.step_away"), a.step_away),
+            ("reported", t("tray.menu.reported"), a.show_reported),
+            ("view_policy", t("tray.menu.view_policy"), a.show_policy),
+            ("acknowledge", t("tray.menu.acknowledge"), a.show_ack),
+        ]
+        if view.paused:
+            entries.append(("resume", t("tray.menu.resume"), a.resume))
+        elif view.permissions.allow_pause:
+            entries.append(("pause", t("tray.menu.pause"), self._ask_pause))
+        if view.permissions.allow_quit:
+            entries.append(("quit", t("tray.menu.quit"), a.quit))
+        entries.append(("close", t("status.close"), self.close))
+        for name, text, command in entries:
+            tk.Button(self._buttons, name=name, text=text, font=self._font, command=command, anchor="w").pack(
+                fill="x", pady=2
+            )
+
+    def _ask_pause(self) -> None:
+        view = build_view(self._t, self._status())
+        if self.win is not None:
+            show_pause_dialog(self.win, self._t, view.permissions.pause_max_minutes, self._actions.pause)
+
+    def refresh(self) -> None:
+        win = self.win
+        if win is None or not win.winfo_exists():
+            return
+        view = build_view(self._t, self._status())
+        self._photo = _photo(win, view)
+        self._icon_label.configure(image=self._photo)
+        rgb = FILL[view.state]
+        self._state_label.configure(
+            text=self._t(f"tray.state.{view.state.value}"), fg="#{:02x}{:02x}{:02x}".format(*rgb)
+        )
+        self._lines.configure(text="\n".join(view.lines))
+        self._rebuild_buttons(view)
+        win.after(REFRESH_MS, self.refresh)
+
+    def close(self) -> None:
+        if self.win is not None and self.win.winfo_exists():
+            self.win.destroy()
+        self.win = None
+
+
+def _photo(win: tk.Misc, view: StatusView) -> Any:
+    from PIL import ImageTk
+
+    return ImageTk.PhotoImage(icon_image(view.state, "light", 48), master=win)
+
+
+def show_pause_dialog(
+    master: tk.Misc, t: Translate, max_minutes: int, on_pause: Callable[[int, str], None]
+) -> tk.Toplevel:
+    """Ask for a reason (reported) and a duration no longer than the policy's maximum."""
+    win = tk.Toplevel(master, name="pause")
+    win.title(t("pause.title"))
+    win.wm_attributes("-topmost", True)
+    font = ui_font(win, 12)
+    frame = ttk.Frame(win, padding=12)
+    frame.pack(fill="both", expand=True)
+    tk.Label(frame, text=t("pause.reason_label"), font=font, anchor="w").pack(fill="x")
+    reason = tk.StringVar(win, PAUSE_REASONS[0])
+    for code in PAUSE_REASONS:
+        tk.Radiobutton(
+            frame, text=t(f"pause.reason.{code}"), value=code, variable=reason, font=font, anchor="w"
+        ).pack(fill="x")
+    tk.Label(frame, text=t("pause.minutes_label", max=max_minutes), font=font, anchor="w").pack(
+        fill="x", pady=(8, 0)
+    )
+    minutes = tk.IntVar(win, min(15, max_minutes))
+    tk.Spinbox(frame, from_=1, to=max_minutes, textvariable=minutes, font=font, width=6).pack(anchor="w")
+    buttons = ttk.Frame(frame)
+    buttons.pack(fill="x", pady=(12, 0))
+
+    def ok() -> None:
+        try:
+            value = int(minutes.get())
+        except (tk.TclError, ValueError):
+            value = max_minutes
+        on_pause(clamp_minutes(value, max_minutes), reason.get())
+        win.destroy()
+
+    tk.Button(buttons, name="ok", text=t("pause.ok"), font=font, command=ok).pack(side="right")
+    tk.Button(buttons, name="cancel", text=t("pause.cancel"), font=font, command=win.destroy).pack(
+        side="right", padx=8
+    )
+    return win
+
+
+def clamp_minutes(value: int, max_minutes: int) -> int:
+    """The policy's maximum is a hard limit, whatever the spinbox says."""
+    return max(1, min(int(value), max_minutes))
+
+
+def show_text_window(master: tk.Misc, title: str, text: str, name: str) -> tk.Toplevel:
+    """A read-only, scrollable text viewer (What is reported, View policy)."""
+    win = tk.Toplevel(master, name=name)
+    win.title(title)
+    win.wm_attributes("-topmost", True)
+    tk.Button(win, name="ok", text="OK", command=win.destroy).pack(side="bottom", pady=4)
+    box = tk.Text(win, name="text", width=90, height=24, wrap="word", font=ui_font(win, 11))
+    scroll = ttk.Scrollbar(win, command=box.yview)
+    box.configure(yscrollcommand=scroll.set)
+    scroll.pack(side="right", fill="y")
+    box.pack(side="left", fill="both", expand=True)
+    box.insert("1.0", text)
+    box.configure(state="disabled")
+    return win

@@ -1,0 +1,383 @@
+"""The tray icon (pystray) and the worker's actions (issue 7, item 1).
+
+Threads: :meth:`Tray.run` owns the main thread (pystray must on macOS). A refresher thread re-reads the
+runtime's ``status_provider()`` every ``refresh_interval`` seconds or when asked through the tray's queue
+(:meth:`Tray.refresh`, :meth:`Tray.show_ack`, ...: safe from any thread) and updates icon, tooltip and menu. Tk
+dialogs run on the :class:`TkHost` thread. What the worker asks for goes out as one-line commands, to a
+``queue.Queue[str]`` or a callback:
+
+    step_away                         protect now
+    pause <minutes> <reason_code>     only sent when the policy allows; minutes <= pause_max
+    resume
+    quit                              only sent when the policy allows; the runtime stops, then calls stop()
+    acknowledge <policy_id> <version> the worker acknowledged that policy version (see agent.ack.AckFlow)
+
+Backend: $PYSTRAY_BACKEND wins; else on Linux AppIndicator (menus) when importable, else X11 (``xorg``, no
+menu: a click opens the status window with the same actions); Windows ``win32``, macOS ``darwin``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from agent.errors import MamoriError
+from agent.platform.base import Capabilities
+from agent.tray.icons import Panel, TrayState, icon_image, panel_theme
+from agent.tray.tkhost import TkHost, TkUnavailableError
+from agent.tray.view import StatusView, build_view
+from policy.model import Policy
+
+logger = logging.getLogger(__name__)
+
+Translate = Callable[..., str]
+
+MENU_BACKENDS = ("appindicator", "gtk", "win32", "darwin")
+
+
+class TrayUnavailableError(MamoriError):
+    """No tray backend could start; carries every backend's failure and what to do."""
+
+    def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
+        self.failures = list(failures)
+        detail = "; ".join(f"{name}: {reason}" for name, reason in failures)
+        super().__init__(
+            f"no system tray available ({detail}); run in a desktop session with a tray, "
+            "install AppIndicator support (gir1.2-ayatanaappindicator3-0.1 python3-gi) or use --no-tray"
+        )
+
+
+def backend_candidates(environ: Mapping[str, str] | None = None, platform: str | None = None) -> list[str]:
+    """pystray backends to try, in order (pynput/pystray model: an environment variable wins)."""
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    forced = env.get("PYSTRAY_BACKEND")
+    if forced:
+        return [forced]
+    if plat == "win32":
+        return ["win32"]
+    if plat == "darwin":
+        return ["darwin"]
+    return ["appindicator", "xorg"]
+
+
+def load_pystray(candidates: Sequence[str]) -> tuple[Any, str]:
+    """Import pystray with the first backend that loads; returns (module, backend name).
+
+    pystray picks its backend once, at import, from $PYSTRAY_BACKEND; a failed import leaves a half-imported
+    package behind, so it is removed from sys.modules before the next candidate.
+    """
+    failures: list[tuple[str, str]] = []
+    previous = os.environ.get("PYSTRAY_BACKEND")
+    try:
+        for name in candidates:
+            os.environ["PYSTRAY_BACKEND"] = name
+            for mod in [m for m in sys.modules if m == "pystray" or m.startswith("pystray.")]:
+                del sys.modules[mod]
+            try:
+                import pystray
+
+                return pystray, name
+            except Exception as err:  # ImportError, or Xlib's DisplayNameError when there is no X server
+                failures.append((name, f"{type(err).__name__}: {err}"))
+    finally:
+        if previous is None:
+            os.environ.pop("PYSTRAY_BACKEND", None)
+        else:
+            os.environ["PYSTRAY_BACKEND"] = previous
+    raise TrayUnavailableError(failures)
+
+
+class Tray:
+    """The worker's tray icon and the actions behind its menu and status window."""
+
+    def __init__(
+        self,
+        translator: Translate,
+        status_provider: Callable[[], Mapping[str, Any]],
+        commands: queue.Queue[str] | Callable[[str], None],
+        capabilities: Capabilities | None = None,
+        *,
+        reported_provider: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+        policy_provider: Callable[[], Policy | None] | None = None,
+        panel: Panel | None = None,
+        refresh_interval: float = 2.0,
+        ui: TkHost | None = None,
+        name: str = "Mamori",
+    ) -> None:
+        self._t = translator
+        self._status_provider = status_provider
+        self._commands = commands
+        self.capabilities = capabilities
+        self._reported = reported_provider
+        self._policy = policy_provider
+        self.panel: Panel = panel or panel_theme()
+        self._interval = refresh_interval
+        self._ui = ui
+        self._own_ui = ui is None
+        self._name = name
+        self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._stopped = threading.Event()
+        self._icon: Any = None
+        self._pystray: Any = None
+        self.backend: str | None = None
+        self.state: TrayState | None = None
+        self._view: StatusView | None = None
+        self._status_window: Any = None
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------- lifecycle
+
+    @property
+    def has_menu(self) -> bool:
+        return bool(self._icon is not None and getattr(self._icon, "HAS_MENU", False))
+
+    def run(self) -> None:
+        """Show the icon and block until :meth:`stop` (call on the main thread)."""
+        pystray, self.backend = load_pystray(backend_candidates())
+        self._pystray = pystray
+        view = self._read_view()
+        self._icon = pystray.Icon(
+            self._name,
+            icon=icon_image(view.state, self.panel, 64),
+            title=view.tooltip,
+            menu=pystray.Menu(self._menu_items),
+        )
+        self.state = view.state
+        logger.info("tray backend %s (menu: %s)", self.backend, self.has_menu)
+        self._icon.run(setup=self._setup)
+
+    def _setup(self, icon: Any) -> None:
+        icon.visible = True
+        threading.Thread(target=self._refresh_loop, name="mamori-tray", daemon=True).start()
+
+    def stop(self) -> None:
+        """Remove the icon and end :meth:`run` (from any thread)."""
+        self._stopped.set()
+        self._inbox.put(None)
+        if self._icon is not None:
+            self._icon.stop()
+        if self._own_ui and self._ui is not None:
+            self._ui.stop()
+
+    # ----------------------------------------------------------------------- the tray's queue (in)
+
+    def refresh(self) -> None:
+        """Re-read the status now (e.g. the presence stage or a check changed)."""
+        self._inbox.put(lambda: None)
+
+    def set_translator(self, translator: Translate) -> None:
+        """A new policy brought [messages] overrides or the language changed."""
+        self._t = translator
+        self.refresh()
+
+    def _refresh_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                job = self._inbox.get(timeout=self._interval)
+            except queue.Empty:
+                job = None if self._stopped.is_set() else (lambda: None)
+            if job is None:
+                if self._stopped.is_set():
+                    return
+                continue
+            try:
+                job()
+                self._apply(self._read_view())
+            except Exception:
+                logger.exception("tray refresh failed")
+
+    def _read_view(self) -> StatusView:
+        try:
+            status = self._status_provider()
+        except Exception:
+            logger.exception("status provider failed")
+            status = {"degraded": ["status"]}
+        view = build_view(self._t, status)
+        with self._lock:
+            self._view = view
+        return view
+
+    def _apply(self, view: StatusView) -> None:
+        icon = self._icon
+        if icon is None:
+            return
+        if view.state != self.state:
+            icon.icon = icon_image(view.state, self.panel, 64)
+            self.state = view.state
+        if icon.title != view.tooltip:
+            icon.title = view.tooltip
+        if self.has_menu:
+            icon.update_menu()
+
+    def view(self) -> StatusView:
+        with self._lock:
+            if self._view is not None:
+                return self._view
+        return self._read_view()
+
+    # --------------------------------------------------------------------------------- the menu
+
+    def _menu_items(self) -> Iterator[Any]:
+        ps = self._pystray
+        item, sep = ps.MenuItem, ps.Menu.SEPARATOR
+        t = self._t
+        view = self.view()
+        # The default item is what a click on a menu-less icon does: open the status window.
+        yield item(
+            t("tray.menu.open_status"), self._on(self.show_status), default=True, visible=self.has_menu
+        )
+        yield item(t(f"tray.state.{view.state.value}"), None, enabled=False)
+        for line in view.lines:
+            yield item(line, None, enabled=False)
+        yield sep
+        yield item(t("tray.menu.step_away"), self._on(self.step_away))
+        yield item(t("tray.menu.reported"), self._on(self.show_reported))
+        yield item(t("tray.menu.view_policy"), self._on(self.show_policy))
+        yield item(t("tray.menu.acknowledge"), self._on(self.show_ack), enabled=view.policy_id is not None)
+        if view.paused:
+            yield item(t("tray.menu.resume"), self._on(self.resume))
+        elif view.permissions.allow_pause:
+            yield item(t("tray.menu.pause"), self._on(self.ask_pause))
+        if view.permissions.allow_quit:
+            yield sep
+            yield item(t("tray.menu.quit"), self._on(self.quit))
+
+    @staticmethod
+    def _on(action: Callable[[], None]) -> Callable[[Any, Any], None]:
+        def handler(_icon: Any, _item: Any) -> None:
+            action()
+
+        return handler
+
+    # ------------------------------------------------------------------------- actions (out)
+
+    def _send(self, command: str) -> None:
+        logger.info("tray command %s", command.split(" ", maxsplit=1)[0])
+        if isinstance(self._commands, queue.Queue):
+            self._commands.put(command)
+        else:
+            self._commands(command)
+        self.refresh()
+
+    def step_away(self) -> None:
+        self._send("step_away")
+
+    def pause(self, minutes: int, reason: str) -> None:
+        perms = self._read_view().permissions  # the policy may have changed since the dialog opened
+        if not perms.allow_pause:
+            logger.warning("pause refused: the policy does not allow it")
+            return
+        minutes = max(1, min(int(minutes), perms.pause_max_minutes))
+        self._send(f"pause {minutes} {reason.split(maxsplit=1)[0] if reason.strip() else 'other'}")
+
+    def resume(self) -> None:
+        self._send("resume")
+
+    def quit(self) -> None:
+        if not self._read_view().permissions.allow_quit:
+            logger.warning("quit refused: the policy does not allow it")
+            return
+        self._send("quit")
+
+    def acknowledge(self, policy_id: str, version: int) -> None:
+        self._send(f"acknowledge {policy_id} {version}")
+
+    # --------------------------------------------------------------------- windows (Tk thread)
+
+    def _tk(self) -> TkHost | None:
+        if self._ui is None:
+            self._ui = TkHost()
+        try:
+            return self._ui.start()
+        except TkUnavailableError as err:
+            logger.error("%s", err)
+            return None
+
+    def show_status(self) -> None:
+        from agent.tray.statuswindow import StatusWindow
+
+        ui = self._tk()
+        if ui is None:
+            return
+
+        def present(root: Any) -> None:
+            if self._status_window is None:
+                self._status_window = StatusWindow(root, self._t, self._status_provider, self)
+            self._status_window.present()
+
+        ui.call(present)
+
+    def ask_pause(self) -> None:
+        from agent.tray.statuswindow import show_pause_dialog
+
+        perms = self._read_view().permissions
+        ui = self._tk()
+        if ui is None or not perms.allow_pause:
+            return
+        ui.call(lambda root: show_pause_dialog(root, self._t, perms.pause_max_minutes, self.pause))
+
+    def show_reported(self) -> None:
+        from agent.tray.statuswindow import show_text_window
+
+        ui = self._tk()
+        if ui is None:
+            return
+        text = reported_text(self._t, self._reported() if self._reported else [])
+        ui.call(lambda root: show_text_window(root, self._t("status.reported.title"), text, "reported"))
+
+    def show_policy(self) -> None:
+        from agent.tray.statuswindow import show_text_window
+
+        ui = self._tk()
+        if ui is None:
+            return
+        text = policy_text(self._t, self._policy() if self._policy else None)
+        ui.call(lambda root: show_text_window(root, self._t("tray.menu.view_policy"), text, "policy"))
+
+    def show_ack(self) -> None:
+        """Open the acknowledgement dialog for the policy in effect (safe from any thread)."""
+        from agent.ack import show_ack_dialog
+
+        policy = self._policy() if self._policy else None
+        ui = self._tk()
+        if ui is None or policy is None:
+            return
+        ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
+
+    def show_ack_for(self, policy: Policy) -> None:
+        """AckFlow's ``show_dialog`` hook: open the dialog for this policy."""
+        from agent.ack import show_ack_dialog
+
+        ui = self._tk()
+        if ui is not None:
+            ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
+
+
+def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:
+    """The last events exactly as sent (one JSON document a line), under the privacy promise."""
+    head = t("status.reported.privacy")
+    if not records:
+        return f"{head}\n\n{t('status.reported.none')}\n"
+    body = "\n".join(json.dumps(r, ensure_ascii=False, sort_keys=True) for r in records)
+    return f"{head}\n\n{body}\n"
+
+
+def policy_text(t: Translate, policy: Policy | None) -> str:
+    from agent.ack import policy_summary
+
+    if policy is None:
+        return t("status.policy.none") + "\n"
+    lines = [t("status.policy", id=policy.id, version=policy.version), ""]
+    lang = getattr(t, "language", "en")
+    ack_text = policy.acknowledgement.text.get(lang)
+    if ack_text:
+        lines += [ack_text, ""]
+    lines += ["• " + line for line in policy_summary(t, policy)]
+    return "\n".join(lines) + "\n"

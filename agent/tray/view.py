@@ -1,0 +1,207 @@
+"""Pure: turn the runtime's status dictionary into what the tray shows (state, tooltip, status lines, actions).
+
+The runtime's ``status()`` is a plain dict so that it can cross the control socket unchanged
+(``mamori agent status --json``). This module reads it tolerantly: a missing key means "unknown", never a crash,
+because the tray must keep showing *something* while parts of the agent start or fail. Keys read::
+
+    presence:      {"stage": "active"|"warn"|"protect"|"lock", "seconds_left": float}   (or just the stage)
+    cover_reasons: ["away"|"step_away"|"share"|"posture"|"ack", ...]
+    paused_until:  ISO 8601 string or null         (or "paused": bool)
+    checks:        [{"id", "status": "pass"|"fail"|"error"|"skip", "mode", "enforcement": "none"|"warn"|"block"}]
+    capabilities:  {"window_list": bool, "cover": bool, "lock": bool, "idle": bool, ...}
+    degraded:      ["capability", ...]              (alternative to capabilities)
+    policy:        {"id", "version", "ack_required": bool, "acknowledged": bool} or null
+    worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent.tray.icons import TrayState
+
+Translate = Callable[..., str]
+
+# Capabilities whose absence makes protection weaker (shown as "degraded").
+ESSENTIAL_CAPABILITIES = ("idle", "window_list", "cover", "lock")
+
+
+@dataclass(frozen=True)
+class Permissions:
+    allow_pause: bool = False
+    pause_max_minutes: int = 0
+    allow_quit: bool = False
+
+
+@dataclass(frozen=True)
+class StatusView:
+    state: TrayState
+    tooltip: str
+    lines: tuple[str, ...]  # presence, policy, checks, capabilities: one line each, in the worker's language
+    permissions: Permissions
+    paused: bool
+    ack_needed: bool
+    policy_id: str | None
+    policy_version: int | None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _stage(status: Mapping[str, Any]) -> tuple[str, float | None]:
+    presence = status.get("presence")
+    if isinstance(presence, str):
+        return presence, None
+    p = _mapping(presence)
+    left = p.get("seconds_left")
+    return str(p.get("stage", "unknown")), float(left) if isinstance(left, int | float) else None
+
+
+def _checks(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    checks = status.get("checks")
+    if not isinstance(checks, Sequence) or isinstance(checks, str):
+        return []
+    return [c for c in checks if isinstance(c, Mapping)]
+
+
+def _failing(check: Mapping[str, Any]) -> bool:
+    return check.get("status") in ("fail", "error")
+
+
+def missing_capabilities(status: Mapping[str, Any]) -> list[str]:
+    caps = status.get("capabilities")
+    if isinstance(caps, Mapping):
+        return [
+            name for name, ok in caps.items() if not ok and name in (*ESSENTIAL_CAPABILITIES, "tray_menu")
+        ]
+    degraded = status.get("degraded")
+    if isinstance(degraded, Sequence) and not isinstance(degraded, str):
+        return [str(d) for d in degraded]
+    return []
+
+
+def is_paused(status: Mapping[str, Any], now: datetime | None = None) -> bool:
+    until = status.get("paused_until")
+    if isinstance(until, str) and until:
+        if now is None:
+            return True
+        try:
+            return datetime.fromisoformat(until) > now
+        except ValueError:
+            return True
+    return bool(status.get("paused", False))
+
+
+def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TrayState:
+    """One state for the icon. Priority: paused > blocked > covered > warning > degraded > protected.
+
+    Paused wins because it is the state the worker chose and must not forget; blocked beats covered because
+    it needs the worker to act (connect the VPN), while covered only needs them to come back.
+    """
+    if is_paused(status, now):
+        return TrayState.PAUSED
+    checks = _checks(status)
+    if any(_failing(c) and c.get("enforcement") == "block" for c in checks):
+        return TrayState.BLOCKED
+    stage, _ = _stage(status)
+    reasons = status.get("cover_reasons") or []
+    if stage in ("protect", "lock") or (isinstance(reasons, Sequence) and len(reasons) > 0):
+        return TrayState.COVERED
+    if stage == "warn" or any(_failing(c) and c.get("enforcement") == "warn" for c in checks):
+        return TrayState.WARNING
+    if missing_capabilities(status):
+        return TrayState.DEGRADED
+    return TrayState.PROTECTED
+
+
+def permissions(status: Mapping[str, Any]) -> Permissions:
+    worker = _mapping(status.get("worker"))
+    pause_max = worker.get("pause_max", 0)
+    minutes = int(pause_max // 60) if isinstance(pause_max, int | float) else 0
+    return Permissions(
+        allow_pause=bool(worker.get("allow_pause", False)) and minutes > 0,
+        pause_max_minutes=minutes,
+        allow_quit=bool(worker.get("allow_quit", False)),
+    )
+
+
+def check_name(t: Translate, check_id: str) -> str:
+    """A check's display name: ``check.<id>`` (or of its family, e.g. tls.0 -> check.tls), else the id."""
+    for key in (f"check.{check_id}", f"check.{check_id.split('.', maxsplit=1)[0].split(':', maxsplit=1)[0]}"):
+        try:
+            return t(key)
+        except KeyError:
+            continue
+    return check_id
+
+
+def remedy(t: Translate, check_id: str) -> str:
+    family = check_id.split(".", maxsplit=1)[0].split(":", maxsplit=1)[0]
+    for key in (f"remedy.{check_id}", f"remedy.{family}", "remedy.generic"):
+        try:
+            return t(key)
+        except KeyError:
+            continue
+    return ""
+
+
+def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = None) -> StatusView:
+    state = tray_state(status, now)
+    lines: list[str] = []
+    stage, left = _stage(status)
+    if is_paused(status, now):
+        until = status.get("paused_until")
+        when = str(until)[11:16] if isinstance(until, str) and len(until) >= 16 else "?"
+        lines.append(t("status.paused_until", until=when))
+    if stage == "warn" and left is not None:
+        lines.append(t("status.presence.warn_countdown", seconds=max(0, round(left))))
+    elif stage in ("active", "warn", "protect", "lock"):
+        lines.append(t(f"status.presence.{stage}"))
+    else:
+        lines.append(t("status.presence.unknown"))
+    reasons = status.get("cover_reasons") or []
+    if isinstance(reasons, Sequence) and not isinstance(reasons, str) and reasons:
+        names = []
+        for r in reasons:
+            try:
+                names.append(t(f"reason.{r}"))
+            except KeyError:
+                names.append(str(r))
+        lines.append(t("status.cover_reason", reasons=", ".join(names)))
+    policy = _mapping(status.get("policy"))
+    ack_needed = bool(policy.get("ack_required")) and not bool(policy.get("acknowledged", False))
+    if policy.get("id"):
+        lines.append(t("status.policy", id=policy["id"], version=policy.get("version", "?")))
+        if ack_needed:
+            lines.append(t("status.policy.ack_needed"))
+    else:
+        lines.append(t("status.policy.none"))
+    checks = _checks(status)
+    if not checks:
+        lines.append(t("status.no_checks"))
+    for c in checks:
+        result = str(c.get("status", "error"))
+        if result not in ("pass", "fail", "error", "skip"):
+            result = "error"
+        lines.append(t(f"status.check.{result}", name=check_name(t, str(c.get("id", "?")))))
+    for cap in missing_capabilities(status):
+        try:
+            name = t(f"doctor.cap.{cap}")
+        except KeyError:
+            name = cap
+        lines.append(t("status.capability.missing", name=name))
+    version = policy.get("version")
+    return StatusView(
+        state=state,
+        tooltip=f"{t('product.name')}: {t(f'tray.state.{state.value}')}",
+        lines=tuple(lines),
+        permissions=permissions(status),
+        paused=is_paused(status, now),
+        ack_needed=ack_needed,
+        policy_id=str(policy["id"]) if policy.get("id") else None,
+        policy_version=int(version) if isinstance(version, int) else None,
+    )
