@@ -45,7 +45,10 @@ class Kind(StrEnum):
     POLICY_APPLIED = "policy.applied"  # data: policy_id, version
     POLICY_REJECTED = "policy.rejected"  # data: policy_id, version, reason
     POLICY_ACKNOWLEDGED = "policy.acknowledged"  # data: policy_id, version
-    HEARTBEAT = "heartbeat"  # data: state summary
+    HEARTBEAT = "heartbeat"  # data: state, stage, failing, policy_id, policy_version, uptime_s
+    # reporting itself (Device Config State Change 5019; built by agent/report, not published by producers)
+    REPORT_GAP = "report.gap"  # data: dropped {kind: n}, coalesced {kind: n}, first_sequence, last_sequence
+    REPORT_REJECTED = "report.rejected"  # data: count, uids, reasons {code: n}
 
 
 @dataclass(frozen=True)
