@@ -1,0 +1,156 @@
+"""Is the screen being shared or recorded? A pure decision over one snapshot (STYLE.md: decide/ habits).
+
+Inputs are what the platform can see: the top-level windows, the running processes (names only, never
+command lines) and, on Wayland, the PipeWire screencast streams. Each may be unreadable (``None``): the
+signatures that depend on it are then reported in ``ShareState.unknown`` — never silently "not sharing"
+(issue 6). No OS or network library is imported here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from agent.platform.base import Window
+from policy.model import ShareSignature
+
+# The app name reported when PipeWire screencasts cannot be read on a Wayland session.
+PIPEWIRE_APP = "Screencast (PipeWire)"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A running process as the share guard sees it: id and executable base name, nothing else."""
+
+    pid: int
+    name: str
+
+
+@dataclass(frozen=True)
+class CaptureStream:
+    """A live screen capture seen below the window level (a PipeWire screencast node being consumed)."""
+
+    app: str
+
+
+@dataclass(frozen=True)
+class ShareState:
+    """``apps``: names of the sharing/recording apps detected; ``unknown``: apps whose state could not be
+    read (their signals were unavailable). ``active`` is true when any app is detected."""
+
+    active: bool
+    apps: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+NOT_SHARING = ShareState(active=False)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    process_re: re.Pattern[str] | None  # None: the signature names no process
+
+
+def _normalise(name: str) -> str:
+    # Process globs are case-insensitive and ".exe" is optional (policy/model.py, CustomerApp.processes).
+    lowered = name.strip().lower()
+    return lowered[:-4] if lowered.endswith(".exe") else lowered
+
+
+@lru_cache(maxsize=512)
+def _compile(signature: ShareSignature) -> _Compiled:
+    if not signature.processes:
+        return _Compiled(process_re=None)
+    parts = [fnmatch.translate(_normalise(p)) for p in signature.processes]
+    return _Compiled(process_re=re.compile("|".join(f"(?:{p})" for p in parts)))
+
+
+def process_matches(name: str, patterns: Sequence[str]) -> bool:
+    """True when the executable base name matches one of the globs (case-insensitive, '.exe' optional)."""
+    normalised = _normalise(name)
+    return any(fnmatch.fnmatchcase(normalised, _normalise(p)) for p in patterns)
+
+
+def _window_matches(signature: ShareSignature, compiled: _Compiled, window: Window) -> bool:
+    if signature.title is not None and not signature.title.search(window.title):
+        return False
+    if signature.wm_class is not None and not signature.wm_class.search(window.wm_class):
+        return False
+    # An indicator must belong to the signature's process when the owner is known: a text editor showing
+    # a file named like an indicator is not a share. An unknown owner ("") does not rule it out.
+    return not (
+        compiled.process_re is not None
+        and window.process_name
+        and not compiled.process_re.match(_normalise(window.process_name))
+    )
+
+
+def _evaluate(
+    signature: ShareSignature,
+    windows: Sequence[Window] | None,
+    process_names: frozenset[str] | None,
+    titles_readable: bool,
+) -> bool | None:
+    """True: sharing; False: not sharing; None: cannot tell."""
+    compiled = _compile(signature)
+    if compiled.process_re is None:
+        running: bool | None = True
+    elif process_names is None:
+        running = None
+    else:
+        running = any(compiled.process_re.match(n) for n in process_names)
+    if signature.title is None and signature.wm_class is None:
+        return running
+    if running is False:
+        return False
+    if windows is None:
+        return None
+    if any(_window_matches(signature, compiled, w) for w in windows):
+        return True
+    if signature.title is not None and not titles_readable:
+        return None
+    # The window list is readable and shows no indicator: a share needs its indicator, so this is a "no"
+    # even when the process list could not be read.
+    return False
+
+
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def detect(
+    windows: Sequence[Window] | None,
+    processes: Sequence[ProcessInfo] | None,
+    signatures: Sequence[ShareSignature],
+    *,
+    captures: Sequence[CaptureStream] | None = (),
+    titles_readable: bool = True,
+) -> ShareState:
+    """Evaluate every signature over one snapshot.
+
+    ``windows``/``processes``/``captures`` are ``None`` when that source could not be read;
+    ``titles_readable`` is false when the OS hides other apps' window titles (macOS without the Screen
+    Recording permission). An app that is detected by any signature is never also listed as unknown.
+    """
+    process_names = frozenset(_normalise(p.name) for p in processes) if processes is not None else None
+    found: list[str] = []
+    unknown: list[str] = []
+    for signature in signatures:
+        result = _evaluate(signature, windows, process_names, titles_readable)
+        if result is True:
+            found.append(signature.app)
+        elif result is None:
+            unknown.append(signature.app)
+    if captures is None:
+        unknown.append(PIPEWIRE_APP)
+    else:
+        found.extend(c.app for c in captures)
+    apps = _unique(found)
+    return ShareState(
+        active=bool(apps),
+        apps=apps,
+        unknown=tuple(a for a in _unique(unknown) if a not in apps),
+    )

@@ -1,0 +1,292 @@
+"""The share/recording monitor: polls the desktop, decides with :func:`agent.share.detect.detect`, reports.
+
+Every ``interval`` (0.2 s by default, so a share is seen well within the 1 s budget of SPEC.md's
+performance table) it reads the window list, the process names and, on Wayland, PipeWire screencasts;
+then it
+
+- calls ``on_change(state)`` when the state changes (and once for the first state);
+- sets or clears the runtime's "share" cover reason through ``set_cover_reason`` when given, honouring the
+  policy's ``screen_share.protect``;
+- publishes ``SHARE_STARTED`` (app) and ``SHARE_ENDED`` (app, duration_s) per app — app names only, never
+  meeting titles or URLs (SPEC.md, Events);
+- calls ``notify`` once per share (inactive -> active) with the ja/en notice that customer windows are hidden;
+- publishes ``CAPABILITY_DEGRADED`` when a signal becomes unreadable (apps in ``ShareState.unknown``);
+- runs the self-check ``selfcheck_delay`` seconds after a share starts and every ``selfcheck_interval``
+  while it lasts.
+
+An app must be absent for ``end_grace`` seconds before its share ends, so an indicator window that is
+briefly unmapped (toolbar auto-hide, a redraw) does not uncover customer windows for a moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.clock import Clock
+from agent.i18n import Translator
+from agent.platform.base import Desktop, PlatformError, Window
+from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.share.detect import NOT_SHARING, CaptureStream, ProcessInfo, ShareState, detect
+from agent.share.pipewire import default_capture_probe
+from agent.share.processes import ProcessLister, PsutilProcessLister
+from agent.share.signatures import OsFamily, signatures_for
+from policy.model import Policy
+
+logger = logging.getLogger(__name__)
+
+COVER_REASON = "share"
+COVER_MESSAGE_KEY = "share.cover"
+NOTICE_MESSAGE_KEY = "share.notice"
+
+CaptureProbe = Callable[[], Sequence[CaptureStream] | None]
+SetCoverReason = Callable[[str, bool, str | None], None]
+
+
+@dataclass(frozen=True)
+class ShareNotice:
+    """The once-per-share notice for the worker: which apps, and the text in ja and en."""
+
+    apps: tuple[str, ...]
+    text: dict[str, str]
+
+
+class ShareMonitor:
+    def __init__(  # noqa: PLR0917 - the documented call shape: (policy, desktop, clock, on_change, stream)
+        self,
+        policy: Policy,
+        desktop: Desktop,
+        clock: Clock,
+        on_change: Callable[[ShareState], None],
+        stream: EventStream | None = None,
+        process_lister: ProcessLister | None = None,
+        *,
+        capture_probe: CaptureProbe | Literal["auto"] | None = "auto",
+        set_cover_reason: SetCoverReason | None = None,
+        notify: Callable[[ShareNotice], None] | None = None,
+        selfcheck: Callable[[], object] | None = None,
+        interval: float = 0.2,
+        end_grace: float = 0.3,
+        capture_interval: float = 2.0,
+        selfcheck_delay: float = 1.0,
+        selfcheck_interval: float = 30.0,
+        os_family: OsFamily | None = None,
+        titles_readable: bool = True,
+    ) -> None:
+        self._desktop = desktop
+        self._clock = clock
+        self._on_change = on_change
+        self._stream = stream
+        self._processes: ProcessLister = (
+            process_lister if process_lister is not None else PsutilProcessLister()
+        )
+        self._probe: CaptureProbe | None = (
+            default_capture_probe() if capture_probe == "auto" else capture_probe
+        )
+        self._set_cover_reason = set_cover_reason
+        self._notify = notify
+        self._selfcheck = selfcheck
+        self.interval = interval
+        self.end_grace = end_grace
+        self.capture_interval = capture_interval
+        self.selfcheck_delay = selfcheck_delay
+        self.selfcheck_interval = selfcheck_interval
+        self._os_family = os_family
+        self._titles_readable = titles_readable
+
+        self._lock = threading.Lock()
+        self._policy = policy
+        self._signatures = signatures_for(policy, os_family)
+        self._state: ShareState | None = None
+        self._since: dict[str, float] = {}  # app -> monotonic start of its share
+        self._last_seen: dict[str, float] = {}
+        self._share_started: float | None = None
+        self._next_selfcheck: float | None = None
+        self._captures: Sequence[CaptureStream] | None = ()
+        self._next_capture = float("-inf")
+        self._cover_on: bool | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- configuration ---------------------------------------------------------------------------------
+    def set_policy(self, policy: Policy) -> None:
+        """A new trusted policy: its signatures and ``protect`` apply from the next poll."""
+        with self._lock:
+            self._policy = policy
+            self._signatures = signatures_for(policy, self._os_family)
+
+    @property
+    def state(self) -> ShareState:
+        with self._lock:
+            return self._state or NOT_SHARING
+
+    # ---- polling ---------------------------------------------------------------------------------------
+    def _read_windows(self) -> list[Window] | None:
+        try:
+            if not self._desktop.capabilities().window_list:
+                return None
+            return self._desktop.windows()
+        except PlatformError as err:
+            logger.warning("window list unavailable for share detection: %s", err)
+            return None
+
+    def _read_processes(self) -> Sequence[ProcessInfo] | None:
+        try:
+            return self._processes()
+        except (OSError, PlatformError) as err:
+            logger.warning("process list unavailable for share detection: %s", err)
+            return None
+
+    def _read_captures(self, now: float) -> Sequence[CaptureStream] | None:
+        # pw-dump is a subprocess: far too costly for every 0.2 s poll, so it runs every capture_interval.
+        if self._probe is None:
+            return ()
+        if now >= self._next_capture:
+            self._next_capture = now + self.capture_interval
+            try:
+                self._captures = self._probe()
+            except OSError as err:
+                logger.warning("screencast probe failed: %s", err)
+                self._captures = None
+        return self._captures
+
+    def poll_once(self) -> ShareState:
+        """One detection round; returns the (debounced) state. Safe to call from tests with a FakeClock."""
+        with self._lock:
+            now = self._clock.monotonic()
+            raw = detect(
+                self._read_windows(),
+                self._read_processes(),
+                self._signatures,
+                captures=self._read_captures(now),
+                titles_readable=self._titles_readable,
+            )
+            previous = self._state or NOT_SHARING
+            first = self._state is None
+            started, ended = self._track(raw, now)
+            apps = tuple(a for a in self._since)
+            state = ShareState(
+                active=bool(apps), apps=apps, unknown=tuple(a for a in raw.unknown if a not in self._since)
+            )
+            self._state = state
+            protect = self._policy.screen_share.protect
+            messages = self._policy.messages
+        self._report(previous=previous, state=state, started=started, ended=ended, first=first)
+        self._apply_cover(state.active and protect)
+        if state.active and not previous.active:
+            self._share_started = now
+            self._next_selfcheck = now + self.selfcheck_delay if protect else None
+            self._send_notice(state, protect, {"ja": messages.ja, "en": messages.en})
+        elif not state.active:
+            self._share_started = None
+            self._next_selfcheck = None
+        if first or state != previous:
+            self._safely(lambda: self._on_change(state))
+        self._maybe_selfcheck(now)
+        return state
+
+    def _track(self, raw: ShareState, now: float) -> tuple[list[str], list[tuple[str, float]]]:
+        started: list[str] = []
+        for app in raw.apps:
+            self._last_seen[app] = now
+            if app not in self._since:
+                self._since[app] = now
+                started.append(app)
+        ended: list[tuple[str, float]] = []
+        for app in list(self._since):
+            if app not in raw.apps and now - self._last_seen[app] >= self.end_grace:
+                ended.append((app, now - self._since.pop(app)))
+                del self._last_seen[app]
+        return started, ended
+
+    def _report(
+        self,
+        *,
+        previous: ShareState,
+        state: ShareState,
+        started: list[str],
+        ended: list[tuple[str, float]],
+        first: bool,
+    ) -> None:
+        for app in started:
+            logger.info("screen share/recording started: %s", app)
+            self._publish(Kind.SHARE_STARTED, {"app": app})
+        for app, duration in ended:
+            logger.info("screen share/recording ended: %s after %.1f s", app, duration)
+            self._publish(Kind.SHARE_ENDED, {"app": app, "duration_s": round(duration, 1)})
+        newly_unknown = set(state.unknown) - set(() if first else previous.unknown)
+        if newly_unknown:
+            logger.warning("cannot tell whether these apps share the screen: %s", sorted(state.unknown))
+            self._publish(
+                Kind.CAPABILITY_DEGRADED,
+                {
+                    "capability": "share_detection",
+                    "reason": "signal_unreadable",
+                    "apps": sorted(state.unknown),
+                },
+            )
+
+    def _apply_cover(self, on: bool) -> None:
+        if self._set_cover_reason is None or on == self._cover_on:
+            return
+        try:
+            self._set_cover_reason(COVER_REASON, on, COVER_MESSAGE_KEY if on else None)
+        except Exception:
+            # Supervision: a failing runtime call must not stop detection; it is retried next poll.
+            logger.exception("setting the share cover reason failed")
+            return
+        self._cover_on = on
+
+    def _send_notice(self, state: ShareState, protect: bool, overrides: dict[str, dict[str, str]]) -> None:
+        if self._notify is None or not protect:
+            return
+        translate = Translator("en", overrides)
+        notice = ShareNotice(
+            apps=state.apps, text=translate.both(NOTICE_MESSAGE_KEY, apps=", ".join(state.apps))
+        )
+        notify = self._notify
+        self._safely(lambda: notify(notice))
+
+    def _maybe_selfcheck(self, now: float) -> None:
+        if self._selfcheck is None or self._next_selfcheck is None or now < self._next_selfcheck:
+            return
+        self._next_selfcheck = now + self.selfcheck_interval
+        self._safely(self._selfcheck)
+
+    def _publish(self, kind: Kind, data: dict[str, object]) -> None:
+        if self._stream is not None:
+            self._stream.publish(AgentEvent(kind, self._clock.now(), data))
+
+    @staticmethod
+    def _safely(call: Callable[[], object]) -> None:
+        # Supervision: a failing consumer (tray, runtime, self-check) must not stop detection.
+        try:
+            call()
+        except Exception:
+            logger.exception("share monitor callback failed")
+
+    # ---- thread ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="share-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("share detection round failed")
+            # A real wait, not clock.sleep: stop() must interrupt it at once.
+            self._stop.wait(self.interval)

@@ -1,0 +1,178 @@
+"""Built-in screen-share and recording signatures, per OS (SPEC.md, "Screen share / recording").
+
+A signature (:class:`policy.model.ShareSignature`, the same type the policy's ``[[screen_share.signatures]]``
+uses) names the app and says what a live share or recording looks like:
+
+- ``processes`` only: the share/recording is live while such a process runs (a recorder, OBS, a capture
+  helper that exists only while capturing);
+- ``title`` and/or ``wm_class``: the share is live while an indicator window with that title/class is shown
+  (Zoom's share toolbar, Teams' sharing control bar, the browser's "… is sharing your screen" bar). When
+  ``processes`` is also given, the indicator must belong to such a process (when the owner is known).
+
+Titles and classes below were collected from the apps' public UI strings and from the window lists that
+tiling-WM and compositor configurations publish for these windows; ja and en variants are both listed.
+Each entry's comment says what it matches. docs/screen-share-guard.md explains how to add one in the policy.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from typing import Literal
+
+from policy.model import Policy, ShareSignature
+
+OsFamily = Literal["linux", "windows", "macos"]
+OS_FAMILIES: tuple[OsFamily, ...] = ("linux", "windows", "macos")
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    # Same flags as policy/load.py uses for policy regexes, so built-ins and policy entries behave alike.
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _sig(
+    app: str, processes: Sequence[str] = (), title: str | None = None, wm_class: str | None = None
+) -> ShareSignature:
+    return ShareSignature(
+        app=app,
+        processes=tuple(processes),
+        title=_re(title) if title is not None else None,
+        wm_class=_re(wm_class) if wm_class is not None else None,
+    )
+
+
+# Browser indicator bars. Chromium (Chrome, Edge, Brave, Vivaldi, Opera) shows a small bar titled
+# "<origin> is sharing your screen." / "<origin> が画面を共有しています。" for getDisplayMedia shares
+# (Meet, Webex, Teams web, Zoom web ...). The title is the whole window title, so it is anchored: a web
+# page whose title merely contains the phrase becomes "<page title> - Google Chrome" and does not match.
+BROWSER_INDICATOR_TITLE = (
+    r"^\S+ (is sharing (your screen|your entire screen|a window|this tab|a tab|your screen and audio"
+    r"|a window and audio|this tab and audio|a tab and audio))\.?$"
+    r"|^\S+ ?が(画面|ウィンドウ|タブ|このタブ)(と音声)?を共有しています。?$"
+)
+# Firefox's global sharing indicator has the fixed title "Firefox — Sharing Indicator" (webrtcIndicator.ftl,
+# "webrtc-indicator-title"); older releases used a hyphen. ja: "Firefox — 共有インジケーター".
+FIREFOX_INDICATOR_TITLE = (
+    r"^(Mozilla )?Firefox( Developer Edition| Nightly| ESR)? ?[—–-] ?(Sharing Indicator|共有インジケーター)$"
+)
+
+# Teams (classic and new) titles its floating share toolbar "Sharing control bar | Microsoft Teams";
+# ja "共有コントロール バー | Microsoft Teams".
+TEAMS_TOOLBAR_TITLE = r"^(sharing control bar|共有コントロール ?バー)( \| Microsoft Teams.*)?$"
+
+_CHROMIUM_LINUX = (
+    "chrome",
+    "google-chrome*",
+    "chromium*",
+    "msedge",
+    "microsoft-edge*",
+    "brave*",
+    "vivaldi*",
+    "opera",
+)
+_FIREFOX_LINUX = ("firefox*", "librewolf*")
+_CHROMIUM_WINDOWS = ("chrome.exe", "msedge.exe", "brave.exe", "vivaldi.exe", "opera.exe")
+_CHROMIUM_MACOS = ("Google Chrome*", "Microsoft Edge*", "Chromium", "Brave Browser", "Vivaldi", "Opera")
+
+LINUX: tuple[ShareSignature, ...] = (
+    # Zoom (X11): while sharing, the "zoom" process maps the share toolbar "as_toolbar" and the red frame
+    # around the shared area "cpt_frame_xcb_window", both of WM_CLASS "zoom".
+    _sig("Zoom", ("zoom", "zoom.real"), title=r"^(as_toolbar|cpt_frame_xcb_window)$", wm_class=r"^zoom"),
+    # Teams for Linux (Electron) uses the same toolbar title as on Windows; Teams in a browser shows the
+    # browser's own indicator bar instead (next signature).
+    _sig("Microsoft Teams", ("teams*", "teams-for-linux"), title=TEAMS_TOOLBAR_TITLE),
+    _sig("Browser (Chromium)", _CHROMIUM_LINUX, title=BROWSER_INDICATOR_TITLE),
+    _sig("Browser (Firefox)", _FIREFOX_LINUX, title=FIREFOX_INDICATOR_TITLE),
+    # Recorders whose running process means capturing.
+    _sig("OBS Studio", ("obs",)),
+    _sig("SimpleScreenRecorder", ("simplescreenrecorder",)),
+    _sig("Kazam", ("kazam",)),
+    _sig("Peek", ("peek",)),
+    _sig("vokoscreenNG", ("vokoscreenNG",)),
+    _sig("recordMyDesktop", ("recordmydesktop",)),
+    # GNOME's built-in recorder (Ctrl+Shift+Alt+R) and portal screencasts are read from PipeWire
+    # (agent/share/pipewire.py), not from a signature: they have no window and no process of their own.
+)
+
+WINDOWS: tuple[ShareSignature, ...] = (
+    # Zoom: the floating share toolbar, class ZPFloatToolbarClass, titled "Screen sharing meeting controls"
+    # (ja "画面共有ミーティングコントロール"). The class alone is also used by other Zoom float bars.
+    _sig(
+        "Zoom",
+        ("Zoom.exe",),
+        title=r"screen sharing meeting controls|画面共有(ミーティング)? ?コントロール|画面を共有しています",
+        wm_class=r"^ZPFloatToolbarClass$",
+    ),
+    # Teams: new Teams (ms-teams.exe, class TeamsWebView) and classic Teams (Teams.exe, Chrome_WidgetWin_1).
+    _sig("Microsoft Teams", ("ms-teams.exe", "Teams.exe", "msedgewebview2.exe"), title=TEAMS_TOOLBAR_TITLE),
+    _sig(
+        "Browser (Chromium)",
+        _CHROMIUM_WINDOWS,
+        title=BROWSER_INDICATOR_TITLE,
+        wm_class=r"^Chrome_WidgetWin_\d+$",
+    ),
+    _sig("Browser (Firefox)", ("firefox.exe",), title=FIREFOX_INDICATOR_TITLE),
+    _sig("OBS Studio", ("obs64.exe", "obs32.exe", "obs.exe")),
+    # Xbox Game Bar records through the Broadcast DVR server, which runs only while capturing.
+    _sig("Xbox Game Bar (recording)", ("bcastdvr.exe",)),
+    # Snipping Tool's capture overlay (snip or screen recording) runs in ScreenClippingHost.exe; the
+    # recording toolbar of Snipping Tool itself is titled "Recording" / "録画中" while a recording runs.
+    _sig("Snipping Tool", ("ScreenClippingHost.exe",)),
+    _sig(
+        "Snipping Tool (recording)",
+        ("SnippingTool.exe",),
+        title=r"^(Snipping Tool - )?(Recording|録画中|録画)",
+    ),
+)
+
+MACOS: tuple[ShareSignature, ...] = (
+    # Zoom (zoom.us): the share toolbar and status bar windows while sharing.
+    _sig(
+        "Zoom",
+        ("zoom.us",),
+        title=r"^zoom share (toolbar|statusbar) window$|^(画面を共有しています|You are screen sharing)",
+    ),
+    _sig("Microsoft Teams", ("Microsoft Teams*", "MSTeams"), title=TEAMS_TOOLBAR_TITLE),
+    _sig("Browser (Chromium)", _CHROMIUM_MACOS, title=BROWSER_INDICATOR_TITLE),
+    _sig("Browser (Firefox)", ("firefox",), title=FIREFOX_INDICATOR_TITLE),
+    _sig("OBS Studio", ("OBS", "obs")),
+    # screencaptureui runs while the Screenshot toolbar (Cmd+Shift+5) is up and while a screen recording
+    # runs; its menu-bar stop button is the recording indicator.
+    _sig("macOS Screen Recording", ("screencaptureui",)),
+    # Someone is viewing this Mac through Screen Sharing / Remote Management: screensharingd serves the
+    # connection, SSMenuAgent shows the menu-bar indicator.
+    _sig("macOS Screen Sharing", ("screensharingd", "SSMenuAgent")),
+    # macOS 14+ shows the purple screen-capture indicator from Control Center while any app captures.
+    _sig(
+        "macOS capture indicator",
+        ("ControlCenter", "Control Center"),
+        title=r"^(Screen Recording|Screen Sharing|画面収録|画面共有)( in use|中)?$",
+    ),
+)
+
+BUILTIN: dict[OsFamily, tuple[ShareSignature, ...]] = {"linux": LINUX, "windows": WINDOWS, "macos": MACOS}
+
+
+def host_os() -> OsFamily:
+    """The OS family whose built-in signatures apply on this machine."""
+    if sys.platform == "win32":
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "linux"
+
+
+def builtin_signatures(os_family: OsFamily | None = None) -> tuple[ShareSignature, ...]:
+    return BUILTIN[os_family or host_os()]
+
+
+def signatures_for(policy: Policy | None, os_family: OsFamily | None = None) -> tuple[ShareSignature, ...]:
+    """The built-in signatures of this OS followed by the policy's ``[[screen_share.signatures]]``.
+
+    Policy entries add to the built-ins; they never remove one (an administrator cannot accidentally turn
+    the guard off for Zoom by adding a Webex signature).
+    """
+    extra = policy.screen_share.signatures if policy is not None else ()
+    return builtin_signatures(os_family) + tuple(extra)
