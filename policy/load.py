@@ -1,44 +1,94 @@
 """Turn policy TOML bytes into a :class:`policy.model.Policy`, collecting every problem.
 
-Pure: bytes in, Policy out (or PolicyValidationError listing all problems).
+Pure: bytes in, Policy out (or PolicyValidationError listing all problems, each located at LINE:COL).
+
+Three passes, all of which always run so that one run reports everything:
+1. the builder walks the dataclasses: types, unknown and required keys, enums, durations, regexes, date-times;
+2. the generated JSON Schema (:mod:`policy.schema`) adds the constraints written as field metadata (patterns,
+   minimum/maximum, non-empty strings, allowed array items); where the builder already reported a path, its
+   wording wins;
+3. semantic checks that a schema cannot express: stage order, CIDRs, addresses, pins, duplicate rule names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import difflib
+import ipaddress
 import re
 import tomllib
 import types
 import typing
-from datetime import datetime
+from datetime import date, datetime, time
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from policy import model
 from policy.errors import PolicyValidationError, Problem
+from policy.locate import locate
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
 
 
 def load_policy(data: bytes, source: str = "<policy>") -> model.Policy:
+    """Parse and validate policy TOML. Raises PolicyValidationError with every problem, located."""
+    policy, problems = check_policy(data)
+    if problems or policy is None:
+        raise PolicyValidationError(source, problems or [Problem("", "invalid policy", 1, 1)])
+    return policy
+
+
+def check_policy(data: bytes) -> tuple[model.Policy | None, list[Problem]]:
+    """(policy, []) when valid, else (None or a partial policy, located problems sorted by position)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise PolicyValidationError(
-            source, [Problem("", f"not UTF-8 text ({err.reason}); save the file as UTF-8")]
-        ) from err
+        line = data[: err.start].count(b"\n") + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        return None, [Problem("", f"not UTF-8 text ({err.reason}); save the file as UTF-8", line, col)]
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a BOM from Windows editors is harmless; tomllib rejects it
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        line = getattr(err, "lineno", 0)
-        col = getattr(err, "colno", 0)
-        message = str(err).split(" (at line")[0]
-        raise PolicyValidationError(
-            source, [Problem("", f"TOML syntax error: {message}", line, col)]
-        ) from err
+        message = str(err)
+        line, col = 1, 1
+        match = _TOML_POSITION.search(message)
+        if match:
+            line, col = int(match.group(1)), int(match.group(2))
+            message = message[: match.start()]
+        return None, [Problem("", f"TOML syntax error: {message}", line, col)]
     problems: list[Problem] = []
     policy = _build(model.Policy, raw, "", problems)
-    if problems or policy is None:
-        raise PolicyValidationError(source, problems)
-    assert isinstance(policy, model.Policy)
-    return policy
+    if isinstance(policy, model.Policy):
+        problems.extend(_semantic_problems(policy, {p.path for p in problems}))
+    reported = {p.path for p in problems}
+    problems.extend(
+        p for p in _schema_problems(raw) if p.path not in reported and not _under(p.path, reported)
+    )
+    if not problems:
+        assert isinstance(policy, model.Policy)
+        return policy, []
+    where = locate(text)
+    located = [
+        dataclasses.replace(p, line=where.find(p.path)[0], col=where.find(p.path)[1]) for p in problems
+    ]
+    unique = dict.fromkeys(located)  # keep order, drop exact duplicates
+    return None, sorted(unique, key=lambda p: (p.line, p.col, p.path))
+
+
+def _under(path: str, reported: set[str]) -> bool:
+    """A schema complaint inside a value the builder already rejected adds nothing."""
+    return any(path.startswith(r + ".") or path.startswith(r + "[") for r in reported if r)
+
+
+# --- pass 1: the builder ---------------------------------------------------------------------------------------
 
 
 def _build(cls: type[Any], raw: object, path: str, problems: list[Problem]) -> Any:
@@ -49,20 +99,27 @@ def _build(cls: type[Any], raw: object, path: str, problems: list[Problem]) -> A
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            problems.append(Problem(_join(path, key), f"unknown key; expected one of: {known}"))
+            problems.append(Problem(_join(path, key), _unknown_key_message(key, fields)))
     values: dict[str, Any] = {}
     for name, f in fields.items():
         sub = _join(path, name)
         if name not in raw:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(Problem(sub, "is required"))
+                problems.append(Problem(sub, f"is required (add `{name} = ...`)"))
             continue
         values[name] = _convert(hints[name], f.metadata, raw[name], sub, problems)
     try:
         return cls(**values)
     except TypeError:
         return None
+
+
+def _unknown_key_message(key: str, fields: typing.Iterable[str]) -> str:
+    names = sorted(fields)
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key; expected one of: {', '.join(names)}"
 
 
 def _convert(
@@ -76,9 +133,9 @@ def _convert(
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path, problems)  # type: ignore[arg-type]
     if origin is typing.Literal:
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            problems.append(Problem(path, f"must be one of {choices}, not {value!r}"))
+        if isinstance(value, bool) or value not in args:
+            choices = ", ".join(_literal(a) for a in args)
+            problems.append(Problem(path, f"must be one of {choices}, not {_literal(value)}"))
         return value
     if origin is tuple:
         if not isinstance(value, list):
@@ -87,19 +144,28 @@ def _convert(
         item_tp = args[0]
         return tuple(_convert(item_tp, {}, v, f"{path}[{i}]", problems) for i, v in enumerate(value))
     if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            problems.append(Problem(path, "must be a table of strings"))
+        if not isinstance(value, dict):
+            problems.append(Problem(path, f"must be a table of texts, not {_kind(value)}"))
             return {}
+        for key, text in value.items():
+            if not isinstance(text, str):
+                problems.append(Problem(_join(path, key), f"must be a string, not {_kind(text)}"))
         return dict(value)
     if tp is float and meta.get("duration"):
         if not isinstance(value, str):
             problems.append(Problem(path, f'must be a duration string such as "5m", not {_kind(value)}'))
             return 0.0
         try:
-            return model.parse_duration(value)
+            seconds = model.parse_duration(value)
         except ValueError as err:
             problems.append(Problem(path, str(err)))
             return 0.0
+        minimum = meta.get("min_seconds")
+        if minimum is not None and seconds < minimum:
+            problems.append(
+                Problem(path, f"{value!r} is too short; use at least {model.format_duration(minimum)}")
+            )
+        return seconds
     if tp is re.Pattern or origin is re.Pattern:
         if not isinstance(value, str):
             problems.append(Problem(path, f"must be a regular expression string, not {_kind(value)}"))
@@ -124,14 +190,23 @@ def _convert(
             )
             return None
         return value
+    names = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
     expected = {str: str, int: int, bool: bool, float: (int, float)}.get(tp)
     if expected is not None:
         if isinstance(value, bool) and tp is not bool:
-            problems.append(Problem(path, f"must be {tp.__name__}, not a boolean"))
+            problems.append(Problem(path, f"must be {names[tp]}, not a boolean"))
         elif not isinstance(value, expected):  # type: ignore[arg-type]
-            problems.append(Problem(path, f"must be {tp.__name__}, not {_kind(value)}"))
+            problems.append(Problem(path, f"must be {names[tp]}, not {_kind(value)}"))
         return value
     return value
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def _join(path: str, key: str) -> str:
@@ -139,6 +214,260 @@ def _join(path: str, key: str) -> str:
 
 
 def _kind(value: object) -> str:
-    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}.get(
-        type(value), type(value).__name__
+    kinds = {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        datetime: "a date-time",
+        date: "a date",
+        time: "a time",
+    }
+    return kinds.get(type(value), type(value).__name__)
+
+
+# --- pass 2: the JSON Schema ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    from policy.schema import policy_schema
+
+    return jsonschema.Draft202012Validator(policy_schema())
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return value
+
+
+def _schema_problems(raw: dict[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    for error in _validator().iter_errors(_jsonable(raw)):
+        path = ""
+        for part in error.absolute_path:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            for key in error.instance:
+                if key not in known:
+                    out.append(Problem(_join(path, key), _unknown_key_message(key, known)))
+        elif error.validator == "required" and isinstance(error.instance, dict):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    out.append(Problem(_join(path, name), f"is required (add `{name} = ...`)"))
+        else:
+            out.append(Problem(path, _schema_message(error)))
+    return out
+
+
+def _schema_message(error: Any) -> str:
+    validator = error.validator
+    value = error.validator_value
+    instance = error.instance
+    if validator == "pattern":
+        if value == model.DURATION_PATTERN:
+            return f'{instance!r} is not a duration; write e.g. "90s", "5m" or "1h30m"'
+        hint = error.schema.get("x-pattern-hint") or f"it must match the regular expression {value}"
+        return f"{instance!r} is not allowed here; {hint}"
+    if validator == "minimum":
+        return f"must be at least {value}, not {instance}"
+    if validator == "maximum":
+        return f"must be at most {value}, not {instance}"
+    if validator == "minLength":
+        return "must not be empty"
+    if validator == "enum":
+        return f"must be one of {', '.join(_literal(v) for v in value)}, not {_literal(instance)}"
+    if validator == "type":
+        return f"must be of type {value}, not {_kind(instance)}"
+    return str(error.message)
+
+
+# --- pass 3: semantic checks ---------------------------------------------------------------------------------
+
+
+def _semantic_problems(policy: model.Policy, reported: set[str]) -> list[Problem]:
+    out: list[Problem] = []
+    for check, depends in _SEMANTIC_CHECKS:
+        if any(_touches(d, reported) for d in depends):
+            continue
+        try:
+            found = check(policy)
+        except (AttributeError, TypeError):
+            continue  # its inputs are already broken and reported; it would add nothing
+        out.extend(p for p in found if not _touches(p.path, reported))
+    return out
+
+
+def _touches(path: str, reported: set[str]) -> bool:
+    return any(
+        path == r or path.startswith((r + ".", r + "[")) or r.startswith((path + ".", path + "["))
+        for r in reported
     )
+
+
+def _check_stages(policy: model.Policy) -> list[Problem]:
+    presence = policy.presence
+    out: list[Problem] = []
+    if not presence.warn_after < presence.protect_after:
+        out.append(
+            Problem(
+                "presence.warn_after",
+                f"must be shorter than protect_after ({model.format_duration(presence.protect_after)}): "
+                "the countdown warns before protection",
+            )
+        )
+    if not presence.protect_after < presence.lock_after:
+        out.append(
+            Problem(
+                "presence.lock_after",
+                f"must be longer than protect_after ({model.format_duration(presence.protect_after)}): "
+                "windows are covered before the session locks",
+            )
+        )
+    return out
+
+
+def _check_customer_apps(policy: model.Policy) -> list[Problem]:
+    out: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, app in enumerate(policy.customer_apps):
+        if not isinstance(app, model.CustomerApp):
+            continue
+        path = f"customer_apps[{index}]"
+        if app.name in seen:
+            out.append(
+                Problem(
+                    f"{path}.name", f"duplicate rule name {app.name!r} (also customer_apps[{seen[app.name]}])"
+                )
+            )
+        seen.setdefault(app.name, index)
+        if not app.processes and app.title is None:
+            out.append(
+                Problem(path, "needs processes or title; otherwise every window would count as customer data")
+            )
+        out.extend(_glob_problems(app.processes, f"{path}.processes"))
+    return out
+
+
+def _check_share_signatures(policy: model.Policy) -> list[Problem]:
+    out: list[Problem] = []
+    for index, signature in enumerate(policy.screen_share.signatures):
+        if not isinstance(signature, model.ShareSignature):
+            continue
+        path = f"screen_share.signatures[{index}]"
+        if not signature.processes and signature.title is None and signature.wm_class is None:
+            out.append(Problem(path, "needs processes, title or wm_class to detect anything"))
+        out.extend(_glob_problems(signature.processes, f"{path}.processes"))
+    return out
+
+
+def _check_vpn(policy: model.Policy) -> list[Problem]:
+    out: list[Problem] = []
+    vpn = policy.network.vpn
+    for index, route in enumerate(vpn.routes):
+        message = _route_problem(route)
+        if message:
+            out.append(Problem(f"network.vpn.routes[{index}]", message))
+    out.extend(_glob_problems(vpn.interfaces, "network.vpn.interfaces"))
+    canary = vpn.dns_canary
+    if isinstance(canary, model.DnsCanary):
+        if not _HOSTNAME.match(canary.name):
+            out.append(Problem("network.vpn.dns_canary.name", f"{canary.name!r} is not a host name"))
+        for index, address in enumerate(canary.expect):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                out.append(
+                    Problem(f"network.vpn.dns_canary.expect[{index}]", f"{address!r} is not an IP address")
+                )
+    return out
+
+
+def _check_tls(policy: model.Policy) -> list[Problem]:
+    out: list[Problem] = []
+    urls: dict[str, int] = {}
+    for index, endpoint in enumerate(policy.network.tls):
+        if not isinstance(endpoint, model.TlsEndpoint):
+            continue
+        path = f"network.tls[{index}]"
+        parts = urlsplit(endpoint.url)
+        if parts.scheme != "https" or not parts.hostname:
+            out.append(Problem(f"{path}.url", f"{endpoint.url!r} must be an https:// URL with a host name"))
+        elif endpoint.url in urls:
+            out.append(Problem(f"{path}.url", f"duplicate URL (also network.tls[{urls[endpoint.url]}])"))
+        urls.setdefault(endpoint.url, index)
+        for pin_index, pin in enumerate(endpoint.pins):
+            if not _is_sha256_b64(pin):
+                out.append(
+                    Problem(
+                        f"{path}.pins[{pin_index}]",
+                        "must be the base64 SHA-256 of a SubjectPublicKeyInfo (44 characters ending in '=')",
+                    )
+                )
+    return out
+
+
+def _check_acknowledgement(policy: model.Policy) -> list[Problem]:
+    ack = policy.acknowledgement
+    out: list[Problem] = []
+    if ack.required:
+        for language in ("ja", "en"):
+            if not getattr(ack.text, language).strip():
+                out.append(
+                    Problem(
+                        f"acknowledgement.text.{language}", "is required when acknowledgement.required = true"
+                    )
+                )
+    return out
+
+
+# (check, paths whose problems make the check meaningless)
+_SEMANTIC_CHECKS: tuple[tuple[typing.Callable[[model.Policy], list[Problem]], tuple[str, ...]], ...] = (
+    (_check_stages, ("presence.warn_after", "presence.protect_after", "presence.lock_after")),
+    (_check_customer_apps, ()),
+    (_check_share_signatures, ()),
+    (_check_vpn, ()),
+    (_check_tls, ()),
+    (_check_acknowledgement, ("acknowledgement.required",)),
+)
+
+
+def _glob_problems(globs: tuple[str, ...], path: str) -> list[Problem]:
+    return [Problem(f"{path}[{i}]", "must not be empty") for i, g in enumerate(globs) if not g.strip()]
+
+
+def _route_problem(route: str) -> str | None:
+    if "/" in route:
+        try:
+            ipaddress.ip_network(route, strict=True)
+        except ValueError as err:
+            if "host bits set" in str(err):
+                fixed = ipaddress.ip_network(route, strict=False)
+                return f"{route!r} has host bits set; did you mean {str(fixed)!r}?"
+            return f"{route!r} is not a valid CIDR (e.g. 10.0.0.0/8 or fd00::/8)"
+        return None
+    try:
+        ipaddress.ip_address(route)
+        return None
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", route) or not _HOSTNAME.match(route):
+        return f"{route!r} is neither a CIDR, an IP address nor a host name"
+    return None
+
+
+def _is_sha256_b64(pin: str) -> bool:
+    try:
+        return len(base64.b64decode(pin, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False

@@ -24,8 +24,9 @@ def doc(text: str, **hints: Any) -> dict[str, Any]:
     return {"doc": text, **hints}
 
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
-DURATION_PATTERN = r"^(\d+h)?(\d+m)?(\d+s)?$"
+# One pattern for the parser and the JSON Schema: "90s", "5m", "1h30m", "1h 30m"; at least one part.
+DURATION_PATTERN = r"^(?=.*\d)\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(text: str) -> float:
@@ -33,7 +34,7 @@ def parse_duration(text: str) -> float:
     match = _DURATION_RE.match(text)
     if not text.strip() or match is None or not any(match.groups()):
         raise ValueError(f'{text!r} is not a duration; write e.g. "90s", "5m" or "1h30m"')
-    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    hours, minutes, seconds = (int(g[:-1]) if g else 0 for g in match.groups())
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
@@ -92,7 +93,10 @@ class Presence:
     hotkey: str = field(
         default="<ctrl>+<alt>+m",
         metadata=doc(
-            "Global hotkey for 'step away now' (pynput syntax); empty disables it.", example="<ctrl>+<alt>+m"
+            "Global hotkey for 'step away now' (pynput syntax); empty disables it.",
+            example="<ctrl>+<alt>+m",
+            pattern=r"^$|^(<[a-z0-9_]+>|[^+<>\s])(\+(<[a-z0-9_]+>|[^+<>\s]))*$",
+            pattern_hint="write keys joined by '+', modifiers in angle brackets, e.g. \"<ctrl>+<alt>+m\"",
         ),
     )
 
@@ -176,7 +180,12 @@ class Wifi:
 @dataclass(frozen=True)
 class TlsEndpoint:
     url: str = field(
-        metadata=doc("https:// URL of an endpoint that must offer good TLS.", pattern="^https://")
+        metadata=doc(
+            "https:// URL of an endpoint that must offer good TLS.",
+            pattern="^https://",
+            pattern_hint='write the full https:// URL, e.g. "https://acme.my.salesforce.com/"',
+            example="https://acme.my.salesforce.com/",
+        )
     )
     min_version: Literal["1.2", "1.3"] = field(
         default="1.2", metadata=doc("Lowest acceptable TLS version.", enum=["1.2", "1.3"])
@@ -239,12 +248,16 @@ class Enforcement:
         default="allow",
         metadata=doc("Whether a check that cannot be evaluated blocks.", enum=["block", "allow"]),
     )
-    recheck: float = field(default=60.0, metadata=doc("Periodic re-evaluation interval.", duration=True))
+    recheck: float = field(
+        default=60.0, metadata=doc("Periodic re-evaluation interval.", duration=True, min_seconds=5)
+    )
 
 
 @dataclass(frozen=True)
 class Reporting:
-    heartbeat: float = field(default=300.0, metadata=doc("Heartbeat interval.", duration=True))
+    heartbeat: float = field(
+        default=300.0, metadata=doc("Heartbeat interval.", duration=True, min_seconds=10)
+    )
     window_titles: Literal["none", "hashed"] = field(
         default="none",
         metadata=doc("Report no titles, or a keyed hash of matched titles.", enum=["none", "hashed"]),
@@ -283,7 +296,14 @@ class Messages:
 @dataclass(frozen=True)
 class Policy:
     schema: Literal[1] = field(metadata=doc("Policy format version; must be 1.", enum=[1]))
-    id: str = field(metadata=doc("Stable policy identifier.", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"))
+    id: str = field(
+        metadata=doc(
+            "Stable policy identifier.",
+            pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+            pattern_hint="use 1-64 lowercase letters, digits, '.', '_' or '-', e.g. \"acme-standard\"",
+            example="acme-standard",
+        )
+    )
     version: int = field(metadata=doc("Policy version; each published version must be greater.", minimum=1))
     expires: datetime | None = field(
         default=None, metadata=doc("After this instant agents reject the policy (RFC 3339 with offset).")
