@@ -130,7 +130,7 @@ def policy_summary(t: Translate, policy: Policy) -> list[str]:
         lines.append(t("ack.summary.vpn"))
     wifi = policy.network.wifi
     if wifi.mode != "off" and wifi.untrusted != "allow":
-        lines.append(t("ack.summary.wifi", action=t(f"ack.summary.wifi.{wifi.untrusted}")))
+        lines.append(t("ack.summary.wifi", action=t(f"ack.wifi_action.{wifi.untrusted}")))
     if policy.screen_share.protect:
         lines.append(t("ack.summary.share"))
     d = policy.device

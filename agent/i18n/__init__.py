@@ -49,6 +49,12 @@ def _flatten(data: Mapping[str, object], prefix: str = "") -> list[tuple[str, Ma
             continue
         key = f"{prefix}{name}"
         if any(lang in value for lang in LANGUAGES):
+            nested = [k for k, v in value.items() if isinstance(v, Mapping)]
+            if nested:
+                # [a.b] with ja/en plus [a.b.c] would silently hide a.b.c: make it a load error instead.
+                raise ValueError(
+                    f"message {key!r} also has sub-tables {', '.join(nested)}; rename one of them"
+                )
             out.append((key, value))
         else:
             out.extend(_flatten(value, key + "."))

@@ -373,7 +373,7 @@ def policy_text(t: Translate, policy: Policy | None) -> str:
     from agent.ack import policy_summary
 
     if policy is None:
-        return t("status.policy.none") + "\n"
+        return t("status.policy_none") + "\n"
     lines = [t("status.policy", id=policy.id, version=policy.version), ""]
     lang = getattr(t, "language", "en")
     ack_text = policy.acknowledgement.text.get(lang)

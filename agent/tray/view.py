@@ -177,9 +177,9 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
     if policy.get("id"):
         lines.append(t("status.policy", id=policy["id"], version=policy.get("version", "?")))
         if ack_needed:
-            lines.append(t("status.policy.ack_needed"))
+            lines.append(t("status.policy_ack_needed"))
     else:
-        lines.append(t("status.policy.none"))
+        lines.append(t("status.policy_none"))
     checks = _checks(status)
     if not checks:
         lines.append(t("status.no_checks"))

@@ -1,0 +1,396 @@
+"""OS notifications for the worker: countdown, covering, blocking with its remedy, policy changes (issue 7 item 2).
+
+One backend per OS, chosen once (:func:`select_backend`; ``$MAMORI_NOTIFY_BACKEND`` wins):
+
+- Linux: ``notify-send`` (libnotify) over the session D-Bus. Without a session bus or a notification daemon
+  the backend reports itself unavailable and the notifier degrades (the tray still shows the state).
+- Windows: a toast through PowerShell's WinRT bridge (``Windows.UI.Notifications``); texts travel base64-encoded
+  so no quoting of worker-visible text can break the script.
+- macOS: Notification Center through ``osascript``; texts are passed as ``argv``, never spliced into the script.
+
+Commands run through an injected runner so tests replace the OS, not the logic. :class:`Notifier` rate-limits
+(one per key per interval, and a global burst limit) because a flapping Wi-Fi must not bury the worker in
+popups. :class:`NotificationBridge` turns agent events into notifications in the worker's language.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from agent.clock import Clock
+from agent.errors import MamoriError
+from agent.report.stream import AgentEvent, EventStream, Kind
+
+logger = logging.getLogger(__name__)
+
+Urgency = Literal["low", "normal", "critical"]
+Translate = Callable[..., str]
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+APP_NAME = "Mamori"
+ENV_BACKEND = "MAMORI_NOTIFY_BACKEND"
+
+
+class NotifyError(MamoriError):
+    """A notification could not be shown."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__(f"{backend}: {reason}")
+
+
+@dataclass(frozen=True)
+class Notification:
+    key: str  # rate-limit key: one notification per key per interval (e.g. "countdown", "blocked.vpn")
+    title: str
+    body: str
+    urgency: Urgency = "normal"
+    timeout_ms: int = 8000
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
+
+
+class NotifyBackend(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when notifications can be shown here, else why not (one line)."""
+        ...
+
+    def send(self, n: Notification) -> None:
+        """Show the notification; raises NotifyError."""
+        ...
+
+
+class LinuxNotifySend:
+    name = "notify-send"
+
+    def __init__(self, runner: Runner = run_command, environ: Mapping[str, str] | None = None) -> None:
+        self._run = runner
+        self._env = os.environ if environ is None else environ
+
+    def unavailable_reason(self) -> str | None:
+        if shutil.which("notify-send") is None:
+            return "notify-send is not installed (libnotify-bin)"
+        if not self._env.get("DBUS_SESSION_BUS_ADDRESS"):
+            runtime = self._env.get("XDG_RUNTIME_DIR")
+            if not runtime or not (Path(runtime) / "bus").exists():
+                return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+        return None
+
+    def command(self, n: Notification) -> list[str]:
+        # "--" ends options: a body starting with "-" stays text.
+        return [
+            "notify-send",
+            f"--app-name={APP_NAME}",
+            f"--urgency={n.urgency}",
+            f"--expire-time={n.timeout_ms}",
+            "--icon=security-high",
+            "--",
+            n.title,
+            n.body,
+        ]
+
+    def send(self, n: Notification) -> None:
+        try:
+            result = self._run(self.command(n))
+        except (OSError, subprocess.SubprocessError) as err:
+            raise NotifyError(self.name, str(err)) from err
+        if result.returncode != 0:
+            reason = (result.stderr or "").strip().splitlines()
+            raise NotifyError(self.name, reason[-1] if reason else f"exit status {result.returncode}")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+class WindowsToast:
+    name = "windows-toast"
+    # The toast XML is built inside PowerShell from base64 inputs and escaped there, so no text from a policy
+    # or a translation can inject markup or script. AppUserModelID: PowerShell's, so the toast shows without
+    # a registered shortcut (the installer's Start-menu entry registers "Mamori" for production).
+    SCRIPT = (
+        "$ErrorActionPreference='Stop';"
+        "[Windows.UI.Notifications.ToastNotificationManager,Windows.UI.Notifications,ContentType=WindowsRuntime]"
+        "|Out-Null;"
+        "[Windows.Data.Xml.Dom.XmlDocument,Windows.Data.Xml.Dom.XmlDocument,ContentType=WindowsRuntime]|Out-Null;"
+        "$d={{param($s)[Security.SecurityElement]::Escape([Text.Encoding]::UTF8.GetString("
+        "[Convert]::FromBase64String($s)))}};"
+        "$t=& $d '{title}';$b=& $d '{body}';"
+        "$x=New-Object Windows.Data.Xml.Dom.XmlDocument;"
+        "$x.LoadXml(\"<toast scenario='{scenario}'><visual><binding template='ToastGeneric'>"
+        '<text>$t</text><text>$b</text></binding></visual></toast>");'
+        "$n=[Windows.UI.Notifications.ToastNotification]::new($x);"
+        "[Windows.UI.Notifications.ToastNotificationManager]::CreateToastNotifier('{app_id}').Show($n)"
+    )
+    APP_ID = "{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\\WindowsPowerShell\\v1.0\\powershell.exe"
+
+    def __init__(self, runner: Runner = run_command) -> None:
+        self._run = runner
+
+    def unavailable_reason(self) -> str | None:
+        if shutil.which("powershell") is None and shutil.which("powershell.exe") is None:
+            return "PowerShell is not available"
+        return None
+
+    def command(self, n: Notification) -> list[str]:
+        script = self.SCRIPT.format(
+            title=_b64(n.title),
+            body=_b64(n.body),
+            scenario="urgent" if n.urgency == "critical" else "default",
+            app_id=self.APP_ID,
+        )
+        return [
+            "powershell",
+            "-NoProfile",
+            "-NonInteractive",
+            "-ExecutionPolicy",
+            "Bypass",
+            "-Command",
+            script,
+        ]
+
+    def send(self, n: Notification) -> None:
+        try:
+            result = self._run(self.command(n))
+        except (OSError, subprocess.SubprocessError) as err:
+            raise NotifyError(self.name, str(err)) from err
+        if result.returncode != 0:
+            raise NotifyError(
+                self.name, (result.stderr or "").strip()[:200] or f"exit status {result.returncode}"
+            )
+
+
+class MacOsNotification:
+    name = "macos-osascript"
+    # Texts arrive as argv: AppleScript never parses them, so quotes and backslashes need no escaping.
+    SCRIPT = ("on run argv", "display notification (item 2 of argv) with title (item 1 of argv)", "end run")
+
+    def __init__(self, runner: Runner = run_command) -> None:
+        self._run = runner
+
+    def unavailable_reason(self) -> str | None:
+        return None if shutil.which("osascript") else "osascript is not available"
+
+    def command(self, n: Notification) -> list[str]:
+        argv = ["osascript"]
+        for line in self.SCRIPT:
+            argv += ["-e", line]
+        return [*argv, n.title, n.body]
+
+    def send(self, n: Notification) -> None:
+        try:
+            result = self._run(self.command(n))
+        except (OSError, subprocess.SubprocessError) as err:
+            raise NotifyError(self.name, str(err)) from err
+        if result.returncode != 0:
+            raise NotifyError(self.name, (result.stderr or "").strip() or f"exit status {result.returncode}")
+
+
+class NullNotifications:
+    """No way to notify on this machine; says why."""
+
+    name = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def unavailable_reason(self) -> str | None:
+        return self.reason
+
+    def send(self, n: Notification) -> None:
+        raise NotifyError(self.name, self.reason)
+
+
+def select_backend(
+    platform: str | None = None, environ: Mapping[str, str] | None = None, runner: Runner = run_command
+) -> NotifyBackend:
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    forced = env.get(ENV_BACKEND, "")
+    if forced == "none":
+        return NullNotifications(f"disabled by {ENV_BACKEND}=none")
+    if forced == "notify-send" or (not forced and plat.startswith("linux")):
+        return LinuxNotifySend(runner, env)
+    if forced == "windows-toast" or (not forced and plat == "win32"):
+        return WindowsToast(runner)
+    if forced == "macos-osascript" or (not forced and plat == "darwin"):
+        return MacOsNotification(runner)
+    return NullNotifications(f"no notification backend for {forced or plat}")
+
+
+class RateLimiter:
+    """Pure: at most one notification per key per ``per_key`` seconds and ``burst`` per ``window`` seconds."""
+
+    def __init__(self, clock: Clock, per_key: float = 60.0, burst: int = 5, window: float = 60.0) -> None:
+        self._clock = clock
+        self._per_key = per_key
+        self._burst = burst
+        self._window = window
+        self._last: dict[str, float] = {}
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        with self._lock:
+            now = self._clock.monotonic()
+            while self._recent and now - self._recent[0] >= self._window:
+                self._recent.popleft()
+            last = self._last.get(key)
+            if last is not None and now - last < self._per_key:
+                return False
+            if len(self._recent) >= self._burst:
+                return False
+            self._last[key] = now
+            self._recent.append(now)
+            return True
+
+    def forget(self, key: str) -> None:
+        """Let the next notification of this key through (e.g. the countdown of a new away period)."""
+        with self._lock:
+            self._last.pop(key, None)
+
+
+class Notifier:
+    """Rate-limited notifications; a failing backend is reported once through ``on_degraded`` and then muted."""
+
+    def __init__(
+        self,
+        backend: NotifyBackend,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+        on_degraded: Callable[[str], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self._limiter = limiter or RateLimiter(clock)
+        self._on_degraded = on_degraded
+        self.degraded_reason: str | None = backend.unavailable_reason()
+        self._reported = False
+        if self.degraded_reason is not None:
+            self._degrade(self.degraded_reason)
+
+    def _degrade(self, reason: str) -> None:
+        self.degraded_reason = reason
+        if not self._reported:
+            self._reported = True
+            logger.warning("notifications unavailable (%s): %s", self.backend.name, reason)
+            if self._on_degraded is not None:
+                self._on_degraded(reason)
+
+    def notify(self, n: Notification) -> bool:
+        """True when the notification was handed to the OS."""
+        if self.degraded_reason is not None:
+            return False
+        if not self._limiter.allow(n.key):
+            logger.debug("notification %s rate-limited", n.key)
+            return False
+        try:
+            self.backend.send(n)
+        except NotifyError as err:
+            self._degrade(err.reason)
+            return False
+        return True
+
+    def reset(self, key: str) -> None:
+        self._limiter.forget(key)
+
+
+def notification_for(event: AgentEvent, t: Translate) -> Notification | None:
+    """Pure: the notification an agent event deserves, in the translator's language, or None."""
+    from agent.tray.view import check_name, remedy
+
+    d = event.data
+    if event.kind is Kind.PRESENCE_STAGE and d.get("stage") == "warn":
+        seconds = d.get("seconds_left", d.get("countdown", 30))
+        return Notification(
+            "countdown",
+            t("notify.countdown.title"),
+            t("notify.countdown.body", seconds=int(seconds) if isinstance(seconds, int | float) else 30),
+        )
+    if event.kind is Kind.PROTECTION_APPLIED:
+        reason = str(d.get("reason", "away"))
+        try:
+            reason_text = t(f"reason.{reason}")
+        except KeyError:
+            reason_text = reason
+        return Notification(
+            f"covered.{reason}", t("notify.covered.title"), t("notify.covered.body", reason=reason_text)
+        )
+    if (
+        event.kind is Kind.POSTURE_FINDING
+        and d.get("enforcement") == "block"
+        and d.get("status") in ("fail", "error")
+    ):
+        check_id = str(d.get("check_id", "?"))
+        return Notification(
+            f"blocked.{check_id}",
+            t("notify.blocked.title", name=check_name(t, check_id)),
+            t("notify.blocked.body", remedy=remedy(t, check_id)),
+            urgency="critical",
+        )
+    if event.kind is Kind.POLICY_APPLIED:
+        key = "notify.policy_ack.body" if d.get("ack_required") else "notify.policy.body"
+        return Notification(
+            "policy",
+            t("notify.policy.title"),
+            t(key, id=d.get("policy_id", "?"), version=d.get("version", "?")),
+        )
+    if event.kind is Kind.PROTECTION_PAUSED:
+        return Notification(
+            "paused", t("notify.paused.title"), t("notify.paused.body", minutes=d.get("minutes", "?"))
+        )
+    return None
+
+
+class NotificationBridge:
+    """Subscribes to the event stream and notifies; runs on its own thread until :meth:`stop`."""
+
+    def __init__(self, stream: EventStream, notifier: Notifier, translator: Translate) -> None:
+        self._events = stream.subscribe()
+        self._notifier = notifier
+        self.translator = translator
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def handle(self, event: AgentEvent) -> bool:
+        if event.kind is Kind.PRESENCE_STAGE and event.data.get("stage") == "active":
+            self._notifier.reset("countdown")  # a new away period gets its own countdown
+            return False
+        n = notification_for(event, self.translator)
+        return n is not None and self._notifier.notify(n)
+
+    def start(self) -> NotificationBridge:
+        self._thread = threading.Thread(target=self._run, name="mamori-notify", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self._events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.handle(event)
+            except Exception:
+                logger.exception("notification failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)

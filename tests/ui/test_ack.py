@@ -1,0 +1,125 @@
+"""Policy acknowledgement: the pure decision, the store on disk, and the flow (cover + event)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.ack import Acknowledgement, AckFlow, AckStore, needs_ack, policy_summary
+from agent.clock import FakeClock
+from agent.i18n import Translator
+from agent.report.stream import EventStream, Kind
+from policy.load import load_policy
+from policy.model import Policy
+
+T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
+
+POLICY = """
+schema = 1
+id = "standard"
+version = {version}
+
+[presence]
+warn_after = "4m"
+protect_after = "5m"
+lock_after = "10m"
+
+[[customer_apps]]
+name = "CRM"
+processes = ["chrome"]
+
+[acknowledgement]
+required = {required}
+cover_until_acknowledged = {cover}
+text = {{ ja = "顧客情報は社外に持ち出しません。", en = "I keep customer data inside the company." }}
+
+[worker]
+allow_pause = true
+pause_max = "15m"
+"""
+
+
+def make_policy(version: int = 1, required: bool = True, cover: bool = True) -> Policy:
+    text = POLICY.format(version=version, required=str(required).lower(), cover=str(cover).lower())
+    return load_policy(text.encode())
+
+
+def test_needs_ack_decision() -> None:
+    acks = {"standard": Acknowledgement("standard", 2, T0)}
+    assert needs_ack("standard", 3, True, acks)  # new version: ask again
+    assert not needs_ack("standard", 2, True, acks)
+    assert not needs_ack("standard", 1, True, acks)
+    assert needs_ack("other", 1, True, acks)
+    assert not needs_ack("other", 1, False, acks)
+
+
+def test_store_round_trip_and_corrupt_file(tmp_path: Path) -> None:
+    store = AckStore(tmp_path / "state")
+    assert store.load() == {}
+    store.record(Acknowledgement("standard", 2, T0))
+    store.record(Acknowledgement("other", 1, T0))
+    assert store.load()["standard"] == Acknowledgement("standard", 2, T0)
+    assert sorted(json.loads(store.path.read_text())) == ["other", "standard"]
+    assert not list(store.path.parent.glob(".ack-*"))  # temp files were replaced, not left behind
+    store.path.write_text("{not json")
+    assert store.load() == {}  # corrupt: ask again rather than assume acknowledged
+
+
+class CoverSpy:
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    def __call__(self, active: bool) -> None:
+        self.calls.append(active)
+
+
+def test_flow_covers_until_acknowledged_and_reports(tmp_path: Path) -> None:
+    stream = EventStream()
+    events = stream.subscribe()
+    cover = CoverSpy()
+    shown: list[Policy] = []
+    clock = FakeClock(T0)
+    flow = AckFlow(AckStore(tmp_path), stream, clock, cover, shown.append)
+
+    assert flow.on_policy(make_policy(1)) is True
+    assert cover.calls == [True] and [p.version for p in shown] == [1]
+    assert flow.pending()
+
+    assert flow.acknowledge("standard", 2) is None  # a stale or forged answer changes nothing
+    assert flow.acknowledge("standard", 1) is not None
+    assert cover.calls == [True, False]
+    event = events.get_nowait()
+    assert event.kind is Kind.POLICY_ACKNOWLEDGED
+    assert dict(event.data) == {"policy_id": "standard", "version": 1, "acknowledged_at": T0.isoformat()}
+    assert not flow.pending()
+
+    # Restart: the same version is not asked again; the next version is.
+    flow2 = AckFlow(AckStore(tmp_path), stream, clock, cover, shown.append)
+    assert flow2.on_policy(make_policy(1)) is False
+    assert cover.calls[-1] is False
+    assert flow2.on_policy(make_policy(2)) is True
+    assert cover.calls[-1] is True and shown[-1].version == 2
+
+
+def test_flow_without_cover_requirement(tmp_path: Path) -> None:
+    cover = CoverSpy()
+    flow = AckFlow(AckStore(tmp_path), EventStream(), FakeClock(T0), cover)
+    assert flow.on_policy(make_policy(1, cover=False)) is True
+    assert cover.calls == [False]
+    assert flow.on_policy(make_policy(2, required=False)) is False
+
+
+def test_summary_in_both_languages() -> None:
+    policy = make_policy()
+    en = policy_summary(Translator("en"), policy)
+    ja = policy_summary(Translator("ja"), policy)
+    assert en[0] == (
+        "After 4 min without activity you are warned, after 5 min customer-data windows are covered, "
+        "after 10 min the session locks."
+    )
+    assert "Apps treated as customer data: CRM" in en
+    assert "You may pause protection for up to 15 min (reported)." in en
+    assert ja[0].startswith("4 分 操作がないと警告し")
+    assert "顧客データとして扱うアプリ: CRM" in ja
+    assert ja[-1] == "キー入力・画面・ウィンドウ名は PC の外に送信されません。"

@@ -1,0 +1,91 @@
+"""The tray's pure status view: which state the icon shows and which lines/actions the worker gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.i18n import Translator
+from agent.tray.icons import TrayState
+from agent.tray.view import build_view, check_name, permissions, remedy, tray_state
+
+EN = Translator("en")
+JA = Translator("ja")
+
+VPN_BLOCK = {"id": "vpn", "status": "fail", "mode": "block", "enforcement": "block"}
+WIFI_WARN = {"id": "wifi", "status": "fail", "mode": "warn", "enforcement": "warn"}
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ({"presence": {"stage": "active"}}, TrayState.PROTECTED),
+        ({"presence": {"stage": "warn", "seconds_left": 12}}, TrayState.WARNING),
+        ({"presence": {"stage": "protect"}}, TrayState.COVERED),
+        ({"presence": {"stage": "lock"}}, TrayState.COVERED),
+        ({"presence": "active", "cover_reasons": ["share"]}, TrayState.COVERED),
+        ({"presence": "active", "checks": [WIFI_WARN]}, TrayState.WARNING),
+        ({"presence": "active", "checks": [VPN_BLOCK]}, TrayState.BLOCKED),
+        ({"presence": "protect", "checks": [VPN_BLOCK]}, TrayState.BLOCKED),
+        ({"presence": "active", "capabilities": {"window_list": False, "idle": True}}, TrayState.DEGRADED),
+        ({"presence": "active", "degraded": ["cover"]}, TrayState.DEGRADED),
+        ({"presence": "protect", "checks": [VPN_BLOCK], "paused": True}, TrayState.PAUSED),
+        ({}, TrayState.PROTECTED),
+    ],
+)
+def test_state_priority(status: dict[str, object], state: TrayState) -> None:
+    assert tray_state(status) is state
+
+
+def test_passing_block_check_does_not_block() -> None:
+    ok = {**VPN_BLOCK, "status": "pass"}
+    assert tray_state({"presence": "active", "checks": [ok]}) is TrayState.PROTECTED
+
+
+def test_pause_expires_with_time() -> None:
+    status = {"presence": "active", "paused_until": "2026-04-01T09:15:00+00:00"}
+    assert tray_state(status, datetime(2026, 4, 1, 9, 10, tzinfo=UTC)) is TrayState.PAUSED
+    assert tray_state(status, datetime(2026, 4, 1, 9, 16, tzinfo=UTC)) is TrayState.PROTECTED
+
+
+def test_permissions_follow_policy_worker_section() -> None:
+    assert permissions({}).allow_pause is False
+    assert permissions({}).allow_quit is False
+    p = permissions({"worker": {"allow_pause": True, "pause_max": 900.0, "allow_quit": True}})
+    assert (p.allow_pause, p.pause_max_minutes, p.allow_quit) == (True, 15, True)
+    # A zero maximum means no pause, whatever allow_pause says.
+    assert permissions({"worker": {"allow_pause": True, "pause_max": 0}}).allow_pause is False
+
+
+def test_lines_in_each_language() -> None:
+    status = {
+        "presence": {"stage": "warn", "seconds_left": 29.6},
+        "checks": [VPN_BLOCK, {"id": "tls.0", "status": "pass"}],
+        "policy": {"id": "standard", "version": 3, "ack_required": True, "acknowledged": False},
+    }
+    en = build_view(EN, status)
+    assert "Away protection: covering in 30 s" in en.lines
+    assert "VPN: not compliant" in en.lines
+    assert "Encrypted connections (TLS): OK" in en.lines
+    assert "Please acknowledge the policy" in en.lines
+    assert en.ack_needed and en.policy_id == "standard" and en.policy_version == 3
+    assert en.tooltip == "Mamori: Blocked: action needed"
+    ja = build_view(JA, status)
+    assert "VPN: 不適合" in ja.lines
+    assert "離席保護: あと 30 秒で画面を保護します" in ja.lines
+    assert ja.tooltip.startswith("守り (Mamori): ブロック中")
+
+
+def test_unknown_check_and_reason_fall_back_to_ids() -> None:
+    view = build_view(EN, {"checks": [{"id": "custom_x", "status": "weird"}], "cover_reasons": ["zzz"]})
+    assert "custom_x: could not check" in view.lines
+    assert "Covered because: zzz" in view.lines
+    assert check_name(EN, "wifi") == "Wi-Fi security"
+    assert remedy(EN, "vpn.routes") == "Connect to the company VPN."
+    assert remedy(JA, "nonexistent") == "IT 管理者に連絡してください。"
+
+
+def test_policy_overrides_win() -> None:
+    t = Translator("en", {"en": {"tray.state.blocked": "Stop! Call the help desk"}})
+    assert build_view(t, {"checks": [VPN_BLOCK]}).tooltip == "Mamori: Stop! Call the help desk"
