@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.ack import Acknowledgement, AckFlow, AckStore, needs_ack, policy_summary
+from agent.ack import AckFlow, Acknowledgement, AckStore, needs_ack, policy_summary
 from agent.clock import FakeClock
 from agent.i18n import Translator
 from agent.report.stream import EventStream, Kind
