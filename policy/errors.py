@@ -141,3 +141,12 @@ class StoreError(PolicyError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class InputFileError(PolicyError):
+    """A file named on the command line cannot be read (or written)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
