@@ -1,0 +1,431 @@
+"""The reporting service: stream -> privacy filter -> durable outbox -> server; heartbeats, checkins, policy pull.
+
+Two threads: one drains the :class:`EventStream` subscription into the outbox (one transaction per burst), one
+uploads, checks in, sends heartbeats and refreshes the policy. The runtime builds one service, calls
+``start()`` and, on shutdown, ``stop()`` after publishing ``agent.stopped`` so the clean-stop notice is sent.
+
+Sleep/resume: intervals are measured on the monotonic clock, which on Linux and macOS does not advance while
+the machine sleeps. When the wall clock moved much further than the monotonic clock across one wait, the
+machine slept (or NTP stepped the clock): pending retries, the heartbeat and the policy refresh are due at once,
+so a resumed laptop reports promptly instead of finishing a pre-sleep backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from agent import __version__
+from agent.clock import Clock
+from agent.config import AgentConfig
+from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
+from agent.report.events import Context, build_record, rule_context
+from agent.report.outbox import Outbox, Pending
+from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.report.uploader import Backoff, PolicyFetcher, Uploader
+
+if TYPE_CHECKING:
+    import requests
+
+    from policy.model import Policy
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+TITLE_KEY_FILE = "report-title.key"
+RESUME_SLACK = (
+    30.0  # seconds the wall clock may run ahead of the monotonic clock in one wait without "resume"
+)
+MAX_WAIT = 5.0
+AWAY_STAGES = frozenset({"protect", "lock", "locked", "away"})
+_NON_CODE = re.compile(r"[^a-z0-9_.-]+")
+
+
+def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESUME_SLACK) -> bool:
+    """True when the wall clock ran ahead of the monotonic clock: the machine slept, or the clock was stepped."""
+    return wall_delta - mono_delta > slack
+
+
+def reason_code(reason: str) -> str:
+    """A server problem ("time: must be epoch milliseconds") -> a code for the report.rejected event ("time")."""
+    head = reason.split(":", 1)[0].strip().lower()
+    code = _NON_CODE.sub("_", head).strip("_.-")[:64]
+    return code or "other"
+
+
+class ReportingService:
+    def __init__(
+        self,
+        config: AgentConfig,
+        stream: EventStream,
+        clock: Clock,
+        *,
+        session: requests.Session | None = None,
+        batch_delay: float = 2.0,
+        batch_max_events: int = 500,
+        policy_interval: float = 300.0,
+        heartbeat: float | None = None,
+        backoff: Backoff | None = None,
+        on_send: Callable[[Sequence[Pending]], None] | None = None,
+        policy_provider: Callable[[], Policy | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.stream = stream
+        self.clock = clock
+        self.batch_delay = batch_delay
+        self.batch_max_events = batch_max_events
+        self.policy_interval = policy_interval
+        self._heartbeat_override = heartbeat
+        # Subscribe now, not in start(): nothing published after construction is missed.
+        self._queue = stream.subscribe()
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.outbox = Outbox(config.state_dir / OUTBOX_FILE, now=clock.now)
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        if config.server_ca is not None:
+            session.verify = str(config.server_ca)
+        self.session = session
+        self.uploader = Uploader(
+            self.outbox, session, clock, batch_max_events=batch_max_events, backoff=backoff, on_send=on_send
+        )
+        self._policy_provider = policy_provider or self._stored_policy
+        self._policy: Policy | None = None
+        self._context = Context()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._persist_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._first_pending: float | None = None
+        self._retry_at = 0.0
+        self._flushing = False
+        self._enrollment: Enrollment | None = None
+        self._enrollment_mtime: float | None = None
+        self.auth_failed = False
+        self.last_upload_status: int | None = None
+        # state summary (heartbeat / checkin), derived from the stream
+        self._stage: str | None = None
+        self._failing: dict[str, str] = {}
+        self._locked = False
+        self._started_mono = clock.monotonic()
+        self.reload_policy()
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (
+            ("mamori-report-persist", self._persist_loop),
+            ("mamori-report-upload", self._upload_loop),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Persist everything published so far, try one last upload and a clean-stop checkin, then close."""
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.outbox.close()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Upload now and wait until everything published so far is on the server (True) or timeout (False)."""
+        deadline = time.monotonic() + timeout
+        self._flushing = True
+        try:
+            while time.monotonic() < deadline:
+                if self._queue.empty() and self.outbox.pending_count() == 0:
+                    return True
+                self._wake.set()
+                time.sleep(0.05)
+            return False
+        finally:
+            self._flushing = False
+
+    def recent_sent(self) -> list[dict[str, Any]]:
+        """The last events exactly as sent to the server (newest last), for the tray's "What is reported"."""
+        return self.uploader.recent_sent()
+
+    def status(self) -> dict[str, Any]:
+        enrollment = self._current_enrollment()
+        return {
+            "enrolled": enrollment is not None,
+            "device_id": enrollment.device_id if enrollment else None,
+            "pending": self.outbox.pending_count(),
+            "rejected": len(self.outbox.rejected()),
+            "auth_failed": self.auth_failed,
+            "last_upload_status": self.last_upload_status,
+        }
+
+    # --- policy / privacy context ----------------------------------------------------------------------------
+
+    def _stored_policy(self) -> Policy | None:
+        from policy.errors import PolicyError
+        from policy.store import TrustedStore
+
+        try:
+            verified = TrustedStore(self.config.state_dir).current()
+        except PolicyError as err:
+            logger.warning("cannot read the trusted policy: %s", err)
+            return None
+        return verified.policy if verified else None
+
+    def reload_policy(self) -> None:
+        policy = self._policy_provider()
+        self._policy = policy
+        if policy is None:
+            self._context = Context()
+            return
+        reporting = policy.reporting
+        self.outbox.set_bounds(reporting.outbox_max_events, reporting.outbox_max_bytes)
+        key = self._title_key() if reporting.window_titles == "hashed" else None
+        self._context = rule_context(
+            [rule.name for rule in policy.customer_apps],
+            [sig.app for sig in policy.screen_share.signatures],
+            reporting.window_titles,
+            key,
+        )
+
+    def _title_key(self) -> bytes:
+        """Per-device secret for keyed title hashes; never leaves the PC."""
+        from policy.store import atomic_write
+
+        path = self.config.state_dir / TITLE_KEY_FILE
+        try:
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+        except OSError:
+            pass
+        key = secrets.token_bytes(32)
+        atomic_write(path, key, mode=0o600)
+        return key
+
+    def _heartbeat_interval(self) -> float:
+        if self._heartbeat_override is not None:
+            return self._heartbeat_override
+        return self._policy.reporting.heartbeat if self._policy else 300.0
+
+    # --- persisting ------------------------------------------------------------------------------------------
+
+    def _persist_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    first = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                events = [first]
+                while len(events) < 1000:
+                    try:
+                        events.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                self._persist(events)
+        finally:
+            self._persist_done.set()
+
+    def _persist(self, events: list[AgentEvent]) -> None:
+        records = []
+        reload = False
+        for event in events:
+            self._track(event)
+            if event.kind == Kind.POLICY_APPLIED:
+                reload = True
+            try:
+                records.append(build_record(event, self._context))
+            except (KeyError, ValueError) as err:  # an unmapped kind is a programming error; keep the rest
+                logger.error("cannot build event %s: %s", event.kind, err)
+        self.outbox.put(records)
+        with self._lock:
+            if self._first_pending is None:
+                self._first_pending = self.clock.monotonic()
+        if self.outbox.pending_count() >= self.batch_max_events:
+            self._wake.set()
+        if reload:
+            self.reload_policy()
+
+    def _track(self, event: AgentEvent) -> None:
+        data = event.data
+        if event.kind == Kind.PRESENCE_STAGE and isinstance(data.get("stage"), str):
+            self._stage = data["stage"]
+        elif event.kind == Kind.SESSION_LOCKED:
+            self._locked = True
+        elif event.kind == Kind.SESSION_UNLOCKED:
+            self._locked = False
+        elif event.kind == Kind.POSTURE_FINDING and isinstance(data.get("check_id"), str):
+            if data.get("status") in ("fail", "error") and data.get("mode") not in ("off", None):
+                self._failing[data["check_id"]] = str(data.get("status"))
+            else:
+                self._failing.pop(data["check_id"], None)
+
+    def summary(self) -> dict[str, Any]:
+        """The state summary of heartbeats and checkins: online / away / non_compliant."""
+        if self._failing:
+            state = "non_compliant"
+        elif self._locked or (self._stage in AWAY_STAGES):
+            state = "away"
+        else:
+            state = "online"
+        return {
+            "state": state,
+            "stage": self._stage,
+            "failing": sorted(self._failing),
+            "policy_id": self._policy.id if self._policy else None,
+            "policy_version": self._policy.version if self._policy else None,
+            "uptime_s": round(max(0.0, self.clock.monotonic() - self._started_mono), 1),
+        }
+
+    # --- uploading -------------------------------------------------------------------------------------------
+
+    def _current_enrollment(self) -> Enrollment | None:
+        path = enrollment_path(self.config.state_dir)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            self._enrollment, self._enrollment_mtime = None, None
+            return None
+        if mtime != self._enrollment_mtime:
+            try:
+                self._enrollment = load_enrollment(self.config.state_dir)
+            except EnrollmentError as err:
+                logger.warning("%s", err)
+                self._enrollment = None
+            self._enrollment_mtime = mtime
+            self.auth_failed = False
+        return self._enrollment
+
+    def _upload_loop(self) -> None:
+        now = self.clock.monotonic()
+        next_heartbeat = now + self._heartbeat_interval()
+        next_policy = now
+        while not self._stopping.is_set():
+            now = self.clock.monotonic()
+            enrollment = self._current_enrollment()
+            if enrollment is not None:
+                if now >= next_policy:
+                    self._refresh_policy(enrollment)
+                    next_policy = now + self.policy_interval
+                if now >= next_heartbeat:
+                    self.stream.publish(AgentEvent(Kind.HEARTBEAT, self.clock.now(), self.summary()))
+                    self._checkin(enrollment, stopping=False)
+                    next_heartbeat = now + self._heartbeat_interval()
+                if self._upload_due(now):
+                    self._upload(enrollment)
+                    continue
+            deadlines = [next_heartbeat, next_policy]
+            if self.outbox.pending_count():
+                deadlines.append(max(self._retry_at, (self._first_pending or now) + self.batch_delay))
+            if self._wait(min(deadlines) - now):
+                self._retry_at = 0.0
+                self.uploader.backoff.reset()
+                next_heartbeat = next_policy = 0.0
+        self._final()
+
+    def _upload_due(self, now: float) -> bool:
+        pending = self.outbox.pending_count()
+        if not pending or now < self._retry_at:
+            return False
+        if self._flushing or self._stopping.is_set() or pending >= self.batch_max_events:
+            return True
+        first = self._first_pending
+        return first is None or now - first >= self.batch_delay
+
+    def _upload(self, enrollment: Enrollment) -> None:
+        outcome = self.uploader.upload_once(enrollment)
+        self.last_upload_status = outcome.status
+        self.auth_failed = outcome.auth_failed
+        if outcome.retry_in is not None:
+            self._retry_at = self.clock.monotonic() + outcome.retry_in
+        if outcome.rejected:
+            self._report_rejected(outcome.rejected)
+        with self._lock:
+            self._first_pending = None if self.outbox.pending_count() == 0 else self.clock.monotonic()
+
+    def _report_rejected(self, rejected: Sequence[tuple[str, str]]) -> None:
+        reasons = Counter(reason_code(reason) for _uid, reason in rejected)
+        data = {"count": len(rejected), "uids": [uid for uid, _ in rejected][:100], "reasons": dict(reasons)}
+        self.stream.publish(AgentEvent(Kind.REPORT_REJECTED, self.clock.now(), data))
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (in slices, so stop and wake are prompt). True when the machine resumed."""
+        wall0, mono0 = self.clock.now(), self.clock.monotonic()
+        self._wake.wait(max(0.0, min(seconds, MAX_WAIT)))
+        self._wake.clear()
+        wall_delta = (self.clock.now() - wall0).total_seconds()
+        mono_delta = self.clock.monotonic() - mono0
+        if resumed_from_sleep(wall_delta, mono_delta):
+            logger.info(
+                "clock ran ahead by %.0fs during a wait (resume from sleep?): retrying now", wall_delta
+            )
+            return True
+        return False
+
+    def _refresh_policy(self, enrollment: Enrollment) -> None:
+        from policy.errors import BundleRejectedError, PolicyError
+        from policy.keys import load_trusted_keys
+
+        try:
+            trusted = load_trusted_keys(self.config.trusted_keys)
+        except PolicyError as err:
+            logger.warning("policy refresh skipped: %s", err)
+            return
+        fetcher = PolicyFetcher(self.session, self.config.state_dir, trusted)
+        try:
+            result = fetcher.refresh(enrollment, self.clock.now())
+        except BundleRejectedError as err:
+            logger.warning("server policy rejected: %s", err)
+            data = {"reason": getattr(err, "reason", "rejected")}
+            self.stream.publish(AgentEvent(Kind.POLICY_REJECTED, self.clock.now(), data))
+            return
+        except PolicyError as err:
+            logger.warning("policy refresh failed: %s", err)
+            return
+        if result is not None and result.accepted:
+            data = {"policy_id": result.policy.id, "version": result.policy.version}
+            self.stream.publish(AgentEvent(Kind.POLICY_APPLIED, self.clock.now(), data))
+
+    def _checkin(self, enrollment: Enrollment, *, stopping: bool) -> None:
+        summary = self.summary()
+        summary.update(
+            {
+                "agent_version": __version__,
+                "hostname": socket.gethostname()[:255],
+                "heartbeat_s": self._heartbeat_interval(),
+                "last_sequence": self.outbox.last_sequence(),
+                "stopping": stopping,
+                "os": os.name,
+            }
+        )
+        status = self.uploader.checkin(enrollment, summary)
+        if status in (401, 403):
+            self.auth_failed = True
+
+    def _final(self) -> None:
+        """On stop: wait for the persist thread, one last upload attempt, then the clean-stop checkin."""
+        self._persist_done.wait(5.0)
+        enrollment = self._current_enrollment()
+        if enrollment is None:
+            return
+        for _ in range(20):
+            if not self.outbox.pending_count():
+                break
+            outcome = self.uploader.upload_once(enrollment)
+            if outcome.retry_in is not None or outcome.status is None:
+                break
+        self._checkin(enrollment, stopping=True)
