@@ -265,6 +265,8 @@ def _schema_problems(raw: dict[str, Any]) -> list[Problem]:
             for name in error.validator_value:
                 if name not in error.instance:
                     out.append(Problem(_join(path, name), f"is required (add `{name} = ...`)"))
+        elif "propertyNames" in error.schema_path and isinstance(error.instance, str):
+            out.append(Problem(_join(path, error.instance), _schema_message(error)))
         else:
             out.append(Problem(path, _schema_message(error)))
     return out

@@ -287,10 +287,27 @@ class Worker:
     allow_quit: bool = field(default=False, metadata=doc("The tray offers Quit."))
 
 
+MESSAGE_KEY_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+
+
 @dataclass(frozen=True)
 class Messages:
-    ja: dict[str, str] = field(default_factory=dict, metadata=doc("Message key -> Japanese text."))
-    en: dict[str, str] = field(default_factory=dict, metadata=doc("Message key -> English text."))
+    ja: dict[str, str] = field(
+        default_factory=dict,
+        metadata=doc(
+            "Message key -> Japanese text.",
+            key_pattern=MESSAGE_KEY_PATTERN,
+            example={"remedy.vpn": "会社の VPN に接続してください。"},
+        ),
+    )
+    en: dict[str, str] = field(
+        default_factory=dict,
+        metadata=doc(
+            "Message key -> English text.",
+            key_pattern=MESSAGE_KEY_PATTERN,
+            example={"remedy.vpn": "Connect to the company VPN."},
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ def _type_schema(tp: Any, meta: typing.Mapping[str, Any], defs: dict[str, Any]) 
     elif origin is dict:
         out = {"type": "object", "additionalProperties": {"type": "string"}}
         if meta.get("key_pattern"):
-            out["propertyNames"] = {"pattern": meta["key_pattern"]}
+            out["propertyNames"] = {
+                "pattern": meta["key_pattern"],
+                "x-pattern-hint": "message keys are dotted lowercase names such as remedy.vpn",
+            }
     elif tp is float and meta.get("duration"):
         out = {"type": "string", "pattern": model.DURATION_PATTERN, "format": "duration"}
     elif tp is re.Pattern or origin is re.Pattern:
