@@ -7,8 +7,8 @@ import tkinter.font as tkfont
 
 # First installed family wins. Linux: IPA / Noto CJK; Windows: Yu Gothic UI / Meiryo; macOS: Hiragino.
 CJK_FAMILIES = (
-    "IPAGothic",
     "IPAPGothic",
+    "IPAGothic",
     "IPAexGothic",
     "Noto Sans CJK JP",
     "Noto Sans JP",

@@ -7,6 +7,7 @@ not thread-safe, and this queue is the only way in.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -34,6 +35,9 @@ class TkHost:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.root: tk.Tk | None = None
+        #: Long-lived Tk objects (e.g. the status window). Cleared on the Tk thread at shutdown: a Tk object
+        #: garbage-collected on another thread aborts the process ("Tcl_AsyncDelete: ... wrong thread").
+        self.objects: dict[str, object] = {}
 
     def start(self, timeout: float = 10.0) -> TkHost:
         """Start the Tk thread; raises TkUnavailableError when Tk cannot open the display."""
@@ -66,10 +70,13 @@ class TkHost:
             root.mainloop()
         finally:
             self.root = None
+            self.objects.clear()
             try:
                 root.destroy()
-            except Exception:  # already destroyed by stop()
+            except Exception:  # already destroyed
                 logger.debug("Tk root already gone")
+            del root
+            gc.collect()  # free every Tk object here, on the thread that owns the interpreter
 
     def _drain(self) -> None:
         root = self.root

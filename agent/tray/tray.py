@@ -129,7 +129,6 @@ class Tray:
         self.backend: str | None = None
         self.state: TrayState | None = None
         self._view: StatusView | None = None
-        self._status_window: Any = None
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------- lifecycle
@@ -149,6 +148,8 @@ class Tray:
             title=view.tooltip,
             menu=pystray.Menu(self._menu_items),
         )
+        if self.backend == "xorg":
+            _enable_xorg_clicks(self._icon)  # before run(): the window exists, no other thread uses X yet
         self.state = view.state
         logger.info("tray backend %s (menu: %s)", self.backend, self.has_menu)
         self._icon.run(setup=self._setup)
@@ -308,9 +309,10 @@ class Tray:
             return
 
         def present(root: Any) -> None:
-            if self._status_window is None:
-                self._status_window = StatusWindow(root, self._t, self._status_provider, self)
-            self._status_window.present()
+            window = ui.objects.get("status")
+            if not isinstance(window, StatusWindow):
+                window = ui.objects["status"] = StatusWindow(root, self._t, self._status_provider, self)
+            window.present()
 
         ui.call(present)
 
@@ -358,6 +360,25 @@ class Tray:
         ui = self._tk()
         if ui is not None:
             ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
+
+
+def _enable_xorg_clicks(icon: Any) -> None:
+    """Make pystray's X11 icon window receive real clicks.
+
+    pystray 0.19.5 creates the icon window with only Exposure|StructureNotify in its event mask, so the X
+    server never delivers ButtonPress to it and its "click activates the default item" never fires on a real
+    desktop. Adding ButtonPressMask on the same window (pystray's own dispatcher already handles the event)
+    is the smallest fix; without it the menu-less tray would have no way to open the status window.
+    """
+    window = getattr(icon, "_window", None)
+    display = getattr(icon, "_display", None)
+    if window is None or display is None:
+        logger.warning("cannot enable clicks on the X11 tray icon: pystray internals changed")
+        return
+    from Xlib import X
+
+    window.change_attributes(event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
+    display.flush()
 
 
 def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:

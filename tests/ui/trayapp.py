@@ -1,0 +1,95 @@
+"""The real Tray driven by files, for desktop tests (run as its own process on the test X display).
+
+    python tests/ui/trayapp.py --status status.json --out out.jsonl --lang ja [--policy p.toml] [--show-ack]
+
+- status.json is re-read on every refresh: the test changes the tray's state by rewriting it.
+- every command the tray sends is appended to out.jsonl as {"command": ...}; "acknowledge ID VERSION" goes
+  through the real AckFlow and the published event is appended as {"event": kind, "data": {...}}.
+- SIGTERM stops the tray cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.ack import AckFlow, AckStore
+from agent.clock import SystemClock
+from agent.i18n import Translator
+from agent.report.stream import EventStream
+from agent.tray.tray import Tray
+from policy.load import load_policy
+from policy.model import Policy
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--lang", default="en")
+    parser.add_argument("--policy", type=Path)
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--show-ack", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    lock = threading.Lock()
+
+    def write(record: dict[str, Any]) -> None:
+        with lock, args.out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def status() -> dict[str, Any]:
+        try:
+            data = json.loads(args.status.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    policy: Policy | None = load_policy(args.policy.read_bytes()) if args.policy else None
+    stream = EventStream()
+    events = stream.subscribe()
+    t = Translator(args.lang)
+    state_dir = args.state_dir or args.out.parent / "state"
+
+    def on_command(command: str) -> None:
+        write({"command": command})
+        parts = command.split()
+        if parts[0] == "acknowledge" and flow is not None:
+            flow.acknowledge(parts[1], int(parts[2]))
+            while not events.empty():
+                event = events.get_nowait()
+                write({"event": event.kind.value, "data": dict(event.data)})
+
+    tray = Tray(
+        t,
+        status,
+        on_command,
+        reported_provider=lambda: [{"class_uid": 2003, "activity_id": 1, "message": "policy.acknowledged"}],
+        policy_provider=lambda: policy,
+        refresh_interval=0.2,
+    )
+    flow: AckFlow | None = None
+    if policy is not None:
+        flow = AckFlow(
+            AckStore(state_dir),
+            stream,
+            SystemClock(),
+            set_cover=lambda active: write({"cover_ack": active}),
+            show_dialog=tray.show_ack_for if args.show_ack else None,
+        )
+        threading.Timer(0.5, flow.on_policy, args=(policy,)).start()
+    signal.signal(signal.SIGTERM, lambda *_: tray.stop())
+    tray.run()
+    write({"stopped": True, "backend": tray.backend})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
