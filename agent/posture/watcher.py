@@ -1,0 +1,157 @@
+"""Network-change notification for posture re-evaluation (SPEC.md: "re-evaluated on network change (≤ 2 s)").
+
+Linux: an rtnetlink socket subscribed to link, address and route changes — the kernel pushes the change, so a
+VPN interface vanishing is seen within milliseconds. Elsewhere (and if netlink is refused): a cheap poll of a
+fingerprint of interfaces and addresses (psutil) once a second. Both debounce bursts (an interface going down
+emits a dozen messages) into one callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable, Hashable
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+# linux/rtnetlink.h multicast groups
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
+NETLINK_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+DEBOUNCE_S = 0.1
+
+
+class NetworkWatcher(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NetlinkWatcher:
+    """Calls ``on_change()`` (from its own thread) after each burst of rtnetlink link/addr/route messages."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
+        if sys.platform != "linux":
+            raise OSError("rtnetlink exists only on Linux")
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock.bind((0, NETLINK_GROUPS))
+        sock.settimeout(0.5)  # lets stop() end the thread
+        self._sock = sock
+        self._thread = threading.Thread(target=self._run, name="mamori-netlink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._stop.is_set():
+            try:
+                sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as err:  # ENOBUFS after a burst: we lost messages, which still means "changed"
+                if self._stop.is_set():
+                    return
+                logger.debug("netlink recv: %s", err)
+            sock.settimeout(DEBOUNCE_S)
+            try:
+                while True:
+                    sock.recv(65536)
+            except (TimeoutError, OSError):
+                pass
+            sock.settimeout(0.5)
+            try:
+                self._on_change()
+            except Exception:
+                logger.exception("network change handler failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._sock is not None:
+            self._sock.close()
+
+
+class PollWatcher:
+    """Calls ``on_change()`` when ``fingerprint()`` differs from the previous poll."""
+
+    def __init__(
+        self, on_change: Callable[[], None], fingerprint: Callable[[], Hashable], interval: float = 1.0
+    ) -> None:
+        self._on_change = on_change
+        self._fingerprint = fingerprint
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        last = self._safe_fingerprint()
+
+        def run() -> None:
+            nonlocal last
+            while not self._stop.wait(self._interval):
+                now = self._safe_fingerprint()
+                if now != last:
+                    last = now
+                    try:
+                        self._on_change()
+                    except Exception:
+                        logger.exception("network change handler failed")
+
+        self._thread = threading.Thread(target=run, name="mamori-netpoll", daemon=True)
+        self._thread.start()
+
+    def _safe_fingerprint(self) -> Hashable:
+        try:
+            return self._fingerprint()
+        except Exception as err:  # a failing fingerprint must not kill the watcher
+            logger.debug("network fingerprint failed: %s", err)
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+
+def psutil_fingerprint() -> Hashable:
+    """Interfaces, their up state and addresses: changes when a VPN connects, drops or the network changes."""
+    import psutil
+
+    stats = psutil.net_if_stats()
+    addrs = psutil.net_if_addrs()
+    return tuple(
+        sorted(
+            (
+                name,
+                stats[name].isup if name in stats else False,
+                tuple(sorted(a.address for a in addrs.get(name, []))),
+            )
+            for name in set(stats) | set(addrs)
+        )
+    )
+
+
+def network_watcher(on_change: Callable[[], None]) -> NetworkWatcher:
+    """The best watcher here, started."""
+    if sys.platform == "linux":
+        watcher = NetlinkWatcher(on_change)
+        try:
+            watcher.start()
+            return watcher
+        except OSError as err:
+            logger.warning("rtnetlink unavailable (%s); polling interfaces every second instead", err)
+    poller = PollWatcher(on_change, psutil_fingerprint)
+    poller.start()
+    return poller
