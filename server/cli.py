@@ -1,0 +1,224 @@
+"""`mamori server run|migrate|enroll-secret create|admin-token create|policy publish` (SPEC.md, Command line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import MamoriError
+
+if TYPE_CHECKING:
+    from server.settings import Settings
+    from server.storage import Storage
+
+
+class ServerCommandError(MamoriError):
+    """A server command cannot run as asked."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default=None, help="database URL (default: server.toml db, $MAMORI_DB_URL, SQLite)"
+    )
+    parser.add_argument("--config", type=Path, default=None, help="server.toml")
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser("run", help="serve the API and dashboard")
+    _common(run)
+    run.add_argument("--listen", default=None, help="HOST:PORT (default 127.0.0.1:8443)")
+    run.set_defaults(func=cmd_run)
+
+    migrate = subparsers.add_parser("migrate", help="create or upgrade the database schema")
+    _common(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+    secret = subparsers.add_parser("enroll-secret", help="enrollment secrets for `mamori agent enroll`")
+    secret_cmds = secret.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = secret_cmds.add_parser("create", help="create an enrollment secret (printed once)")
+    _common(create)
+    create.add_argument("--uses", type=int, default=1, help="how many devices may enroll with it (default 1)")
+    create.add_argument(
+        "--expires", default="7d", help='lifetime, e.g. "1h", "7d" (default 7d); "never" for none'
+    )
+    create.add_argument("--group", default="default", help="policy group of the devices enrolled with it")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_enroll_secret)
+
+    admin = subparsers.add_parser("admin-token", help="admin tokens for the admin API and dashboard")
+    admin_cmds = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    admin_create = admin_cmds.add_parser("create", help="create an admin token (printed once)")
+    _common(admin_create)
+    admin_create.add_argument("--json", action="store_true")
+    admin_create.set_defaults(func=cmd_admin_token)
+
+    policy = subparsers.add_parser("policy", help="policies served to agents")
+    policy_cmds = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    publish = policy_cmds.add_parser("publish", help="verify a signed bundle and serve it to a group")
+    _common(publish)
+    publish.add_argument("bundle", type=Path, help="bundle made by `mamori policy sign`")
+    publish.add_argument("--group", default="default")
+    publish.add_argument(
+        "--pub", type=Path, action="append", default=[], help="trusted public key (repeatable)"
+    )
+    publish.set_defaults(func=cmd_policy_publish)
+
+
+def parse_lifetime(text: str) -> timedelta | None:
+    """ "7d", "12h", "90m", "1h30m" -> timedelta; "never" -> None."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    try:
+        if value.endswith("d") and value[:-1].isdigit():
+            return timedelta(days=int(value[:-1]))
+        from policy.model import parse_duration
+
+        seconds = parse_duration(value)
+    except ValueError as err:
+        raise ServerCommandError(f'--expires {text!r}: write e.g. "1h", "7d" or "never"') from err
+    if seconds <= 0:
+        raise ServerCommandError("--expires must be longer than 0s")
+    return timedelta(seconds=seconds)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from server.settings import load_settings
+
+    return load_settings(args.config).with_db(args.db)
+
+
+def _storage(settings: Settings, *, require_current: bool = True) -> Storage:
+    from server.migrate import current_revision, head_revision
+    from server.storage import Storage
+
+    storage = Storage(settings.db_url)
+    if require_current:
+        try:
+            current = current_revision(storage.engine)
+        except Exception as err:
+            raise ServerCommandError(
+                f"cannot open database {storage.engine.url.render_as_string()}: {type(err).__name__}; "
+                "check --db and that the database server runs"
+            ) from err
+        if current != head_revision():
+            raise ServerCommandError(
+                f"database schema is at {current or 'nothing'}, expected {head_revision()}; run `mamori server migrate`"
+            )
+    return storage
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from server.migrate import current_revision, head_revision, upgrade
+
+    storage = _storage(_settings(args), require_current=False)
+    try:
+        before = current_revision(storage.engine)
+        upgrade(storage.engine)
+    except Exception as err:
+        import sqlalchemy as sa
+
+        if isinstance(err, sa.exc.SQLAlchemyError):
+            raise ServerCommandError(
+                f"migration failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+            ) from err
+        raise
+    print(f"database at {head_revision()} (was {before or 'empty'})")
+    return 0
+
+
+def cmd_enroll_secret(args: argparse.Namespace) -> int:
+    from agent.clock import SystemClock
+    from server import auth
+    from server.storage import ms
+
+    if args.uses < 1:
+        raise ServerCommandError("--uses must be at least 1")
+    lifetime = parse_lifetime(args.expires)
+    now = SystemClock().now()
+    expires = now + lifetime if lifetime else None
+    storage = _storage(_settings(args))
+    secret = auth.new_token(auth.SECRET_PREFIX)
+    storage.create_enroll_secret(
+        auth.token_hash(secret), args.group, args.uses, ms(expires) if expires else None, ms(now)
+    )
+    if args.json:
+        doc = {
+            "secret": secret,
+            "uses": args.uses,
+            "group": args.group,
+            "expires": expires.isoformat() if expires else None,
+        }
+        print(json.dumps(doc))
+    else:
+        print(secret)
+        until = expires.isoformat(timespec="seconds") if expires else "never"
+        print(f"# {args.uses} use(s), group {args.group}, expires {until}; shown only once", flush=True)
+    return 0
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    from agent.clock import SystemClock
+    from server import auth
+    from server.storage import ms
+
+    storage = _storage(_settings(args))
+    token = auth.new_token(auth.ADMIN_PREFIX)
+    storage.create_admin_token(auth.token_hash(token), ms(SystemClock().now()))
+    print(json.dumps({"token": token}) if args.json else token)
+    return 0
+
+
+def cmd_policy_publish(args: argparse.Namespace) -> int:
+    from fastapi import HTTPException
+
+    from agent.clock import SystemClock
+    from policy.keys import load_trusted_keys
+    from server.app import publish_policy
+
+    settings = _settings(args)
+    keys = load_trusted_keys([*args.pub, *settings.trusted_keys])
+    if not keys:
+        raise ServerCommandError("no trusted keys: pass --pub KEY.pub or set trusted_keys in server.toml")
+    try:
+        bundle = args.bundle.read_bytes()
+    except OSError as err:
+        raise ServerCommandError(f"{args.bundle}: cannot read bundle ({err.strerror or err})") from err
+    storage = _storage(settings)
+    try:
+        published = publish_policy(storage, keys, bundle, args.group, SystemClock().now())
+    except HTTPException as err:
+        raise ServerCommandError(f"{args.bundle}: {err.detail}", exit_code=1) from err
+    print(f"published {published.policy_id} version {published.version} to group {published.group}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.clock import SystemClock
+    from server.app import create_app
+
+    settings = _settings(args)
+    listen = args.listen or settings.listen
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ServerCommandError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:8443")
+    storage = _storage(settings)
+    app = create_app(settings, storage, SystemClock())
+    ssl: dict[str, Any] = {}
+    if settings.tls_cert and settings.tls_key:
+        ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port_text),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        **ssl,
+    )
+    return 0

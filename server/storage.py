@@ -1,0 +1,461 @@
+"""Server storage: SQLAlchemy 2 Core over SQLite (default) or PostgreSQL via psycopg 3 (SPEC.md, Server API).
+
+The schema is created only by Alembic migrations (``server/migrations``); the tables below describe it for
+queries and must match the migrations (a test compares them). Times are stored as epoch milliseconds (UTC).
+
+Event ingest is one transaction: ``INSERT ... ON CONFLICT (uid) DO NOTHING RETURNING uid`` stores each event
+once however often it is resent, the device's sequence high-water mark and gap records move with it, and the
+caller answers 200 only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from agent.errors import MamoriError
+from server.status import Gap, fill_gaps, new_gaps
+
+metadata = sa.MetaData()
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("group_name", sa.String(64), nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=True),
+    sa.Column("os", sa.String(32), nullable=True),
+    sa.Column("enrolled_at", sa.BigInteger, nullable=False),
+    sa.Column("last_seen", sa.BigInteger, nullable=True),
+    sa.Column("state", sa.String(32), nullable=True),
+    sa.Column("stage", sa.String(32), nullable=True),
+    sa.Column("failing", sa.Text, nullable=True),
+    sa.Column("heartbeat_s", sa.Float, nullable=True),
+    sa.Column("stopped", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("agent_version", sa.String(32), nullable=True),
+    sa.Column("policy_id", sa.String(64), nullable=True),
+    sa.Column("policy_version", sa.BigInteger, nullable=True),
+    sa.Column("max_sequence", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+enroll_secrets = sa.Table(
+    "enroll_secrets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("group_name", sa.String(64), nullable=False),
+    sa.Column("uses_left", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+admin_tokens = sa.Table(
+    "admin_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_name", sa.String(64), nullable=False),
+    sa.Column("policy_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("bundle", sa.LargeBinary, nullable=False),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("uploaded_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("group_name", "version", name="uq_policies_group_version"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("uid", sa.String(36), primary_key=True),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Column("class_uid", sa.Integer, nullable=False),
+    sa.Column("type_uid", sa.Integer, nullable=False),
+    sa.Column("severity_id", sa.Integer, nullable=False),
+    sa.Column("event_code", sa.String(64), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_events_device_sequence", "device_id", "sequence"),
+    sa.Index("ix_events_time", "time"),
+    sa.Index("ix_events_class_uid", "class_uid"),
+)
+
+gaps = sa.Table(
+    "gaps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("detected_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_gaps_device", "device_id"),
+)
+
+
+class StorageError(MamoriError):
+    """The database is unreachable or not migrated."""
+
+
+class EnrollRefusedError(MamoriError):
+    """The enrollment secret is unknown, used up or expired (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"enrollment secret {reason}")
+
+
+class PolicyConflictError(MamoriError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    group: str
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class EventRow:
+    uid: str
+    sequence: int
+    class_uid: int
+    type_uid: int
+    severity_id: int
+    event_code: str
+    time: int
+    body: str
+
+
+def ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: "200 only after commit" must also hold across a power cut (SPEC.md, Server API).
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Storage:
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer; serialising writers in-process avoids "database is locked" retries.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- readiness -------------------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
+    # --- credentials -----------------------------------------------------------------------------------------
+
+    def create_enroll_secret(
+        self, secret_hash: str, group: str, uses: int, expires_at: int | None, now: int
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                enroll_secrets.insert().values(
+                    secret_hash=secret_hash,
+                    group_name=group,
+                    uses_left=uses,
+                    expires_at=expires_at,
+                    created_at=now,
+                )
+            )
+
+    def enroll(
+        self, secret_hash: str, device_id: str, token_hash: str, info: dict[str, Any], now: int
+    ) -> str:
+        """Use one use of the secret and create the device, atomically. Returns the group."""
+        with self.write() as conn:
+            row = conn.execute(
+                sa.select(enroll_secrets).where(enroll_secrets.c.secret_hash == secret_hash).with_for_update()
+            ).first()
+            if row is None:
+                raise EnrollRefusedError("unknown")
+            if row.expires_at is not None and row.expires_at <= now:
+                raise EnrollRefusedError("expired")
+            used = conn.execute(
+                enroll_secrets.update()
+                .where(enroll_secrets.c.id == row.id, enroll_secrets.c.uses_left > 0)
+                .values(uses_left=enroll_secrets.c.uses_left - 1)
+            )
+            if used.rowcount != 1:
+                raise EnrollRefusedError("used up")
+            conn.execute(
+                devices.insert().values(
+                    id=device_id,
+                    token_hash=token_hash,
+                    group_name=row.group_name,
+                    hostname=info.get("hostname"),
+                    os=info.get("os"),
+                    enrolled_at=now,
+                )
+            )
+            return str(row.group_name)
+
+    def device_by_token(self, token_hash: str) -> Device | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(devices.c.id, devices.c.group_name, devices.c.revoked).where(
+                    devices.c.token_hash == token_hash
+                )
+            ).first()
+        return Device(row.id, row.group_name, bool(row.revoked)) if row else None
+
+    def create_admin_token(self, token_hash: str, now: int) -> None:
+        with self.write() as conn:
+            conn.execute(admin_tokens.insert().values(token_hash=token_hash, created_at=now))
+
+    def is_admin(self, token_hash: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(admin_tokens.c.id).where(admin_tokens.c.token_hash == token_hash)
+                ).first()
+                is not None
+            )
+
+    # --- policies --------------------------------------------------------------------------------------------
+
+    def current_policy(self, group: str) -> sa.Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(policies)
+                .where(policies.c.group_name == group)
+                .order_by(policies.c.version.desc())
+                .limit(1)
+            ).first()
+
+    def store_policy(
+        self, group: str, policy_id: str, version: int, *, bundle: bytes, etag: str, now: int
+    ) -> None:
+        with self.write() as conn:
+            current = conn.execute(
+                sa.select(policies.c.version, policies.c.policy_id)
+                .where(policies.c.group_name == group)
+                .order_by(policies.c.version.desc())
+                .limit(1)
+            ).first()
+            if current is not None and version <= current.version:
+                raise PolicyConflictError(
+                    f"group {group} already has version {current.version}; publish version {current.version + 1} "
+                    "or higher"
+                )
+            conn.execute(
+                policies.insert().values(
+                    group_name=group,
+                    policy_id=policy_id,
+                    version=version,
+                    bundle=bundle,
+                    etag=etag,
+                    uploaded_at=now,
+                )
+            )
+
+    # --- ingest ----------------------------------------------------------------------------------------------
+
+    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        stmt: Any
+        if self.is_sqlite:
+            stmt = sqlite.insert(events).on_conflict_do_nothing(index_elements=["uid"])
+        else:
+            stmt = postgresql.insert(events).on_conflict_do_nothing(index_elements=["uid"])
+        return {r[0] for r in conn.execute(stmt.returning(events.c.uid), rows)}
+
+    def ingest(self, device_id: str, batch: Sequence[EventRow], now: int) -> tuple[int, int]:
+        """Store a batch; returns (accepted, duplicate). Sequence gaps are recorded in the same transaction."""
+        unique: dict[str, EventRow] = {}
+        for row in batch:
+            unique.setdefault(row.uid, row)
+        with self.write() as conn:
+            device = conn.execute(
+                sa.select(devices.c.max_sequence).where(devices.c.id == device_id).with_for_update()
+            ).first()
+            previous_max = int(device.max_sequence) if device else 0
+            inserted: set[str] = set()
+            if unique:
+                rows = [
+                    {
+                        "uid": r.uid,
+                        "device_id": device_id,
+                        "sequence": r.sequence,
+                        "class_uid": r.class_uid,
+                        "type_uid": r.type_uid,
+                        "severity_id": r.severity_id,
+                        "event_code": r.event_code,
+                        "time": r.time,
+                        "received_at": now,
+                        "body": r.body,
+                    }
+                    for r in unique.values()
+                ]
+                inserted = self._insert_events(conn, rows)
+            seqs = [r.sequence for r in unique.values() if r.uid in inserted]
+            opened, new_max = new_gaps(previous_max, seqs)
+            late = [s for s in seqs if s <= previous_max]
+            if late:
+                self._fill_gaps(conn, device_id, late, now)
+            if opened:
+                conn.execute(
+                    gaps.insert(),
+                    [
+                        {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
+                        for g in opened
+                    ],
+                )
+            conn.execute(
+                devices.update()
+                .where(devices.c.id == device_id)
+                .values(max_sequence=new_max, last_seen=now, stopped=False)
+            )
+        return len(inserted), len(batch) - len(inserted)
+
+    def _fill_gaps(self, conn: Connection, device_id: str, late: list[int], now: int) -> None:
+        low, high = min(late), max(late)
+        rows = conn.execute(
+            sa.select(gaps).where(
+                gaps.c.device_id == device_id, gaps.c.last_seq >= low, gaps.c.first_seq <= high
+            )
+        ).all()
+        if not rows:
+            return
+        remaining = fill_gaps([Gap(int(r.first_seq), int(r.last_seq)) for r in rows], late)
+        conn.execute(gaps.delete().where(gaps.c.id.in_([r.id for r in rows])))
+        if remaining:
+            conn.execute(
+                gaps.insert(),
+                [
+                    {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
+                    for g in remaining
+                ],
+            )
+
+    def checkin(self, device_id: str, summary: dict[str, Any], now: int) -> None:
+        values: dict[str, Any] = {"last_seen": now, "stopped": bool(summary.get("stopping", False))}
+        for key in (
+            "state",
+            "stage",
+            "hostname",
+            "agent_version",
+            "policy_id",
+            "policy_version",
+            "heartbeat_s",
+            "os",
+        ):
+            if summary.get(key) is not None:
+                values[key] = summary[key]
+        if summary.get("failing") is not None:
+            values["failing"] = json.dumps(summary["failing"])
+        with self.write() as conn:
+            conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
+
+    # --- queries ---------------------------------------------------------------------------------------------
+
+    def devices(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(devices).order_by(devices.c.enrolled_at)).mappings().all()
+            gap_rows = conn.execute(
+                sa.select(
+                    gaps.c.device_id,
+                    sa.func.count().label("n"),
+                    sa.func.sum(gaps.c.last_seq - gaps.c.first_seq + 1).label("missing"),
+                ).group_by(gaps.c.device_id)
+            ).all()
+        gap_by_device = {r.device_id: (int(r.n), int(r.missing or 0)) for r in gap_rows}
+        result = []
+        for row in rows:
+            item = {k: v for k, v in row.items() if k != "token_hash"}
+            item["failing"] = json.loads(row["failing"]) if row["failing"] else []
+            item["gaps"], item["missing_events"] = gap_by_device.get(row["id"], (0, 0))
+            result.append(item)
+        return result
+
+    def gaps_of(self, device_id: str) -> list[Gap]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(gaps.c.first_seq, gaps.c.last_seq)
+                .where(gaps.c.device_id == device_id)
+                .order_by(gaps.c.first_seq)
+            ).all()
+        return [Gap(int(r.first_seq), int(r.last_seq)) for r in rows]
+
+    def events(
+        self,
+        *,
+        device: str | None = None,
+        class_uid: int | None = None,
+        since_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(events.c.body)
+        if device is not None:
+            query = query.where(events.c.device_id == device)
+        if class_uid is not None:
+            query = query.where(events.c.class_uid == class_uid)
+        if since_ms is not None:
+            query = query.where(events.c.time >= since_ms)
+        query = query.order_by(events.c.time.desc(), events.c.device_id, events.c.sequence.desc()).limit(
+            limit
+        )
+        with self.engine.connect() as conn:
+            return [json.loads(r[0]) for r in conn.execute(query)]
+
+    def count_events(self, device: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(events)
+        if device is not None:
+            query = query.where(events.c.device_id == device)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
