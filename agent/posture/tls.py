@@ -14,6 +14,7 @@ import hashlib
 import logging
 import socket
 import ssl
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -154,7 +155,9 @@ def _highest_offered(host: str, port: int, timeout: float, connect: Connector) -
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        context.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():  # deliberately old: we only want to name what the server speaks
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pass
