@@ -5,8 +5,6 @@ load balancer on PostgreSQL. Handlers that touch the database are synchronous co
 pool; ``POST /v1/events`` reads its body asynchronously with a size limit first.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import math

@@ -96,7 +96,7 @@ def run_enroll(args: argparse.Namespace) -> int:
     else:
         path = config.state_dir / "enrollment.json"
         print(f"enrolled as device {enrollment.device_id} (group {enrollment.group}); credentials in {path}")
-    if os.name == "posix" and config.server and config.server.rstrip("/") != enrollment.server:
+    if config.server and config.server.rstrip("/") != enrollment.server:
         print(
             f"note: agent.toml names server {config.server}; events go to {enrollment.server}",
             file=sys.stderr,

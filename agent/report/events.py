@@ -589,7 +589,8 @@ def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
     if isinstance(value, Mapping):
         for k, v in value.items():
             sub = f"{path}.{k}" if path else str(k)
-            if isinstance(k, str) and k.casefold() in FORBIDDEN_KEYS:
+            # OCSF's finding_info.title is a fixed summary from KINDS (checked in validate_record), not a window title.
+            if isinstance(k, str) and k.casefold() in FORBIDDEN_KEYS and sub != "finding_info.title":
                 yield sub
             yield from _forbidden_paths(v, sub)
     elif isinstance(value, list):
@@ -662,6 +663,13 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
             allowed = set(spec.fields) | {"redacted", "title_hash"}
             for key in sorted(set(unmapped) - allowed):
                 problems.append(f"unmapped.{key}: not reported for {kind}")
+            finding = record.get("finding_info")
+            if finding is not None and not (
+                isinstance(finding, dict)
+                and set(finding) <= {"uid", "title"}
+                and finding.get("title") in (spec.title, None)
+            ):
+                problems.append("finding_info: only uid and the fixed title of the event kind")
             th = unmapped.get("title_hash")
             if th is not None and not (isinstance(th, str) and _HEX64.match(th)):
                 problems.append("unmapped.title_hash: must be a hex SHA-256")

@@ -13,11 +13,11 @@ so a resumed laptop reports promptly instead of finishing a pre-sleep backoff.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -357,9 +357,17 @@ class ReportingService:
         with self._lock:
             self._first_pending = None if self.outbox.pending_count() == 0 else self.clock.monotonic()
 
-    def _report_rejected(self, rejected: Sequence[tuple[str, str]]) -> None:
-        reasons = Counter(reason_code(reason) for _uid, reason in rejected)
-        data = {"count": len(rejected), "uids": [uid for uid, _ in rejected][:100], "reasons": dict(reasons)}
+    def _report_rejected(self, rejected: Sequence[tuple[str, str, str]]) -> None:
+        # A rejected rejection report is not reported again (no feedback loop).
+        rejected = [r for r in rejected if r[2] != Kind.REPORT_REJECTED]
+        if not rejected:
+            return
+        reasons = Counter(reason_code(reason) for _uid, reason, _kind in rejected)
+        data = {
+            "count": len(rejected),
+            "uids": [uid for uid, _, _ in rejected][:100],
+            "reasons": dict(reasons),
+        }
         self.stream.publish(AgentEvent(Kind.REPORT_REJECTED, self.clock.now(), data))
 
     def _wait(self, seconds: float) -> bool:
@@ -409,7 +417,7 @@ class ReportingService:
                 "heartbeat_s": self._heartbeat_interval(),
                 "last_sequence": self.outbox.last_sequence(),
                 "stopping": stopping,
-                "os": os.name,
+                "os": sys.platform,
             }
         )
         status = self.uploader.checkin(enrollment, summary)

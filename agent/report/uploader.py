@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 3600.0
+MAX_SINGLE_REFUSALS = 3  # single events refused in a row before we suspect the server, not the events
 TIMEOUT = (5.0, 30.0)  # connect, read
 
 
@@ -93,7 +94,7 @@ class UploadOutcome:
     sent: int = 0
     committed: int = 0
     duplicate: int = 0
-    rejected: tuple[tuple[str, str], ...] = ()  # (uid, reason)
+    rejected: tuple[tuple[str, str, str], ...] = ()  # (uid, reason, kind)
     retry_in: float | None = None
     status: int | None = None
     auth_failed: bool = False
@@ -120,6 +121,7 @@ class Uploader:
         self._limit = batch_max_events  # shrinks while bisecting a refused batch, grows back on success
         self.backoff = backoff or Backoff()
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
+        self._single_refusals = 0
         self._on_send = on_send
 
     def recent_sent(self) -> list[dict[str, Any]]:
@@ -180,6 +182,7 @@ class Uploader:
             self.outbox.set_aside([(batch[i].seq, reason) for i, reason in bad.items()])
             self._recent.extend(r for i, r in enumerate(records) if i not in bad)
             self.backoff.reset()
+            self._single_refusals = 0
             self._limit = min(self.batch_max_events, self._limit * 2)
             if bad:
                 logger.warning("server rejected %d of %d events", len(bad), len(batch))
@@ -187,7 +190,7 @@ class Uploader:
                 sent=len(batch),
                 committed=accepted,
                 duplicate=duplicate,
-                rejected=tuple((batch[i].uid, reason) for i, reason in bad.items()),
+                rejected=tuple((batch[i].uid, reason, batch[i].kind) for i, reason in bad.items()),
                 status=status,
             )
         if status in (429, 503):
@@ -214,9 +217,18 @@ class Uploader:
                 self.outbox.release(seqs)
                 self._limit = max(1, len(batch) // 2)
                 return UploadOutcome(sent=len(batch), status=status)
+            self._single_refusals += 1
+            if self._single_refusals > MAX_SINGLE_REFUSALS and status != 413:
+                # Event after event refused alone: the server (or a proxy) refuses requests, not events.
+                # Keep the events and back off rather than discard the whole queue one by one.
+                self.outbox.release(seqs)
+                logger.warning(
+                    "server refuses every request (HTTP %d); keeping events and backing off", status
+                )
+                return UploadOutcome(sent=1, retry_in=self.backoff.next_delay(), status=status)
             reason = f"http_{status}"
             self.outbox.set_aside([(batch[0].seq, reason)])
-            return UploadOutcome(sent=1, rejected=((batch[0].uid, reason),), status=status)
+            return UploadOutcome(sent=1, rejected=((batch[0].uid, reason, batch[0].kind),), status=status)
         self.outbox.release(seqs)
         return UploadOutcome(sent=len(batch), retry_in=self.backoff.next_delay(), status=status)
 
