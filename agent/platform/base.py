@@ -7,8 +7,9 @@ backend boundary, chained with ``from err``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agent.errors import MamoriError
 
@@ -59,6 +60,15 @@ class Capabilities:
     lock_before_sleep: bool = False
     cover: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)  # human-readable reasons for missing items
+    lock_method: str = ""  # how lock() locks, for events: "command", "loginctl", "LockWorkStation", ...
+
+    def missing(self) -> list[str]:
+        """Names of the essential capabilities this backend lacks (each one a degraded state to report)."""
+        return [name for name in ESSENTIAL if not getattr(self, name)]
+
+
+# What protection needs; a missing one is reported as ``agent.degraded`` and answered by a safer fallback.
+ESSENTIAL = ("idle", "window_list", "lock", "lock_state", "cover")
 
 
 class Desktop(Protocol):
@@ -83,3 +93,17 @@ class Desktop(Protocol):
     def lock(self) -> None:
         """Ask the OS to lock the session. Raises PlatformError when the request could not be made."""
         ...
+
+
+@runtime_checkable
+class SleepWatcher(Protocol):
+    """Optional: backends that can run code before the machine sleeps (``Capabilities.lock_before_sleep``)."""
+
+    def watch_sleep(self, before_sleep: Callable[[], None]) -> None:
+        """Call ``before_sleep`` (from a backend thread) each time the OS is about to sleep."""
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    def close(self) -> None: ...

@@ -1,0 +1,279 @@
+"""Linux X11 backend (python-xlib).
+
+- idle: MIT-SCREEN-SAVER ``QueryInfo`` (the server's own input idle counter; XTEST input resets it too).
+- windows: EWMH ``_NET_CLIENT_LIST_STACKING`` (bottom to top), ``_NET_WM_NAME``, ``_NET_WM_PID``, ``_NET_WM_STATE``
+  (fullscreen, hidden), ``_NET_ACTIVE_WINDOW``; geometry translated to root coordinates.
+- monitors: RandR 1.5 monitors, else Xinerama, else the root window.
+- locked: the X screensaver is on, or logind's ``LockedHint`` for this session.
+- lock: agent.toml ``lock_command``, else ``loginctl lock-session``, else ``xdg-screensaver lock``.
+- lock before sleep: logind ``PrepareForSleep`` with a delay inhibitor (agent/platform/logind.py).
+
+python-xlib is not thread-safe: every request goes through ``self._lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.platform import logind
+from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Window
+
+logger = logging.getLogger(__name__)
+
+SCREENSAVER_ON = 1  # MIT-SCREEN-SAVER QueryInfo state
+SKIP_TYPES = ("_NET_WM_WINDOW_TYPE_DOCK", "_NET_WM_WINDOW_TYPE_DESKTOP")
+
+
+class X11Desktop:
+    """The X11 session named by ``display`` (default ``$DISPLAY``)."""
+
+    def __init__(self, display: str | None = None, lock_command: Sequence[str] = ()) -> None:
+        try:
+            from Xlib import X, Xatom, error
+            from Xlib import display as xdisplay
+        except ImportError as err:
+            raise PlatformError(
+                "python-xlib is not installed; reinstall Mamori with its dependencies"
+            ) from err
+        name = display or os.environ.get("DISPLAY")
+        if not name:
+            raise PlatformError("no X display: DISPLAY is not set; run the agent inside the desktop session")
+        try:
+            self._d: Any = xdisplay.Display(name)
+        except (error.DisplayError, error.ConnectionClosedError, OSError) as err:
+            raise PlatformError(f"cannot open X display {name}: {err}; check DISPLAY and XAUTHORITY") from err
+        self._X = X
+        self._Xatom = Xatom
+        self._errors: tuple[type[BaseException], ...] = (error.XError, error.ConnectionClosedError)
+        self.display_name = name
+        self.lock_command = tuple(lock_command)
+        self._lock = threading.RLock()
+        self._root = self._d.screen().root
+        self._atoms: dict[str, int] = {}
+        self._names: dict[int, tuple[float, str]] = {}  # pid -> (create_time, process name)
+        self._has_ss = bool(self._d.has_extension("MIT-SCREEN-SAVER"))
+        self._session = logind.Session.for_current()
+        self._caps: Capabilities | None = None
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+    def _atom(self, name: str) -> int:
+        atom = self._atoms.get(name)
+        if atom is None:
+            atom = self._atoms[name] = int(self._d.intern_atom(name))
+        return atom
+
+    def _prop(self, win: Any, name: str, type_: int | None = None) -> Any:
+        prop = win.get_full_property(
+            self._atom(name), type_ if type_ is not None else self._X.AnyPropertyType
+        )
+        return None if prop is None else prop.value
+
+    def _text(self, win: Any) -> str:
+        value = self._prop(win, "_NET_WM_NAME", self._atom("UTF8_STRING"))
+        if value is None:
+            value = self._prop(win, "WM_NAME")
+        if value is None:
+            return ""
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        return str(value)
+
+    def _process_name(self, pid: int | None) -> str:
+        if not pid:
+            return ""
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            created = proc.create_time()
+            cached = self._names.get(pid)
+            if cached and cached[0] == created:
+                return cached[1]
+            name = proc.name()
+        except (psutil.Error, OSError):
+            return ""
+        if len(self._names) > 512:
+            self._names.clear()
+        self._names[pid] = (created, name)
+        return name
+
+    # ---- Desktop ---------------------------------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        if self._caps is None:
+            notes: list[str] = []
+            with self._lock:
+                wm = self._prop(self._root, "_NET_SUPPORTING_WM_CHECK") is not None
+            if not self._has_ss:
+                notes.append("the X server lacks MIT-SCREEN-SAVER: idle time is unknown")
+            if not wm:
+                notes.append("no EWMH window manager: the window list is unavailable")
+            lock_method = self._lock_methods()[0][0] if self._lock_methods() else ""
+            if not lock_method:
+                notes.append(
+                    "no lock method: set lock_command in agent.toml or install loginctl/xdg-screensaver"
+                )
+            self._caps = Capabilities(
+                backend="x11",
+                idle=self._has_ss,
+                window_list=wm,
+                window_pids=wm,
+                lock=bool(lock_method),
+                lock_state=self._has_ss or self._session is not None,
+                lock_before_sleep=self._session is not None and logind.available(),
+                cover=True,
+                notes=tuple(notes),
+                lock_method=lock_method,
+            )
+        return self._caps
+
+    def idle_seconds(self) -> float:
+        if not self._has_ss:
+            raise PlatformError("the X server has no MIT-SCREEN-SAVER extension; idle time is unknown")
+        try:
+            with self._lock:
+                info = self._d.screensaver_query_info(self._root)
+        except self._errors as err:
+            raise PlatformError(f"X idle query failed: {err}") from err
+        return float(info.idle) / 1000.0
+
+    def windows(self) -> list[Window]:
+        try:
+            with self._lock:
+                return self._windows()
+        except self._errors as err:
+            raise PlatformError(f"X window list failed: {err}") from err
+
+    def _windows(self) -> list[Window]:
+        ids = self._prop(self._root, "_NET_CLIENT_LIST_STACKING")
+        if ids is None:
+            ids = self._prop(self._root, "_NET_CLIENT_LIST")
+        if ids is None:
+            return []
+        active = self._prop(self._root, "_NET_ACTIVE_WINDOW")
+        active_id = int(active[0]) if active is not None and len(active) else 0
+        out: list[Window] = []
+        for xid in ids:
+            # Degrade item by item (psutil's ad_value): a window may close while we read it.
+            try:
+                win = self._d.create_resource_object("window", int(xid))
+                types = self._prop(win, "_NET_WM_WINDOW_TYPE")
+                if types is not None and any(self._atom(t) in types for t in SKIP_TYPES):
+                    continue
+                attrs = win.get_attributes()
+                state = self._prop(win, "_NET_WM_STATE")
+                state = list(state) if state is not None else []
+                hidden = self._atom("_NET_WM_STATE_HIDDEN") in state or attrs.map_state != self._X.IsViewable
+                geom = win.get_geometry()
+                origin = win.translate_coords(self._root, 0, 0)
+                pid_value = self._prop(win, "_NET_WM_PID", self._Xatom.CARDINAL)
+                pid = int(pid_value[0]) if pid_value is not None and len(pid_value) else None
+                wm_class = win.get_wm_class()
+                out.append(
+                    Window(
+                        id=int(xid),
+                        title=self._text(win),
+                        pid=pid,
+                        process_name=self._process_name(pid),
+                        rect=Rect(-origin.x, -origin.y, int(geom.width), int(geom.height)),
+                        wm_class=wm_class[1] if wm_class else "",
+                        active=int(xid) == active_id,
+                        fullscreen=self._atom("_NET_WM_STATE_FULLSCREEN") in state,
+                        minimized=hidden,
+                    )
+                )
+            except self._errors:
+                continue
+        return out
+
+    def monitors(self) -> list[Monitor]:
+        with self._lock:
+            try:
+                if self._d.has_extension("RANDR"):
+                    from Xlib.ext import randr
+
+                    reply = randr.get_monitors(self._root, True)
+                    found = [
+                        Monitor(
+                            Rect(m.x, m.y, m.width_in_pixels, m.height_in_pixels), primary=bool(m.primary)
+                        )
+                        for m in reply.monitors
+                    ]
+                    if found:
+                        if not any(m.primary for m in found):
+                            found[0] = Monitor(found[0].rect, primary=True)
+                        return found
+                if self._d.has_extension("XINERAMA"):
+                    screens = self._d.xinerama_query_screens().screens
+                    if screens:
+                        return [
+                            Monitor(Rect(s.x, s.y, s.width, s.height), primary=i == 0)
+                            for i, s in enumerate(screens)
+                        ]
+            except self._errors as err:
+                logger.debug("monitor query failed, using the root window: %s", type(err).__name__)
+            geom = self._root.get_geometry()
+        return [Monitor(Rect(0, 0, int(geom.width), int(geom.height)), primary=True)]
+
+    def is_locked(self) -> bool:
+        if self._has_ss:
+            try:
+                with self._lock:
+                    if self._d.screensaver_query_info(self._root).state == SCREENSAVER_ON:
+                        return True
+            except self._errors as err:
+                raise PlatformError(f"X screensaver query failed: {err}") from err
+        return self._session is not None and self._session.locked_hint()
+
+    def _lock_methods(self) -> list[tuple[str, list[str]]]:
+        if self.lock_command:
+            return [("command", list(self.lock_command))]
+        methods: list[tuple[str, list[str]]] = []
+        if self._session is not None and shutil.which("loginctl"):
+            methods.append(("loginctl", ["loginctl", "lock-session", self._session.session_id]))
+        if shutil.which("xdg-screensaver"):
+            methods.append(("xdg-screensaver", ["xdg-screensaver", "lock"]))
+        return methods
+
+    def lock(self) -> None:
+        methods = self._lock_methods()
+        if not methods:
+            raise PlatformError("no lock method: set lock_command in agent.toml or install loginctl")
+        failures = [
+            f"{name}: {problem}" for name, argv in methods if (problem := run_locker(argv)) is not None
+        ]
+        if len(failures) == len(methods):
+            raise PlatformError("cannot lock the session (" + "; ".join(failures) + ")")
+
+    def watch_sleep(self, before_sleep: Callable[[], None]) -> None:
+        if self._session is None:
+            raise PlatformError("no logind session: lock before sleep is unavailable")
+        logind.watch_sleep(before_sleep)
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(self._errors):
+            self._d.close()
+
+
+def run_locker(argv: Sequence[str], settle: float = 1.0) -> str | None:
+    """Start a lock program; None when it succeeded or is still running (many lockers block until unlock)."""
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    except OSError as err:
+        return f"cannot run {argv[0]}: {err.strerror}"
+    try:
+        _, err_out = proc.communicate(timeout=settle)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        text = err_out.decode(errors="replace").strip().splitlines()
+        return f"{argv[0]} exited {proc.returncode}" + (f": {text[-1]}" if text else "")
+    return None
