@@ -48,8 +48,10 @@ def format_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class LocalText:
-    ja: str = field(default="", metadata=doc("Japanese text."))
-    en: str = field(default="", metadata=doc("English text."))
+    ja: str = field(default="", metadata=doc("Japanese text.", example="顧客情報の取り扱いに同意します。"))
+    en: str = field(
+        default="", metadata=doc("English text.", example="I agree to handle customer data as described.")
+    )
 
     def get(self, language: str) -> str:
         return self.ja if language == "ja" and self.ja else self.en or self.ja
@@ -103,7 +105,13 @@ class Presence:
 
 @dataclass(frozen=True)
 class CustomerApp:
-    name: str = field(metadata=doc("Rule name; the only thing reported about a matched window.", minLength=1))
+    name: str = field(
+        metadata=doc(
+            "Rule name; the only thing reported about a matched window.",
+            example="顧客台帳 (Excel)",
+            minLength=1,
+        )
+    )
     processes: tuple[str, ...] = field(
         default=(),
         metadata=doc(
@@ -114,16 +122,22 @@ class CustomerApp:
     title: re.Pattern[str] | None = field(
         default=None,
         metadata=doc(
-            "Regular expression searched in the window title (Unicode, case-insensitive).", regex=True
+            "Regular expression searched in the window title (Unicode, case-insensitive).",
+            example="顧客台帳|customer list",
+            regex=True,
         ),
     )
 
 
 @dataclass(frozen=True)
 class ShareSignature:
-    app: str = field(metadata=doc("Name of the sharing/recording app reported in events.", minLength=1))
+    app: str = field(
+        metadata=doc(
+            "Name of the sharing/recording app reported in events.", example="AcmeRecorder", minLength=1
+        )
+    )
     processes: tuple[str, ...] = field(
-        default=(), metadata=doc("Process names or globs that must be running.")
+        default=(), metadata=doc("Process names or globs that must be running.", example=["acmerec*"])
     )
     title: re.Pattern[str] | None = field(
         default=None, metadata=doc("Regular expression matching an indicator window's title.", regex=True)
@@ -143,8 +157,14 @@ class ScreenShare:
 
 @dataclass(frozen=True)
 class DnsCanary:
-    name: str = field(metadata=doc("Host name only resolvable through the corporate DNS.", minLength=1))
-    expect: tuple[str, ...] = field(default=(), metadata=doc("Addresses it must resolve to."))
+    name: str = field(
+        metadata=doc(
+            "Host name only resolvable through the corporate DNS.", example="canary.corp.example", minLength=1
+        )
+    )
+    expect: tuple[str, ...] = field(
+        default=(), metadata=doc("IP addresses it must resolve to (any one).", example=["10.0.0.53"])
+    )
 
 
 @dataclass(frozen=True)
@@ -159,10 +179,17 @@ class Vpn:
     )
     adapter_descriptions: tuple[str, ...] = field(
         default=(),
-        metadata=doc("Windows adapter description globs that count as VPN (e.g. 'WireGuard*')."),
+        metadata=doc(
+            "Windows adapter description globs that count as VPN.", example=["WireGuard*", "TAP-Windows*"]
+        ),
     )
     routes: tuple[str, ...] = field(
-        default=(), metadata=doc("CIDRs or hosts whose route must go through the VPN interface.", cidr=True)
+        default=(),
+        metadata=doc(
+            "CIDRs, IP addresses or host names whose route must go through the VPN interface.",
+            example=["10.0.0.0/8", "crm.corp.example"],
+            cidr=True,
+        ),
     )
     full_tunnel: bool = field(default=False, metadata=doc("The default route must go through the VPN."))
     dns_canary: DnsCanary | None = field(default=None, metadata=doc("Optional DNS canary check."))
@@ -192,9 +219,15 @@ class TlsEndpoint:
     )
     pins: tuple[str, ...] = field(
         default=(),
-        metadata=doc("SPKI SHA-256 pins (base64); any one must match a certificate in the chain."),
+        metadata=doc(
+            "SPKI SHA-256 pins (base64); any one must match a certificate in the chain.",
+            example=["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
+        ),
     )
-    ca: str | None = field(default=None, metadata=doc("PEM CA bundle path for inspecting proxies."))
+    ca: str | None = field(
+        default=None,
+        metadata=doc("PEM CA bundle path for inspecting proxies.", example="/etc/mamori/proxy-ca.pem"),
+    )
     mode: Mode = field(default="block", metadata=doc("Enforcement mode of this probe.", enum=list(MODES)))
 
 

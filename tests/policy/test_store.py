@@ -59,7 +59,9 @@ def test_first_apply_is_accepted_and_persisted(
     assert meta["sha256"] == current.sha256
 
 
-def test_newer_version_replaces(store: TrustedStore, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]) -> None:
+def test_newer_version_replaces(
+    store: TrustedStore, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
     store.apply(sign_policy(policy_bytes(version=3), signing_key), trusted, NOW)
     result = store.apply(sign_policy(policy_bytes(version=4), signing_key), trusted, NOW)
     assert result.accepted and result.previous_version == 3
@@ -97,7 +99,9 @@ def _rejections(
         ),
         (
             "expired",
-            lambda: sign_policy(policy_bytes(version=9, extra="expires = 2026-01-01T00:00:00Z\n"), signing_key),
+            lambda: sign_policy(
+                policy_bytes(version=9, extra="expires = 2026-01-01T00:00:00Z\n"), signing_key
+            ),
             ExpiredPolicyError,
         ),
         ("unknown key", lambda: sign_policy(policy_bytes(version=9), other_key), UnknownKeyError),
@@ -146,7 +150,10 @@ def test_write_is_atomic_and_leaves_no_temp_files(
 
 
 def test_a_failed_replace_keeps_the_old_policy(
-    store: TrustedStore, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey], monkeypatch: pytest.MonkeyPatch
+    store: TrustedStore,
+    signing_key: Ed25519PrivateKey,
+    trusted: list[TrustedKey],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store.apply(sign_policy(policy_bytes(version=1), signing_key), trusted, NOW)
     before = _snapshot(store.state_dir)
@@ -178,7 +185,10 @@ def test_damaged_store_is_reported_not_trusted(
 
 
 def test_current_can_recheck_the_signature_against_todays_keys(
-    store: TrustedStore, signing_key: Ed25519PrivateKey, other_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+    store: TrustedStore,
+    signing_key: Ed25519PrivateKey,
+    other_key: Ed25519PrivateKey,
+    trusted: list[TrustedKey],
 ) -> None:
     store.apply(sign_policy(policy_bytes(version=1), signing_key), trusted, NOW)
     assert store.current(trusted) is not None

@@ -226,7 +226,9 @@ def test_unicode_title_regex_matches_japanese_titles() -> None:
     assert excel.title.search("顧客台帳_2026年度.xlsx - Excel")
     assert not excel.title.search("見積書.xlsx - Excel")
     [salesforce] = [a for a in policy.customer_apps if a.name == "Salesforce"]
-    assert salesforce.title is not None and salesforce.title.search("Accounts | SALESFORCE")  # case-insensitive
+    assert salesforce.title is not None and salesforce.title.search(
+        "Accounts | SALESFORCE"
+    )  # case-insensitive
 
 
 def test_not_utf8_is_located() -> None:

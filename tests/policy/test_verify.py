@@ -47,7 +47,9 @@ def test_valid_bundle_verifies(signing_key: Ed25519PrivateKey, trusted: list[Tru
     assert len(verified.sha256) == 64
 
 
-def test_tampered_payload_is_a_bad_signature(signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]) -> None:
+def test_tampered_payload_is_a_bad_signature(
+    signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
     doc = _doc(sign_policy(policy_bytes(extra='[presence]\nlock_after = "10m"\n'), signing_key))
     tampered = base64.b64decode(str(doc["payload"])).replace(b'"10m"', b'"99m"')
     doc["payload"] = base64.b64encode(tampered).decode()
@@ -111,18 +113,22 @@ def test_wrong_payload_type_even_when_correctly_signed(
     signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
 ) -> None:
     bundle = sign_policy(policy_bytes(), signing_key, payload_type="application/vnd.in-toto+json")
-    with pytest.raises(PayloadTypeError, match="application/vnd.mamori.policy\\+toml"):
+    with pytest.raises(PayloadTypeError, match=r"application/vnd\.mamori\.policy\+toml"):
         verify_bundle(bundle, trusted, NOW)
 
 
-def test_payload_type_swapped_after_signing(signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]) -> None:
+def test_payload_type_swapped_after_signing(
+    signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
     doc = _doc(sign_policy(policy_bytes(), signing_key))
     doc["payloadType"] = "text/plain"
     with pytest.raises(PayloadTypeError):
         verify_bundle(_bundle(doc), trusted, NOW)
 
 
-def test_payload_type_is_bound_by_the_signature(signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]) -> None:
+def test_payload_type_is_bound_by_the_signature(
+    signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
     # PAE includes the type: the same payload signed under another type does not verify under ours.
     payload = policy_bytes()
     foreign_sig = signing_key.sign(pae("text/plain", payload))
@@ -207,7 +213,7 @@ def test_signed_but_invalid_policy_is_a_schema_error(
     signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
 ) -> None:
     bundle = sign_policy(policy_bytes(extra='[presence]\ncover = "glass"\n'), signing_key)
-    with pytest.raises(PolicySchemaError, match="presence.cover") as info:
+    with pytest.raises(PolicySchemaError, match=r"presence\.cover") as info:
         verify_bundle(bundle, trusted, NOW)
     assert info.value.problems[0].line == 5
 
@@ -224,7 +230,9 @@ def test_rollback_and_equal_version(signing_key: Ed25519PrivateKey, trusted: lis
     v5 = verify_bundle(sign_policy(policy_bytes(version=5), signing_key), trusted, NOW)
     v4 = verify_bundle(sign_policy(policy_bytes(version=4), signing_key), trusted, NOW)
     v6 = verify_bundle(sign_policy(policy_bytes(version=6), signing_key), trusted, NOW)
-    other5 = verify_bundle(sign_policy(policy_bytes(version=5, extra="# changed\n"), signing_key), trusted, NOW)
+    other5 = verify_bundle(
+        sign_policy(policy_bytes(version=5, extra="# changed\n"), signing_key), trusted, NOW
+    )
     check_update(None, v4)
     check_update(v5, v6)
     with pytest.raises(RollbackError, match="older than the trusted version 5"):
@@ -236,7 +244,7 @@ def test_rollback_and_equal_version(signing_key: Ed25519PrivateKey, trusted: lis
 
 
 def test_every_rejection_has_its_own_reason_code() -> None:
-    classes = [
+    classes: list[type[BundleRejectedError]] = [
         MalformedBundleError,
         BundleTooLargeError,
         PayloadTypeError,
