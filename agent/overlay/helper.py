@@ -1,0 +1,248 @@
+"""The cover helper process: ``python -m agent.overlay.helper``. Draws what the agent asks (protocol.py).
+
+A separate process so that a crash in Tk, the X connection or Pillow cannot take the agent down (SPEC.md,
+"Cover"); the agent's supervisor restarts it and re-sends the covers.
+
+Each cover is a borderless (override-redirect) topmost Tk window exactly over the customer window:
+- ``opaque``: a dark panel with a short ja/en label;
+- ``blur``: a snapshot of the area taken with mss *before* the cover maps, reduced 24x and smoothed with
+  Pillow so no character survives, kept only in memory (never written to disk), with the label on top.
+A cover that moves or resizes keeps its snapshot (scaled): a new grab would capture the cover itself.
+Covers are re-raised every 250 ms because a newly raised managed window may stack above them on X11.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+from typing import Any
+
+from agent.overlay.protocol import CoverSpec, ProtocolError, dumps, loads
+
+PANEL = "#26303a"
+TEXT = "#ffffff"
+# A Japanese-capable UI font per OS; Tk (fontconfig on Linux) substitutes when it is missing.
+FONT = {"win32": "Yu Gothic UI", "darwin": "Hiragino Sans"}.get(sys.platform, "IPAGothic")
+BLUR_FACTOR = 24
+RAISE_MS = 250
+
+
+def _emit(message: dict[str, Any]) -> None:
+    try:
+        sys.stdout.write(dumps(message))
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        os._exit(0)  # the agent is gone: nothing left to cover for
+
+
+def blurred_snapshot(x: int, y: int, width: int, height: int) -> Any:
+    """A PIL image of the screen area, blurred beyond recognition. Memory only."""
+    import mss
+    from PIL import Image, ImageFilter
+
+    with mss.mss() as grabber:
+        shot = grabber.grab({"left": x, "top": y, "width": width, "height": height})
+    img = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+    small = img.resize((max(1, width // BLUR_FACTOR), max(1, height // BLUR_FACTOR)), Image.Resampling.BOX)
+    small = small.filter(ImageFilter.GaussianBlur(1))
+    return small
+
+
+class Cover:
+    def __init__(self, helper: Helper, spec: CoverSpec) -> None:
+        import tkinter as tk
+
+        self.helper = helper
+        self.spec = spec
+        self.small: Any = None
+        self.photo: Any = None
+        if spec.style == "blur":
+            try:
+                r = spec.rect
+                self.small = blurred_snapshot(r.x, r.y, r.width, r.height)
+            except Exception as err:  # no snapshot: fall back to the opaque panel, never to nothing
+                _emit({"event": "error", "message": f"blur snapshot failed: {type(err).__name__}"})
+        top = tk.Toplevel(helper.root, background=PANEL, highlightthickness=0, borderwidth=0)
+        top.overrideredirect(True)
+        with contextlib.suppress(tk.TclError):
+            top.attributes("-topmost", True)
+        self.top = top
+        self.image_label = tk.Label(top, background=PANEL, borderwidth=0, highlightthickness=0)
+        self.image_label.place(x=0, y=0, relwidth=1, relheight=1)
+        self.text = tk.Label(
+            top,
+            text=spec.label,
+            background=PANEL,
+            foreground=TEXT,
+            font=(FONT, 13, "bold"),
+            wraplength=max(120, spec.rect.width - 40),
+            justify="center",
+        )
+        self.text.place(relx=0.5, rely=0.5, anchor="center")
+        for widget in (top, self.image_label, self.text):
+            widget.bind("<Button-1>", self._clicked)
+        self.apply(spec, first=True)
+
+    def _clicked(self, _event: Any) -> None:
+        if self.spec.clickable:
+            _emit({"event": "clicked", "key": self.spec.key})
+
+    def apply(self, spec: CoverSpec, first: bool = False) -> None:
+        old = self.spec
+        self.spec = spec
+        r = spec.rect
+        if first or (old.rect.width, old.rect.height) != (r.width, r.height):
+            self._render_image()
+        if first or old.label != spec.label:
+            self.text.configure(text=spec.label, wraplength=max(120, r.width - 40))
+        self.top.geometry(f"{r.width}x{r.height}+{r.x}+{r.y}")
+        self.top.lift()
+
+    def _render_image(self) -> None:
+        if self.small is None:
+            self.image_label.configure(image="")
+            return
+        from PIL import Image, ImageTk
+
+        r = self.spec.rect
+        img = self.small.resize((max(1, r.width), max(1, r.height)), Image.Resampling.BILINEAR)
+        self.photo = ImageTk.PhotoImage(img, master=self.top)
+        self.image_label.configure(image=self.photo)
+
+    def destroy(self) -> None:
+        self.top.destroy()
+
+
+class Helper:
+    def __init__(self) -> None:
+        import tkinter as tk
+
+        self.root = tk.Tk(className="MamoriCover")
+        self.root.withdraw()
+        self.covers: dict[str, Cover] = {}
+        self.countdown: Any = None
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def read_stdin(self) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                self.inbox.put(loads(line))
+            except ProtocolError as err:
+                _emit({"event": "error", "message": str(err)})
+        self.inbox.put(None)
+
+    def poll(self) -> None:
+        while True:
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if message is None or message.get("op") == "quit":
+                self.root.destroy()
+                return
+            try:
+                self.handle(message)
+            except (ProtocolError, KeyError, TypeError, ValueError) as err:
+                _emit({"event": "error", "message": f"bad {message.get('op')!r} message: {err}"})
+        self.root.after(15, self.poll)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        seq = message.get("seq")
+        if op == "covers":
+            specs = [CoverSpec.from_json(c) for c in message["covers"]]
+            self.set_covers(specs)
+            self.root.update_idletasks()
+            self.root.update()
+            _emit({"event": "applied", "seq": seq, "keys": [s.key for s in specs]})
+        elif op == "countdown":
+            self.set_countdown(message.get("seconds"), str(message.get("text", "")))
+        elif op == "ping":
+            _emit({"event": "pong", "seq": seq})
+        else:
+            raise ProtocolError(f"unknown op {op!r}")
+
+    def set_covers(self, specs: list[CoverSpec]) -> None:
+        wanted = {s.key: s for s in specs}
+        for key in list(self.covers):
+            if key not in wanted:
+                self.covers.pop(key).destroy()
+        # Blur snapshots first, before any new cover maps over the area it must capture.
+        for key, spec in wanted.items():
+            cover = self.covers.get(key)
+            if cover is not None and cover.spec.style != spec.style:
+                self.covers.pop(key).destroy()
+                cover = None
+            if cover is None:
+                self.covers[key] = Cover(self, spec)
+            elif cover.spec != spec:
+                cover.apply(spec)
+
+    def set_countdown(self, seconds: Any, text: str) -> None:
+        import tkinter as tk
+
+        if seconds is None:
+            if self.countdown is not None:
+                self.countdown.destroy()
+                self.countdown = None
+            return
+        if self.countdown is None:
+            top = tk.Toplevel(self.root, background="#fff4d6")
+            top.overrideredirect(True)
+            with contextlib.suppress(tk.TclError):
+                top.attributes("-topmost", True)
+            label = tk.Label(
+                top, background="#fff4d6", foreground="#3a2a00", font=(FONT, 12), padx=16, pady=10
+            )
+            label.pack()
+            top.label = label  # type: ignore[attr-defined]
+            self.countdown = top
+        self.countdown.label.configure(text=text)
+        self.countdown.update_idletasks()
+        width = self.countdown.winfo_reqwidth()
+        screen_w = self.root.winfo_screenwidth()
+        self.countdown.geometry(f"+{max(0, (screen_w - width) // 2)}+40")
+        self.countdown.lift()
+
+    def keep_on_top(self) -> None:
+        for cover in self.covers.values():
+            cover.top.lift()
+        if self.countdown is not None:
+            self.countdown.lift()
+        self.root.after(RAISE_MS, self.keep_on_top)
+
+    def run(self) -> None:
+        threading.Thread(target=self.read_stdin, daemon=True).start()
+        self.root.after(15, self.poll)
+        self.root.after(RAISE_MS, self.keep_on_top)
+        _emit({"event": "ready", "pid": os.getpid()})
+        self.root.mainloop()
+
+
+def _dpi_aware() -> None:
+    """Windows: work in physical pixels, like GetWindowRect in a DPI-aware agent (agent/platform/windows.py)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        with contextlib.suppress(AttributeError, OSError):
+            ctypes.windll.shcore.SetProcessDpiAwareness(2)
+
+
+def main() -> int:
+    _dpi_aware()
+    try:
+        helper = Helper()
+    except Exception as err:  # no display, no Tk: the agent learns covering is impossible and locks instead
+        _emit({"event": "error", "message": f"cannot open the cover window: {type(err).__name__}: {err}"})
+        return 3
+    helper.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
