@@ -354,7 +354,13 @@ class Policy:
             example="acme-standard",
         )
     )
-    version: int = field(metadata=doc("Policy version; each published version must be greater.", minimum=1))
+    version: int = field(
+        metadata=doc(
+            "Policy version; each published version must be greater.",
+            minimum=1,
+            maximum=2**53 - 1,  # exact in JSON and in a 64-bit database column
+        )
+    )
     expires: datetime | None = field(
         default=None, metadata=doc("After this instant agents reject the policy (RFC 3339 with offset).")
     )

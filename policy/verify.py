@@ -53,6 +53,10 @@ class VerifiedPolicy:
     def expires(self) -> datetime | None:
         return self.policy.expires
 
+    def is_expired(self, now: datetime) -> bool:
+        """Whether ``expires`` has passed at ``now`` (for a last-known-good policy read back from the store)."""
+        return self.policy.expires is not None and self.policy.expires <= now
+
 
 def verify_signature(bundle: bytes, trusted: Sequence[TrustedKey]) -> tuple[bytes, str]:
     """Check envelope, payloadType and signature; return (payload, keyid). Does not parse the payload."""
@@ -89,7 +93,7 @@ def verify_bundle(bundle: bytes, trusted: Sequence[TrustedKey], now: datetime) -
         policy = load_policy(payload, "payload")
     except PolicyValidationError as err:
         raise PolicySchemaError(err.problems) from err
-    if policy.expires is not None and policy.expires <= now:
+    if policy.expires is not None and policy.expires <= now:  # == VerifiedPolicy.is_expired
         raise ExpiredPolicyError(
             f"policy {policy.id} version {policy.version} expired at {policy.expires.isoformat()}; "
             "sign a new version with a later expires"
