@@ -124,7 +124,12 @@ class TrustedStore:
         """
         candidate = verify_bundle(bundle, trusted, now)  # before taking the lock: pure and possibly slow
         with self._locked():
-            current = self.current()
+            try:
+                current = self.current()
+            except StoreError as err:
+                # A damaged store holds no known-good policy; a verified bundle is the way to recover.
+                logger.warning("replacing a damaged trusted policy: %s", err)
+                current = None
             try:
                 check_update(current, candidate)
             except EqualVersionError:

@@ -195,3 +195,50 @@ def test_current_can_recheck_the_signature_against_todays_keys(
     revoked = [TrustedKey.from_public_key(other_key.public_key())]
     with pytest.raises(StoreError):
         store.current(revoked)
+
+
+def test_a_verified_bundle_repairs_a_damaged_store(
+    store: TrustedStore, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
+    store.apply(sign_policy(policy_bytes(version=4), signing_key), trusted, NOW)
+    store.path.write_bytes(b"\x00garbage")
+    result = store.apply(sign_policy(policy_bytes(version=2), signing_key), trusted, NOW)
+    assert result.accepted and result.previous_version is None
+    current = store.current()
+    assert current is not None and current.version == 2
+
+
+def test_concurrent_applies_never_end_on_the_older_version(
+    tmp_path: Path, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
+    import threading
+
+    newer = sign_policy(policy_bytes(version=5), signing_key)
+    older = sign_policy(policy_bytes(version=4), signing_key)
+    for round_ in range(10):
+        store = TrustedStore(tmp_path / f"s{round_}")
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def apply(
+            bundle: bytes,
+            store: TrustedStore = store,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                store.apply(bundle, trusted, NOW)
+            except RollbackError:
+                pass  # the older one lost the race: correct
+            except BaseException as err:  # pragma: no cover - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=apply, args=(b,)) for b in (older, newer)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        current = store.current()
+        assert current is not None and current.version == 5
