@@ -1,0 +1,255 @@
+"""Runtime over the scripted fake desktop: stages, covers, reasons, lock verification, events, status."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.clock import FakeClock
+from agent.config import AgentConfig
+from agent.i18n import Translator
+from agent.platform.base import Capabilities, Monitor, Rect
+from agent.platform.fake import FakeDesktop
+from agent.report.stream import EventStream, Kind
+from agent.runtime import Runtime
+from tests.agent.fakes import RecordingSink, policy, window
+
+CRM = window(1, "Acme | Salesforce", "chrome", Rect(100, 100, 800, 600))
+NOTES = window(2, "notes.txt", "gedit", Rect(950, 100, 400, 300))
+
+
+@pytest.fixture
+def parts(tmp_path: Path):
+    desk = FakeDesktop([CRM, NOTES])
+    sink = RecordingSink()
+    stream = EventStream()
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path),
+        policy(),
+        desk,
+        stream,
+        FakeClock(),
+        overlay=sink,
+        translator=Translator("en"),
+        lock_verify_timeout=2.0,
+    )
+    return desk, sink, stream, rt
+
+
+def kinds(stream: EventStream, kind: Kind) -> list[dict]:
+    return [dict(e.data) for e in stream.recent() if e.kind is kind]
+
+
+def test_idle_covers_only_customer_windows_and_input_uncovers(parts) -> None:
+    desk, sink, stream, rt = parts
+    desk.set_idle(10)
+    rt.step()
+    assert sink.current == []
+    desk.set_idle(95)
+    rt.step()
+    assert [(c.key, c.rect, c.style) for c in sink.current] == [("w:1", CRM.rect, "blur")]
+    assert rt.status()["covered"] == {"rules": ["crm"], "count": 1}
+    assert kinds(stream, Kind.PROTECTION_APPLIED) == [{"reason": "away", "rules": ["crm"], "count": 1}]
+    desk.input()
+    rt.step()
+    assert sink.current == []
+    assert kinds(stream, Kind.PROTECTION_REMOVED)[0]["reason"] == "away"
+    stages = [e["stage"] for e in kinds(stream, Kind.PRESENCE_STAGE)]
+    assert stages == ["protect", "active"]
+
+
+def test_cover_follows_moves_and_closing_removes_it(parts) -> None:
+    desk, sink, _, rt = parts
+    desk.set_idle(95)
+    rt.step()
+    desk.move_window(1, Rect(300, 200, 800, 600))
+    rt.step()
+    assert sink.current[0].rect == Rect(300, 200, 800, 600)
+    desk.remove_window(1)
+    rt.step()
+    assert sink.current == []
+
+
+def test_warn_shows_countdown_then_clears(parts) -> None:
+    desk, sink, _, rt = parts
+    desk.set_idle(70)
+    rt.step()
+    assert sink.countdowns[-1][0] == 20.0 and "20" in sink.countdowns[-1][1]
+    desk.input()
+    rt.step()
+    assert sink.countdowns[-1] == (None, "")
+
+
+def test_other_reasons_cover_opaque_with_their_label(parts) -> None:
+    _, sink, stream, rt = parts
+    rt.set_cover_reason("share", True, "share.cover")
+    rt.step()
+    assert [c.style for c in sink.current] == ["opaque"]
+    assert sink.current[0].label == Translator("en")("share.cover") + "\n" + Translator("ja")("share.cover")
+    assert rt.status()["cover_reasons"] == ["share"]
+    rt.set_cover_reason("share", False)
+    rt.step()
+    assert sink.current == []
+    assert [e["reason"] for e in kinds(stream, Kind.PROTECTION_REMOVED)] == ["share"]
+
+
+def test_lock_once_and_verified(parts) -> None:
+    desk, _, stream, rt = parts
+    for idle in (300, 301, 302):
+        desk.set_idle(idle)
+        rt.step()
+        rt.join_lock()
+    assert desk.lock_calls == 1
+    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake", "reason": "away"}]
+    assert not rt.status()["lock_failed"]
+
+
+def test_failed_lock_covers_every_monitor(tmp_path: Path) -> None:
+    monitors = [Monitor(Rect(0, 0, 1920, 1080), True), Monitor(Rect(1920, 0, 1280, 1024))]
+    desk = FakeDesktop([CRM], monitors=monitors, lock_works=False)
+    sink = RecordingSink()
+    stream = EventStream()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=sink)
+    desk.set_idle(300)
+    rt.step()
+    rt.join_lock()
+    rt.step()
+    assert [c.rect for c in sink.current] == [m.rect for m in monitors]
+    assert kinds(stream, Kind.LOCK_FAILED) == [{"method": "fake", "reason": "not_locked"}]
+    assert rt.status()["lock_failed"]
+    desk.input()
+    rt.step()
+    assert sink.current == []
+
+
+def test_lock_error_is_lock_failed(parts) -> None:
+    desk, sink, stream, rt = parts
+    desk.lock_raises = "no locker"
+    desk.set_idle(300)
+    rt.step()
+    rt.join_lock()
+    rt.step()
+    assert kinds(stream, Kind.LOCK_FAILED)[0]["reason"] == "lock_error"
+    assert {c.key for c in sink.current} == {"screen:0"}
+
+
+def test_call_inhibitor_delays_lock_not_cover(parts) -> None:
+    desk, sink, _, rt = parts
+    rt.set_inhibitor("call", True)
+    desk.set_idle(310)
+    rt.step()
+    rt.join_lock()
+    assert desk.lock_calls == 0
+    assert [c.key for c in sink.current] == ["w:1"]
+    assert rt.status()["presence"]["lock_inhibited_by"] == ["call"]
+    rt.set_inhibitor("call", False)
+    rt.step()
+    rt.join_lock()
+    assert desk.lock_calls == 1
+
+
+def test_fullscreen_window_inhibits_lock(parts) -> None:
+    desk, sink, _, rt = parts
+    desk.add_window(window(3, "Movie", "vlc", Rect(0, 0, 1920, 1080), fullscreen=True))
+    desk.set_idle(95)
+    rt.step()  # protect: reads the window list
+    desk.set_idle(310)
+    rt.step()
+    rt.join_lock()
+    assert desk.lock_calls == 0 and sink.current
+
+
+def test_no_window_list_locks_at_protect_and_reports_degraded(tmp_path: Path) -> None:
+    caps = Capabilities(backend="wayland", idle=True, lock=True, lock_state=True, lock_method="loginctl")
+    desk = FakeDesktop([CRM], capabilities=caps)
+    stream = EventStream()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink())
+    rt.start()
+    try:
+        degraded = {e["capability"] for e in kinds(stream, Kind.CAPABILITY_DEGRADED)}
+        assert {"window_list", "cover"} <= degraded
+    finally:
+        rt.stop()
+    desk.set_idle(95)
+    rt.step()
+    rt.join_lock()
+    assert desk.lock_calls == 1
+
+
+def test_helper_given_up_means_lock(parts) -> None:
+    desk, sink, _, rt = parts
+    sink.is_available = False
+    desk.set_idle(95)
+    rt.step()
+    rt.join_lock()
+    assert desk.lock_calls == 1
+
+
+def test_step_away_and_click_reveal(tmp_path: Path) -> None:
+    desk = FakeDesktop([CRM])
+    sink = RecordingSink()
+    clock = FakeClock()
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path), policy(reveal="click"), desk, EventStream(), clock, overlay=sink
+    )
+    rt.step_away()
+    rt.step()
+    assert [c.clickable for c in sink.current] == [True]
+    assert "step_away" in rt.status()["cover_reasons"]
+    clock.advance(5)
+    desk.set_idle(0.5)
+    rt.step()
+    assert sink.current, "reveal = click: input alone does not uncover"
+    rt.reveal("w:1")
+    rt.step()
+    assert sink.current == []
+
+
+def test_events_never_carry_titles(parts) -> None:
+    desk, _, stream, rt = parts
+    rt.set_cover_reason("posture", True)
+    desk.set_idle(300)
+    rt.step()
+    rt.join_lock()
+    text = repr([e.data for e in stream.recent()])
+    assert "Salesforce" not in text and "Acme" not in text and "notes.txt" not in text
+
+
+def test_crashing_worker_is_restarted(parts) -> None:
+    _, _, _, rt = parts
+    runs: list[int] = []
+    done = threading.Event()
+
+    def worker(stop: threading.Event) -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise RuntimeError("boom")
+        done.set()
+        stop.wait()
+
+    rt._supervise_delay = 0.0
+    rt.add_worker("flaky", worker)
+    rt.start()
+    try:
+        assert done.wait(10)
+    finally:
+        rt.stop()
+    assert len(runs) == 3 and rt.status()["restarts"]["flaky"] == 2
+
+
+def test_policy_provider_is_reread(tmp_path: Path) -> None:
+    current = {"p": None}
+    desk = FakeDesktop([CRM])
+    sink = RecordingSink()
+    clock = FakeClock()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), lambda: current["p"], desk, EventStream(), clock, overlay=sink)
+    desk.set_idle(95)
+    rt.step()
+    assert sink.current == []  # no policy: default presence (protect after 5 min), no customer apps
+    current["p"] = policy()
+    clock.advance(5)
+    rt.step()
+    assert [c.key for c in sink.current] == ["w:1"]
+    assert rt.status()["policy"] == {"id": "test", "version": 1}
