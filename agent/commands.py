@@ -26,7 +26,9 @@ EXIT_NOT_RUNNING = 3
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="run the agent in the foreground (installers start it at login)")
-    run.add_argument("--config", type=Path, help="agent.toml (default: $MAMORI_CONFIG or the system location)")
+    run.add_argument(
+        "--config", type=Path, help="agent.toml (default: $MAMORI_CONFIG or the system location)"
+    )
     run.add_argument("--no-tray", action="store_true", help="run without the tray icon")
     # Development and tests only: an unsigned policy TOML instead of the trusted store.
     run.add_argument("--unsigned-policy", type=Path, help=argparse.SUPPRESS)

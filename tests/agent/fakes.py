@@ -41,9 +41,10 @@ def policy(cover: str = "blur", reveal: str = "activity") -> Policy:
     return load_policy(POLICY.format(cover=cover, reveal=reveal).encode(), "test.toml")
 
 
-def window(
-    wid: int, title: str, process: str, rect: Rect = Rect(10, 10, 400, 300), **kw: Any
-) -> Window:
+DEFAULT_RECT = Rect(10, 10, 400, 300)
+
+
+def window(wid: int, title: str, process: str, rect: Rect = DEFAULT_RECT, **kw: Any) -> Window:
     return Window(id=wid, title=title, pid=1000 + wid, process_name=process, rect=rect, **kw)
 
 

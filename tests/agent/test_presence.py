@@ -13,7 +13,15 @@ def machine(reveal: str = "activity") -> PresenceMachine:
 def test_stages_follow_idle_time() -> None:
     m = machine()
     seen = [m.update(PresenceInput(idle=t), now=t).stage for t in (0, 59, 60, 89, 90, 299, 300)]
-    assert seen == [Stage.ACTIVE, Stage.ACTIVE, Stage.WARN, Stage.WARN, Stage.PROTECT, Stage.PROTECT, Stage.LOCK]
+    assert seen == [
+        Stage.ACTIVE,
+        Stage.ACTIVE,
+        Stage.WARN,
+        Stage.WARN,
+        Stage.PROTECT,
+        Stage.PROTECT,
+        Stage.LOCK,
+    ]
 
 
 def test_warn_counts_down_and_input_dismisses_it() -> None:

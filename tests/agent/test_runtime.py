@@ -165,7 +165,9 @@ def test_no_window_list_locks_at_protect_and_reports_degraded(tmp_path: Path) ->
     caps = Capabilities(backend="wayland", idle=True, lock=True, lock_state=True, lock_method="loginctl")
     desk = FakeDesktop([CRM], capabilities=caps)
     stream = EventStream()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink())
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
+    )
     rt.start()
     try:
         degraded = {e["capability"] for e in kinds(stream, Kind.CAPABILITY_DEGRADED)}
@@ -244,7 +246,9 @@ def test_policy_provider_is_reread(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM])
     sink = RecordingSink()
     clock = FakeClock()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), lambda: current["p"], desk, EventStream(), clock, overlay=sink)
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path), lambda: current["p"], desk, EventStream(), clock, overlay=sink
+    )
     desk.set_idle(95)
     rt.step()
     assert sink.current == []  # no policy: default presence (protect after 5 min), no customer apps
