@@ -8,12 +8,12 @@ servers). psutil is asked per process, which works unprivileged for the worker's
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from agent.decide.match import process_matches
 from agent.i18n import Translator
 from agent.posture.base import CheckResult, PostureError, ProbeUnavailable, result
 from policy.model import CustomerApp, Plaintext
@@ -46,14 +46,11 @@ def process_rule_matcher(apps: Sequence[CustomerApp]) -> RuleFor:
     Rules without ``processes`` match windows by title only; they are not used here, because matching every
     process would inventory the whole machine.
     """
-    rules = [
-        (app.name, [p.lower().removesuffix(".exe") for p in app.processes]) for app in apps if app.processes
-    ]
+    rules = [(app.name, app.processes) for app in apps if app.processes]
 
     def rule_for(process_name: str) -> str | None:
-        name = process_name.lower().removesuffix(".exe")
         for rule, globs in rules:
-            if any(fnmatch.fnmatchcase(name, g) for g in globs):
+            if any(process_matches(g, process_name) for g in globs):
                 return rule
         return None
 

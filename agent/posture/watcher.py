@@ -28,7 +28,8 @@ DEBOUNCE_S = 0.1
 
 
 class NetworkWatcher(Protocol):
-    def start(self) -> None: ...
+    """A started watcher (see :func:`network_watcher`); the owner only stops it."""
+
     def stop(self) -> None: ...
 
 

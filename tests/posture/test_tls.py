@@ -31,7 +31,7 @@ def servers() -> Iterator[list[TlsServer]]:
 def serve(servers: list[TlsServer], cert: Path, key: Path, **kw: object) -> int:
     server = TlsServer(cert, key, **kw)  # type: ignore[arg-type]
     servers.append(server)
-    return server.port
+    return int(server.port)
 
 
 def endpoint(port: int, ca: TestCA, **kw: object) -> TlsEndpoint:
