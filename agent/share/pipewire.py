@@ -137,7 +137,7 @@ def _unreadable() -> Sequence[CaptureStream] | None:
 
 
 def default_capture_probe(
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, which: Callable[[str], str | None] = shutil.which
 ) -> Callable[[], Sequence[CaptureStream] | None] | None:
     """The probe for this session: PipeWire on Wayland, nothing on X11/Windows/macOS.
 
@@ -148,7 +148,7 @@ def default_capture_probe(
     wayland = env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or bool(env.get("WAYLAND_DISPLAY"))
     if not wayland:
         return None
-    if shutil.which("pw-dump") is None:
+    if which("pw-dump") is None:
         logger.warning(
             "Wayland session without pw-dump: screencasts cannot be detected; install pipewire-bin"
         )

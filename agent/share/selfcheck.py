@@ -77,15 +77,21 @@ class ScreenGrabber(Protocol):
 class MssGrabber:
     """Grabs the screen with mss, like the capture path of the sharing apps.
 
-    mss objects hold per-thread OS handles, so one is opened per grab, in the calling thread.
+    mss objects hold per-thread OS handles, so one is opened per grab, in the calling thread. ``display``
+    (X11 only) picks the X display; by default ``$DISPLAY``.
     """
+
+    def __init__(self, display: str | None = None) -> None:
+        self._display = display
 
     def grab(self) -> tuple[Image.Image, Rect]:
         import mss
         import mss.exception
 
+        kwargs = {"display": self._display} if self._display is not None else {}
+        factory = getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the factory
         try:
-            with mss.mss() as sct:
+            with factory(**kwargs) as sct:
                 area = sct.monitors[0]
                 shot = sct.grab(area)
                 image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
