@@ -123,7 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems = [Problem("", f"file is larger than {MAX_POLICY_FILE_BYTES} bytes", 1, 1)]
             policy = None
         else:
-            policy, problems = check_policy(data)
+            policy, problems = check_policy(data, schema=True)
         if problems or policy is None:
             for problem in problems:
                 print(problem.format(name), file=sys.stderr)
@@ -143,7 +143,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if len(data) > MAX_POLICY_FILE_BYTES:
         raise InputFileError(args.file, f"larger than {MAX_POLICY_FILE_BYTES} bytes; not a policy file")
     try:
-        policy = load_policy(data, args.file)
+        policy = load_policy(data, args.file, schema=True)
     except PolicyValidationError as err:
         for problem in err.problems:
             print(problem.format(args.file), file=sys.stderr)

@@ -2,12 +2,13 @@
 
 Pure: bytes in, Policy out (or PolicyValidationError listing all problems, each located at LINE:COL).
 
-Three passes, all of which always run so that one run reports everything:
-1. the builder walks the dataclasses: types, unknown and required keys, enums, durations, regexes, date-times;
-2. the generated JSON Schema (:mod:`policy.schema`) adds the constraints written as field metadata (patterns,
-   minimum/maximum, non-empty strings, allowed array items); where the builder already reported a path, its
-   wording wins;
-3. semantic checks that a schema cannot express: stage order, CIDRs, addresses, pins, duplicate rule names.
+Passes, all of which run so that one run reports everything:
+1. the builder walks the dataclasses: types, unknown and required keys, enums, durations, regexes, date-times,
+   and the constraints in the field metadata the JSON Schema is generated from (patterns, minimum/maximum,
+   non-empty strings, allowed array items, message key names);
+2. semantic checks that a schema cannot express: stage order, CIDRs, addresses, pins, duplicate rule names;
+3. optionally (``schema=True``, the admin-side commands) the published JSON Schema itself via jsonschema; it
+   should add nothing, and where it does the builder has drifted. The builder's wording wins on a shared path.
 """
 
 from __future__ import annotations
@@ -36,16 +37,21 @@ _HOSTNAME = re.compile(
 )
 
 
-def load_policy(data: bytes, source: str = "<policy>") -> model.Policy:
-    """Parse and validate policy TOML. Raises PolicyValidationError with every problem, located."""
-    policy, problems = check_policy(data)
+def load_policy(data: bytes, source: str = "<policy>", *, schema: bool = False) -> model.Policy:
+    """Parse and validate policy TOML. Raises PolicyValidationError with every problem, located.
+
+    ``schema=True`` also runs the published JSON Schema (jsonschema) over the document, as
+    ``mamori policy validate`` and ``sign`` do; the agent leaves it off to stay small (the builder enforces the
+    same field metadata the schema is generated from, and tests/policy/test_schema.py proves they agree).
+    """
+    policy, problems = check_policy(data, schema=schema)
     if problems or policy is None:
         raise PolicyValidationError(source, problems or [Problem("", "invalid policy", 1, 1)])
     return policy
 
 
-def check_policy(data: bytes) -> tuple[model.Policy | None, list[Problem]]:
-    """(policy, []) when valid, else (None or a partial policy, located problems sorted by position)."""
+def check_policy(data: bytes, *, schema: bool = False) -> tuple[model.Policy | None, list[Problem]]:
+    """(policy, []) when valid, else (None, every problem located and sorted by position)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -68,10 +74,11 @@ def check_policy(data: bytes) -> tuple[model.Policy | None, list[Problem]]:
     policy = _build(model.Policy, raw, "", problems)
     if isinstance(policy, model.Policy):
         problems.extend(_semantic_problems(policy, {p.path for p in problems}))
-    reported = {p.path for p in problems}
-    problems.extend(
-        p for p in _schema_problems(raw) if p.path not in reported and not _under(p.path, reported)
-    )
+    if schema:
+        reported = {p.path for p in problems}
+        problems.extend(
+            p for p in schema_problems(raw) if p.path not in reported and not _under(p.path, reported)
+        )
     if not problems:
         assert isinstance(policy, model.Policy)
         return policy, []
@@ -142,13 +149,17 @@ def _convert(
             problems.append(Problem(path, f"must be an array, not {_kind(value)}"))
             return ()
         item_tp = args[0]
-        return tuple(_convert(item_tp, {}, v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+        item_meta = _item_meta(meta)
+        return tuple(_convert(item_tp, item_meta, v, f"{path}[{i}]", problems) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             problems.append(Problem(path, f"must be a table of texts, not {_kind(value)}"))
             return {}
         for key, text in value.items():
-            if not isinstance(text, str):
+            if "key_pattern" in meta and re.search(meta["key_pattern"], key) is None:
+                hint = "message keys are dotted lowercase names such as remedy.vpn"
+                problems.append(Problem(_join(path, key), _pattern_message(key, meta["key_pattern"], hint)))
+            elif not isinstance(text, str):
                 problems.append(Problem(_join(path, key), f"must be a string, not {_kind(text)}"))
         return dict(value)
     if tp is float and meta.get("duration"):
@@ -197,8 +208,52 @@ def _convert(
             problems.append(Problem(path, f"must be {names[tp]}, not a boolean"))
         elif not isinstance(value, expected):  # type: ignore[arg-type]
             problems.append(Problem(path, f"must be {names[tp]}, not {_kind(value)}"))
+        else:
+            _check_constraints(meta, value, path, problems)
         return value
     return value
+
+
+_EMPTY_MESSAGE = "must not be empty"
+
+
+def _pattern_message(instance: object, pattern: str, hint: str | None) -> str:
+    return f"{instance!r} is not allowed here; {hint or f'it must match the regular expression {pattern}'}"
+
+
+def _minimum_message(instance: object, minimum: object) -> str:
+    return f"must be at least {minimum}, not {instance}"
+
+
+def _maximum_message(instance: object, maximum: object) -> str:
+    return f"must be at most {maximum}, not {instance}"
+
+
+def _enum_message(instance: object, choices: typing.Iterable[object]) -> str:
+    return f"must be one of {', '.join(_literal(v) for v in choices)}, not {_literal(instance)}"
+
+
+def _check_constraints(
+    meta: typing.Mapping[str, Any], value: object, path: str, problems: list[Problem]
+) -> None:
+    """The schema keywords written as field metadata (policy.schema copies the same keys into the schema)."""
+    if isinstance(value, str):
+        if "minLength" in meta and len(value) < meta["minLength"]:
+            problems.append(Problem(path, _EMPTY_MESSAGE))
+        elif "pattern" in meta and re.search(meta["pattern"], value) is None:
+            problems.append(Problem(path, _pattern_message(value, meta["pattern"], meta.get("pattern_hint"))))
+        if "enum" in meta and value not in meta["enum"]:
+            problems.append(Problem(path, _enum_message(value, meta["enum"])))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if "minimum" in meta and value < meta["minimum"]:
+            problems.append(Problem(path, _minimum_message(value, meta["minimum"])))
+        elif "maximum" in meta and value > meta["maximum"]:
+            problems.append(Problem(path, _maximum_message(value, meta["maximum"])))
+
+
+def _item_meta(meta: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """Array item constraints: ``items_enum`` -> ``enum`` etc."""
+    return {key[len("items_") :]: value for key, value in meta.items() if key.startswith("items_")}
 
 
 def _literal(value: object) -> str:
@@ -232,7 +287,7 @@ def _kind(value: object) -> str:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> Any:
+def schema_validator() -> Any:
     import jsonschema
 
     from policy.schema import policy_schema
@@ -240,19 +295,21 @@ def _validator() -> Any:
     return jsonschema.Draft202012Validator(policy_schema())
 
 
-def _jsonable(value: object) -> object:
+def as_json_data(value: object) -> object:
+    """TOML data -> JSON data (date-times as RFC 3339 strings), the form the JSON Schema describes."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: as_json_data(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [as_json_data(v) for v in value]
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     return value
 
 
-def _schema_problems(raw: dict[str, Any]) -> list[Problem]:
+def schema_problems(raw: dict[str, Any]) -> list[Problem]:
+    """Problems the published JSON Schema finds in parsed TOML data (unlocated)."""
     out: list[Problem] = []
-    for error in _validator().iter_errors(_jsonable(raw)):
+    for error in schema_validator().iter_errors(as_json_data(raw)):
         path = ""
         for part in error.absolute_path:
             path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
@@ -279,16 +336,15 @@ def _schema_message(error: Any) -> str:
     if validator == "pattern":
         if value == model.DURATION_PATTERN:
             return f'{instance!r} is not a duration; write e.g. "90s", "5m" or "1h30m"'
-        hint = error.schema.get("x-pattern-hint") or f"it must match the regular expression {value}"
-        return f"{instance!r} is not allowed here; {hint}"
+        return _pattern_message(instance, value, error.schema.get("x-pattern-hint"))
     if validator == "minimum":
-        return f"must be at least {value}, not {instance}"
+        return _minimum_message(instance, value)
     if validator == "maximum":
-        return f"must be at most {value}, not {instance}"
+        return _maximum_message(instance, value)
     if validator == "minLength":
-        return "must not be empty"
+        return _EMPTY_MESSAGE
     if validator == "enum":
-        return f"must be one of {', '.join(_literal(v) for v in value)}, not {_literal(instance)}"
+        return _enum_message(instance, value)
     if validator == "type":
         return f"must be of type {value}, not {_kind(instance)}"
     return str(error.message)

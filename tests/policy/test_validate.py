@@ -78,7 +78,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "http URL",
         HEAD + '[[network.tls]]\nurl = "http://crm.example/"\n',
-        "p.toml:5:1: network.tls[0].url: 'http://crm.example/' must be an https:// URL with a host name",
+        "p.toml:5:1: network.tls[0].url: 'http://crm.example/' is not allowed here; "
+        'write the full https:// URL, e.g. "https://acme.my.salesforce.com/"',
     ),
     (
         "port out of range",
@@ -151,6 +152,16 @@ CASES: list[tuple[str, str, str]] = [
         "TOML syntax error",
         HEAD + "[presence\n",
         "p.toml:4:10: (top): TOML syntax error: Expected ']' at the end of a table declaration",
+    ),
+    (
+        "https URL without a host",
+        HEAD + '[[network.tls]]\nurl = "https:///path"\n',
+        "p.toml:5:1: network.tls[0].url: 'https:///path' must be an https:// URL with a host name",
+    ),
+    (
+        "empty rule name and unknown message key",
+        HEAD + '[[customer_apps]]\nname = ""\ntitle = "CRM"\n[messages.en]\n"Remedy VPN" = "x"\n',
+        "p.toml:5:1: customer_apps[0].name: must not be empty",
     ),
     (
         "heartbeat too short",
