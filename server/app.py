@@ -72,7 +72,7 @@ class CheckinRequest(BaseModel):
     uptime_s: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
     agent_version: str | None = Field(default=None, max_length=32, pattern=NO_CONTROL)
     hostname: str | None = Field(default=None, max_length=255, pattern=NO_CONTROL)
-    heartbeat_s: float | None = Field(default=None, ge=1, le=7 * 86400, allow_inf_nan=False)
+    heartbeat_s: float | None = Field(default=None, gt=0, le=7 * 86400, allow_inf_nan=False)
     last_sequence: int | None = Field(default=None, ge=0, le=2**62)
     stopping: bool = False
     os: str | None = Field(default=None, max_length=32, pattern=NO_CONTROL)

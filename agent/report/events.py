@@ -128,6 +128,31 @@ def _code(value: Any, _ctx: Context) -> str:
     raise _Reject
 
 
+def _one_of(*allowed: str) -> Checker:
+    """A closed vocabulary (the values documented in agent/report/stream.py and SPEC.md)."""
+    choices = frozenset(allowed)
+
+    def check(value: Any, _ctx: Context) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _Reject
+
+    return check
+
+
+_STATUS = _one_of("pass", "fail", "error", "skip")
+_MODE = _one_of("off", "report", "warn", "block")
+_ENFORCEMENT = _one_of("none", "warn", "block")
+_PROTECT_REASON = _one_of(
+    "away", "share", "posture", "ack", "step_away", "lock_failed", "selfcheck", "paused"
+)
+_STATE = _one_of("online", "away", "non_compliant")
+
+
+def _opt(checker: Checker) -> Checker:
+    return lambda value, ctx: None if value is None else checker(value, ctx)
+
+
 def _opt_code(value: Any, ctx: Context) -> str | None:
     return None if value is None else _code(value, ctx)
 
@@ -251,6 +276,7 @@ def _posture_severity(data: Mapping[str, Any]) -> int:
 
 _REASON = {"reason": _code}
 _RULES = {"rules": _rules, "count": _count}
+_PROTECTION = {"reason": _PROTECT_REASON, **_RULES}
 
 KINDS: dict[str, KindSpec] = {
     Kind.PRESENCE_STAGE: KindSpec(
@@ -263,10 +289,10 @@ KINDS: dict[str, KindSpec] = {
         "Presence stage changed",
     ),
     Kind.PROTECTION_APPLIED: KindSpec(
-        2003, 1, "Create", {**_REASON, **_RULES}, Priority.SECURITY, _fixed(3), "Customer data protected"
+        2003, 1, "Create", _PROTECTION, Priority.SECURITY, _fixed(3), "Customer data protected"
     ),
     Kind.PROTECTION_REMOVED: KindSpec(
-        2003, 3, "Close", {**_REASON, **_RULES}, Priority.INFO, _fixed(1), "Customer data protection removed"
+        2003, 3, "Close", _PROTECTION, Priority.INFO, _fixed(1), "Customer data protection removed"
     ),
     Kind.SESSION_LOCKED: KindSpec(
         3002, 99, "Lock", {"method": _code}, Priority.SECURITY, _fixed(1), "Session locked"
@@ -285,7 +311,13 @@ KINDS: dict[str, KindSpec] = {
         2003,
         2,
         "Update",
-        {"check_id": _check_id, "status": _code, "previous": _opt_code, "mode": _code, "enforcement": _code},
+        {
+            "check_id": _check_id,
+            "status": _STATUS,
+            "previous": _opt(_STATUS),
+            "mode": _MODE,
+            "enforcement": _ENFORCEMENT,
+        },
         Priority.SECURITY,
         _posture_severity,
         "Posture check result",
@@ -368,7 +400,7 @@ KINDS: dict[str, KindSpec] = {
         99,
         "Heartbeat",
         {
-            "state": _code,
+            "state": _STATE,
             "stage": _opt_code,
             "failing": _check_ids,
             "policy_id": _opt_policy_id,

@@ -423,6 +423,8 @@ class ReportingService:
         status = self.uploader.checkin(enrollment, summary)
         if status in (401, 403):
             self.auth_failed = True
+        elif status is not None and status != 200:
+            logger.warning("checkin refused with HTTP %d", status)
 
     def _final(self) -> None:
         """On stop: wait for the persist thread, one last upload attempt, then the clean-stop checkin."""

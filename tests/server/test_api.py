@@ -234,7 +234,7 @@ def test_overload_answers_429_and_503_with_retry_after(
 
 
 def test_checkin_silence_and_clean_stop(client: TestClient, storage: Storage, clock: FakeClock) -> None:
-    device_id, headers = enroll(client, storage)
+    _device_id, headers = enroll(client, storage)
     admin = {"Authorization": f"Bearer {admin_token(storage)}"}
 
     def status() -> str:
