@@ -269,11 +269,24 @@ class ShareMonitor:
             logger.exception("share monitor callback failed")
 
     # ---- thread ----------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set: the worker shape of ``Runtime.add_worker`` (restarted if it raises)."""
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("share detection round failed")
+            # A real wait, not clock.sleep: setting ``stop`` must interrupt it at once.
+            stop.wait(self.interval)
+
     def start(self) -> None:
+        """Poll in a thread of its own (when not run as a runtime worker)."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="share-monitor", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop,), name="share-monitor", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -281,12 +294,3 @@ class ShareMonitor:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                logger.exception("share detection round failed")
-            # A real wait, not clock.sleep: stop() must interrupt it at once.
-            self._stop.wait(self.interval)

@@ -19,8 +19,10 @@ from typing import Protocol
 from PIL import Image, ImageChops
 
 from agent.clock import Clock, SystemClock
-from agent.platform.base import Rect
+from agent.decide.match import match_windows
+from agent.platform.base import Rect, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
+from policy.model import CustomerApp
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,23 @@ class CoverLook:
     tolerance: int = 24  # per RGB channel: lossy capture paths and dithering move colours a little
     min_fraction: float = 0.6  # share of the region that must be the background; the label takes the rest
     inset: int = 4  # pixels ignored along each edge, where window borders and rounding differ
+
+
+# The opaque cover's panel colour, as drawn by the cover helper (agent/overlay/helper.py, PANEL "#26303a");
+# tests/share/test_selfcheck.py fails if the two drift apart. Not imported from there: that module is the
+# Tk helper process and the agent process should not load Tk for one constant.
+OPAQUE_COVER = CoverLook(background=(0x26, 0x30, 0x3A))
+
+
+def runtime_targets(
+    covered_windows: Callable[[], Sequence[Window]], customer_apps: Callable[[], Sequence[CustomerApp]]
+) -> Callable[[], list[CoverTarget]]:
+    """Targets from the runtime: the windows it covers now (``Runtime.covered_windows``), named by rule."""
+
+    def targets() -> list[CoverTarget]:
+        return [CoverTarget(m.rule, m.window.rect) for m in match_windows(customer_apps(), covered_windows())]
+
+    return targets
 
 
 @dataclass(frozen=True)

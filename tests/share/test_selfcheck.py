@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from PIL import Image, ImageDraw
 
 from agent.clock import FakeClock
-from agent.platform.base import Rect
+from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
 from agent.share.selfcheck import (
+    OPAQUE_COVER,
     CaptureError,
     CoverLook,
     CoverTarget,
@@ -16,7 +19,9 @@ from agent.share.selfcheck import (
     ShareSelfCheck,
     check_covers,
     cover_fraction,
+    runtime_targets,
 )
+from policy.model import CustomerApp
 from tests.harness.xdesktop import Box, XDesktop
 from tests.share.xwindows import CoverWindow
 
@@ -157,3 +162,24 @@ def test_selfcheck_on_a_real_screen_detects_a_missing_cover(xdesktop: XDesktop) 
         assert not check.run().ok
     finally:
         cover.close()
+
+
+def test_opaque_cover_look_is_the_cover_helpers_panel_colour() -> None:
+    from agent.overlay import helper
+
+    panel = helper.PANEL.lstrip("#")
+    assert OPAQUE_COVER.background == tuple(int(panel[i : i + 2], 16) for i in (0, 2, 4))
+
+
+def test_runtime_targets_names_covered_windows_by_rule() -> None:
+    ledger = CustomerApp(name="ledger", processes=("excel",), title=re.compile("顧客台帳"))
+    windows = [
+        Window(
+            id=1, title="顧客台帳.xlsx - Excel", pid=1, process_name="EXCEL.EXE", rect=Rect(0, 0, 500, 400)
+        ),
+        Window(
+            id=2, title="memo.txt - Notepad", pid=2, process_name="notepad.exe", rect=Rect(0, 0, 500, 400)
+        ),
+    ]
+    targets = runtime_targets(lambda: windows, lambda: (ledger,))()
+    assert targets == [CoverTarget("ledger", Rect(0, 0, 500, 400))]
