@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("bundle", nargs="?", metavar="BUNDLE")
     source.add_argument("--state-dir", metavar="DIR")
     p.add_argument(
-        "--pub", action="append", default=[], metavar="PUB", help="verify a BUNDLE with these keys"
+        "--pub", action="append", default=[], metavar="PUB", help="check the signature with these keys"
     )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_show)
@@ -199,7 +199,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         from policy.store import TrustedStore
 
         store = TrustedStore(args.state_dir)
-        verified = store.current()
+        if args.pub:
+            from policy.keys import load_trusted_keys
+
+            verified = store.current(load_trusted_keys(args.pub))  # re-check against today's keys
+        else:
+            verified = store.current()
         if verified is None:
             raise InputFileError(args.state_dir, "no policy has been applied in this state directory yet")
         meta = store.metadata() or {}

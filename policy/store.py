@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from policy.dsse import MAX_BUNDLE_BYTES, parse_envelope
-from policy.errors import BundleRejectedError, EqualVersionError, PolicyValidationError, StoreError
+from policy.errors import (
+    BadSignatureError,
+    BundleRejectedError,
+    EqualVersionError,
+    PolicyValidationError,
+    StoreError,
+    UnknownKeyError,
+)
 from policy.keys import TrustedKey
 from policy.load import load_policy
 from policy.verify import VerifiedPolicy, check_update, verify_bundle, verify_signature
@@ -90,11 +97,19 @@ class TrustedStore:
             raise StoreError(str(self.path), damaged) from err
         if len(bundle) > MAX_BUNDLE_BYTES:
             raise StoreError(str(self.path), damaged)
+        if trusted is not None:
+            try:
+                _, keyid = verify_signature(bundle, trusted)
+            except (UnknownKeyError, BadSignatureError) as err:
+                raise StoreError(
+                    str(self.path),
+                    f"the trusted policy is no longer signed by a trusted key ({err.reason}); "
+                    "apply a bundle signed with a current key",
+                ) from err
+            except BundleRejectedError:
+                raise StoreError(str(self.path), damaged) from None
         try:
-            if trusted is not None:
-                payload, keyid = verify_signature(bundle, trusted)
-            else:
-                payload = parse_envelope(bundle).payload
+            payload = parse_envelope(bundle).payload
             policy = load_policy(payload, str(self.path))
         except (PolicyValidationError, BundleRejectedError):
             raise StoreError(str(self.path), damaged) from None

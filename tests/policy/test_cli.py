@@ -263,3 +263,19 @@ def test_real_process_prints_one_line_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("mamori: ")
+
+
+def test_show_state_dir_rechecks_with_todays_keys(
+    capsys: pytest.CaptureFixture[str], keys: Path, tmp_path: Path
+) -> None:
+    bundle, state = tmp_path / "b.json", str(tmp_path / "state")
+    sign(capsys, keys, EXAMPLES / "standard.toml", bundle)
+    pub = str(keys / "policy-signing.pub")
+    assert run(capsys, "policy", "apply", str(bundle), "--pub", pub, "--state-dir", state)[0] == 0
+    assert run(capsys, "policy", "show", "--state-dir", state, "--pub", pub)[0] == 0
+    assert run(capsys, "policy", "keygen", str(tmp_path / "new"))[0] == 0
+    code, _, err = run(
+        capsys, "policy", "show", "--state-dir", state, "--pub", str(tmp_path / "new" / "policy-signing.pub")
+    )
+    assert code == 1
+    assert "no longer signed by a trusted key (unknown_key)" in err

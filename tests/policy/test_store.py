@@ -193,7 +193,7 @@ def test_current_can_recheck_the_signature_against_todays_keys(
     store.apply(sign_policy(policy_bytes(version=1), signing_key), trusted, NOW)
     assert store.current(trusted) is not None
     revoked = [TrustedKey.from_public_key(other_key.public_key())]
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="no longer signed by a trusted key"):
         store.current(revoked)
 
 
