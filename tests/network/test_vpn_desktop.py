@@ -67,9 +67,12 @@ def test_customer_window_covered_while_vpn_down_and_revealed_after(
     )
     lab.client.procs.append(agent)
     lines: list[dict[str, Any]] = []
-    threading.Thread(
-        target=lambda: [lines.append(json.loads(raw)) for raw in agent.stdout or []], daemon=True
-    ).start()
+
+    def read() -> None:
+        for raw in agent.stdout or []:
+            lines.append(json.loads(raw))
+
+    threading.Thread(target=read, daemon=True).start()
 
     wait_for(
         lambda: any(line["vpn"] == "pass" for line in lines), timeout=30, what="the agent's first evaluation"
