@@ -138,7 +138,7 @@ class X11Desktop:
             raise PlatformError("the X server has no MIT-SCREEN-SAVER extension; idle time is unknown")
         try:
             with self._lock:
-                info = self._d.screensaver_query_info(self._root)
+                info = self._root.screensaver_query_info()
         except self._errors as err:
             raise PlatformError(f"X idle query failed: {err}") from err
         return float(info.idle) / 1000.0
@@ -225,7 +225,7 @@ class X11Desktop:
         if self._has_ss:
             try:
                 with self._lock:
-                    if self._d.screensaver_query_info(self._root).state == SCREENSAVER_ON:
+                    if self._root.screensaver_query_info().state == SCREENSAVER_ON:
                         return True
             except self._errors as err:
                 raise PlatformError(f"X screensaver query failed: {err}") from err
@@ -257,7 +257,7 @@ class X11Desktop:
         logind.watch_sleep(before_sleep)
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(self._errors):
+        with self._lock, contextlib.suppress(*self._errors):
             self._d.close()
 
 
