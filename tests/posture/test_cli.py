@@ -1,0 +1,157 @@
+"""`mamori agent check` (SPEC.md: JSON shape and exit codes 0/1/2) with a signed policy applied to a trusted store.
+
+Exit 0/1 against a real VPN are covered in tests/network/test_vpn.py; here the policy turns off everything that
+depends on this machine and probes local TLS servers, so the outcome is the same on every host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.posture.base import result
+from agent.posture.cli import render_text, verdict
+from tests.posture.pki import TestCA
+from tests.posture.tlsserver import TlsServer
+
+OFF = """
+[network.vpn]
+mode = "off"
+[network.wifi]
+mode = "off"
+[network.plaintext]
+mode = "off"
+[device.disk_encryption]
+mode = "off"
+[device.firewall]
+mode = "off"
+[device.screen_lock]
+mode = "off"
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[TestCA, TlsServer]]:
+    ca = TestCA(tmp_path)
+    leaf = ca.issue("svc")
+    srv = TlsServer(leaf.cert, leaf.key)
+    yield ca, srv
+    srv.close()
+
+
+def apply_policy(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) -> Path:
+    keys, state = tmp_path / "keys", tmp_path / "state"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'schema = 1\nid = "cli-test"\nversion = 1\n{body}', encoding="utf-8")
+    bundle = tmp_path / "bundle.json"
+    assert main(["policy", "keygen", str(keys)]) == 0
+    assert (
+        main(["policy", "sign", str(policy), "--key", str(keys / "policy-signing.key"), "-o", str(bundle)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "policy",
+                "apply",
+                str(bundle),
+                "--pub",
+                str(keys / "policy-signing.pub"),
+                "--state-dir",
+                str(state),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'state_dir = "{state}"\nlanguage = "en"\n', encoding="utf-8")
+    return config
+
+
+def run_json(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+    code = main(["agent", "check", "--config", str(config), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def tls_policy(url: str, ca: Path, extra: str = "") -> str:
+    return f'{OFF}\n[[network.tls]]\nurl = "{url}"\nca = "{ca}"\nmode = "block"\n{extra}'
+
+
+def test_compliant_exit_0_and_exact_json_shape(
+    tmp_path: Path, server: tuple[TestCA, TlsServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca, srv = server
+    config = apply_policy(tmp_path, tls_policy(f"https://localhost:{srv.port}/", ca.path), capsys)
+    code, doc = run_json(config, capsys)
+    assert code == 0
+    assert list(doc) == ["compliant", "checks"] and doc["compliant"] is True
+    checks = doc["checks"]
+    assert isinstance(checks, list)
+    for check in checks:
+        assert list(check) == ["id", "status", "mode", "detail"]
+        assert check["status"] in ("pass", "fail", "error", "skip") and isinstance(check["detail"], str)
+    by_id = {c["id"]: c for c in checks}
+    assert by_id[f"tls:localhost:{srv.port}"]["status"] == "pass"
+    assert by_id["vpn"] == {"id": "vpn", "status": "skip", "mode": "off", "detail": "Disabled by policy"}
+
+
+def test_non_compliant_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = TestCA(tmp_path)
+    leaf = ca.issue("self", self_signed=True)
+    srv = TlsServer(leaf.cert, leaf.key)
+    try:
+        config = apply_policy(tmp_path, tls_policy(f"https://localhost:{srv.port}/", ca.path), capsys)
+        code, doc = run_json(config, capsys)
+    finally:
+        srv.close()
+    assert code == 1 and doc["compliant"] is False
+
+
+def test_could_not_evaluate_exit_2(
+    tmp_path: Path, server: tuple[TestCA, TlsServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca, srv = server
+    port = srv.port
+    srv.close()  # nothing listens any more: the probe cannot be evaluated
+    config = apply_policy(tmp_path, tls_policy(f"https://localhost:{port}/", ca.path), capsys)
+    code, doc = run_json(config, capsys)
+    assert code == 2 and doc["compliant"] is False
+
+
+def test_no_trusted_policy_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'state_dir = "{tmp_path / "empty"}"\n', encoding="utf-8")
+    code = main(["agent", "check", "--config", str(config), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert (
+        captured.err.count("\n") == 1
+        and "no trusted policy" in captured.err
+        and "mamori policy apply" in captured.err
+    )
+    assert "Traceback" not in captured.err
+
+
+def test_text_output_shows_remediation() -> None:
+    results = [
+        result(
+            "vpn",
+            "fail",
+            "block",
+            "posture.vpn.down",
+            remediation_key="posture.remedy.vpn.connect",
+            patterns="tun*",
+        ),
+        result("wifi", "pass", "warn", "posture.wifi.none"),
+    ]
+    text = render_text(results, "ja")
+    assert "FAIL" in text and "会社のVPNに接続してください" in text and text.endswith("非準拠")
+    assert verdict(results) == (False, 1)
+    assert verdict([result("x", "error", "warn", "posture.error", reason="r")]) == (False, 2)
+    assert verdict([result("x", "fail", "off", "posture.off")]) == (True, 0)
