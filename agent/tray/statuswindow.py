@@ -170,6 +170,7 @@ def show_pause_dialog(
         win.destroy()
 
     tk.Button(buttons, name="ok", text=t("pause.ok"), font=font, command=ok).pack(side="right")
+    win.bind("<Escape>", lambda _e: win.destroy())
     tk.Button(buttons, name="cancel", text=t("pause.cancel"), font=font, command=win.destroy).pack(
         side="right", padx=8
     )
@@ -187,6 +188,7 @@ def show_text_window(master: tk.Misc, title: str, text: str, name: str) -> tk.To
     win.title(title)
     win.wm_attributes("-topmost", True)
     tk.Button(win, name="ok", text="OK", command=win.destroy).pack(side="bottom", pady=4)
+    win.bind("<Escape>", lambda _e: win.destroy())
     box = tk.Text(win, name="text", width=90, height=24, wrap="word", font=ui_font(win, 11))
     scroll = ttk.Scrollbar(win, command=box.yview)
     box.configure(yscrollcommand=scroll.set)

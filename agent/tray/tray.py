@@ -130,6 +130,7 @@ class Tray:
         self.state: TrayState | None = None
         self._view: StatusView | None = None
         self._lock = threading.Lock()
+        self._pump: _XorgPump | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
 
@@ -150,20 +151,22 @@ class Tray:
         )
         if self.backend == "xorg":
             _enable_xorg_clicks(self._icon)  # before run(): the window exists, no other thread uses X yet
+            self._pump = _XorgPump.install(self._icon)
         self.state = view.state
         logger.info("tray backend %s (menu: %s)", self.backend, self.has_menu)
         self._icon.run(setup=self._setup)
 
     def _setup(self, icon: Any) -> None:
-        icon.visible = True
+        self._on_icon_thread(lambda: setattr(icon, "visible", True))
         threading.Thread(target=self._refresh_loop, name="mamori-tray", daemon=True).start()
 
     def stop(self) -> None:
         """Remove the icon and end :meth:`run` (from any thread)."""
         self._stopped.set()
         self._inbox.put(None)
-        if self._icon is not None:
-            self._icon.stop()
+        icon = self._icon
+        if icon is not None:
+            self._on_icon_thread(icon.stop)
         if self._own_ui and self._ui is not None:
             self._ui.stop()
 
@@ -209,9 +212,23 @@ class Tray:
         icon = self._icon
         if icon is None:
             return
+        if self._pump is not None and getattr(icon, "_systray_manager", True) is None:
+            self._pump.post(self._pump.redock)
+        self._on_icon_thread(lambda: self._apply_to(icon, view))
+
+    def _on_icon_thread(self, job: Callable[[], None]) -> None:
+        """Run an icon update where the backend wants it (X11: its main loop; others are thread-safe)."""
+        if self._pump is not None:
+            self._pump.post(job)
+        else:
+            job()
+
+    def _apply_to(self, icon: Any, view: StatusView) -> None:
         if view.state != self.state:
+            logger.debug("tray state %s -> %s", self.state, view.state)
             icon.icon = icon_image(view.state, self.panel, 64)
             self.state = view.state
+            logger.debug("tray icon now %s", view.state)
         if icon.title != view.tooltip:
             icon.title = view.tooltip
         if self.has_menu:
@@ -379,6 +396,69 @@ def _enable_xorg_clicks(icon: Any) -> None:
 
     window.change_attributes(event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
     display.flush()
+
+
+class _XorgPump:
+    """Runs every X11 tray update on pystray's main-loop thread, with no cross-thread Xlib use.
+
+    pystray's X11 backend updates the icon from another thread by sending itself a ClientMessage over the
+    Xlib connection its main loop is blocked reading, then waits for the result with no timeout, and draws
+    without flushing. With python-xlib 0.33 this loses updates under load: the icon froze in one state or
+    kept a stale tooltip in tests/ui/test_tray_desktop.py. This pump replaces the backend's event generator:
+    it runs queued jobs on the main-loop thread (where pystray calls the implementation directly), flushes,
+    and waits on the connection's socket with a short timeout so queued jobs are never stranded.
+    """
+
+    WAIT = 0.1
+
+    def __init__(self, icon: Any) -> None:
+        self._icon = icon
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue()
+
+    @classmethod
+    def install(cls, icon: Any) -> _XorgPump | None:
+        if not callable(getattr(icon, "_events", None)) or getattr(icon, "_display", None) is None:
+            logger.warning("cannot install the X11 tray pump: pystray internals changed")
+            return None
+        pump = cls(icon)
+        icon._events = pump.events
+        return pump
+
+    def post(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def redock(self) -> None:
+        """Dock again after the panel went away (panel restart, trayer replaced): the icon must not go missing.
+
+        pystray tries once when the tray manager is destroyed and gives up if no new one owns the selection
+        at that instant; the refresher calls this on every refresh while undocked.
+        """
+        try:
+            self._icon._assert_docked()
+        except AssertionError:
+            logger.debug("tray manager still missing")
+            return  # still no tray manager; try again on the next refresh
+        logger.info("tray icon docked again")
+        self._icon._update_icon()
+
+    def events(self) -> Iterator[Any]:
+        import select
+
+        display = self._icon._display
+        while True:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    job()
+                except Exception:
+                    logger.exception("tray update failed")
+            display.flush()
+            while display.pending_events():
+                yield display.next_event()
+            select.select([display], [], [], self.WAIT)
 
 
 def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:

@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import faulthandler
 import json
+import logging
 import signal
 import sys
 import threading
@@ -37,7 +38,8 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--show-ack", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test dumps our stacks when we hang
+    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
 
     lock = threading.Lock()
 
