@@ -88,6 +88,15 @@ def load_trusted_policy(state_dir: Path) -> Any:
     verified = TrustedStore(state_dir).current()
     if verified is None:
         raise NoTrustedPolicyError(state_dir)
+    from datetime import UTC, datetime
+
+    if verified.is_expired(datetime.now(UTC)):
+        # the agent keeps enforcing its last-known-good policy (SPEC.md, Policy); say so, do not refuse
+        print(
+            f"mamori: warning: the trusted policy {verified.policy.id} v{verified.policy.version} has expired; "
+            "checking against it anyway — publish a new version",
+            file=sys.stderr,
+        )
     return verified.policy
 
 

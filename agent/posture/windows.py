@@ -9,6 +9,7 @@ every language. Parsers are pure and tested on captured outputs (tests/posture/d
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import struct
@@ -28,6 +29,8 @@ from agent.posture.base import (
     resolve_name,
     run,
 )
+
+logger = logging.getLogger(__name__)
 
 # IANA ifType values reported by Get-NetAdapter's InterfaceType
 IF_TYPES: Mapping[int, InterfaceKind] = {
@@ -151,6 +154,164 @@ def _blocks(text: str) -> list[list[tuple[str, str]]]:
     if current:
         blocks.append(current)
     return blocks
+
+
+# Native WLAN API (wlanapi.h): DOT11_AUTH_ALGORITHM and DOT11_CIPHER_ALGORITHM, locale-independent.
+DOT11_AUTH_80211_OPEN = 1
+DOT11_AUTH_80211_SHARED_KEY = 2
+DOT11_AUTH_WPA = 3
+DOT11_AUTH_WPA_PSK = 4
+DOT11_AUTH_WPA_NONE = 5
+DOT11_AUTH_RSNA = 6
+DOT11_AUTH_RSNA_PSK = 7
+DOT11_AUTH_WPA3_ENT_192 = 8
+DOT11_AUTH_WPA3_SAE = 9
+DOT11_AUTH_OWE = 10
+DOT11_AUTH_WPA3_ENT = 11
+DOT11_CIPHER_NONE = 0x00
+DOT11_CIPHER_WEP40 = 0x01
+DOT11_CIPHER_WEP104 = 0x05
+DOT11_CIPHER_WEP = 0x101
+
+
+def dot11_security(security_enabled: bool, auth: int, cipher: int) -> WifiSecurity:
+    """WLAN_SECURITY_ATTRIBUTES of the current connection -> our classification."""
+    if (
+        cipher in (DOT11_CIPHER_WEP40, DOT11_CIPHER_WEP104, DOT11_CIPHER_WEP)
+        or auth == DOT11_AUTH_80211_SHARED_KEY
+    ):
+        return "wep"
+    if auth == DOT11_AUTH_OWE:
+        return "owe"
+    if auth in (DOT11_AUTH_WPA, DOT11_AUTH_RSNA, DOT11_AUTH_WPA3_ENT_192, DOT11_AUTH_WPA3_ENT):
+        return "enterprise"
+    if auth == DOT11_AUTH_WPA3_SAE:
+        return "wpa3"
+    if auth == DOT11_AUTH_RSNA_PSK:
+        return "wpa2"
+    if auth in (DOT11_AUTH_WPA_PSK, DOT11_AUTH_WPA_NONE):
+        return "wpa"
+    if auth == DOT11_AUTH_80211_OPEN and (not security_enabled or cipher == DOT11_CIPHER_NONE):
+        return "open"
+    return "unknown"
+
+
+def wlan_api_links() -> list[WifiLink]:
+    """Connected Wi-Fi interfaces through wlanapi.dll (WlanQueryInterface, current connection)."""
+    if sys.platform != "win32":
+        raise ProbeUnavailable("the WLAN API exists only on Windows")
+    import ctypes
+    from ctypes import wintypes
+
+    class GUID(ctypes.Structure):
+        _fields_ = [
+            ("Data1", wintypes.DWORD),
+            ("Data2", wintypes.WORD),
+            ("Data3", wintypes.WORD),
+            ("Data4", ctypes.c_ubyte * 8),
+        ]
+
+    class InterfaceInfo(ctypes.Structure):
+        _fields_ = [
+            ("InterfaceGuid", GUID),
+            ("strInterfaceDescription", ctypes.c_wchar * 256),
+            ("isState", ctypes.c_uint),
+        ]
+
+    class InterfaceInfoList(ctypes.Structure):
+        _fields_ = [
+            ("dwNumberOfItems", wintypes.DWORD),
+            ("dwIndex", wintypes.DWORD),
+            ("InterfaceInfo", InterfaceInfo * 1),
+        ]
+
+    class Ssid(ctypes.Structure):
+        _fields_ = [("uSSIDLength", wintypes.ULONG), ("ucSSID", ctypes.c_ubyte * 32)]
+
+    class Association(ctypes.Structure):
+        _fields_ = [
+            ("dot11Ssid", Ssid),
+            ("dot11BssType", ctypes.c_uint),
+            ("dot11Bssid", ctypes.c_ubyte * 6),
+            ("dot11PhyType", ctypes.c_uint),
+            ("uDot11PhyIndex", wintypes.ULONG),
+            ("wlanSignalQuality", wintypes.ULONG),
+            ("ulRxRate", wintypes.ULONG),
+            ("ulTxRate", wintypes.ULONG),
+        ]
+
+    class Security(ctypes.Structure):
+        _fields_ = [
+            ("bSecurityEnabled", wintypes.BOOL),
+            ("bOneXEnabled", wintypes.BOOL),
+            ("dot11AuthAlgorithm", ctypes.c_uint),
+            ("dot11CipherAlgorithm", ctypes.c_uint),
+        ]
+
+    class Connection(ctypes.Structure):
+        _fields_ = [
+            ("isState", ctypes.c_uint),
+            ("wlanConnectionMode", ctypes.c_uint),
+            ("strProfileName", ctypes.c_wchar * 256),
+            ("wlanAssociationAttributes", Association),
+            ("wlanSecurityAttributes", Security),
+        ]
+
+    wlan_interface_state_connected = 1
+    wlan_intf_opcode_current_connection = 7
+    try:
+        api = ctypes.windll.wlanapi
+    except OSError as err:  # no wlanapi.dll (Server Core without the WLAN service feature)
+        raise ProbeUnavailable(f"wlanapi.dll is not available: {err}") from err
+    handle = wintypes.HANDLE()
+    version = wintypes.DWORD()
+    status = api.WlanOpenHandle(2, None, ctypes.byref(version), ctypes.byref(handle))
+    if status != 0:
+        raise ProbeUnavailable(
+            f"WlanOpenHandle failed ({status}): the WLAN AutoConfig service is not running"
+        )
+    links: list[WifiLink] = []
+    try:
+        plist = ctypes.POINTER(InterfaceInfoList)()
+        status = api.WlanEnumInterfaces(handle, None, ctypes.byref(plist))
+        if status != 0:
+            raise ProbeError(f"WlanEnumInterfaces failed ({status})")
+        try:
+            count = plist.contents.dwNumberOfItems
+            infos = ctypes.cast(
+                ctypes.byref(plist.contents.InterfaceInfo), ctypes.POINTER(InterfaceInfo * count)
+            ).contents
+            for info in infos:
+                if info.isState != wlan_interface_state_connected:
+                    continue
+                size = wintypes.DWORD()
+                data = ctypes.POINTER(Connection)()
+                status = api.WlanQueryInterface(
+                    handle,
+                    ctypes.byref(info.InterfaceGuid),
+                    wlan_intf_opcode_current_connection,
+                    None,
+                    ctypes.byref(size),
+                    ctypes.byref(data),
+                    None,
+                )
+                if status != 0:
+                    continue  # disconnected meanwhile (ERROR_INVALID_STATE)
+                try:
+                    sec = data.contents.wlanSecurityAttributes
+                    ssid = data.contents.wlanAssociationAttributes.dot11Ssid
+                    name = bytes(ssid.ucSSID[: ssid.uSSIDLength]).decode("utf-8", errors="replace")
+                    kind = dot11_security(
+                        bool(sec.bSecurityEnabled), int(sec.dot11AuthAlgorithm), int(sec.dot11CipherAlgorithm)
+                    )
+                    links.append(WifiLink(str(info.strInterfaceDescription), kind, name))
+                finally:
+                    api.WlanFreeMemory(data)
+        finally:
+            api.WlanFreeMemory(plist)
+    finally:
+        api.WlanCloseHandle(handle, None)
+    return links
 
 
 # ------------------------------------------------------------------------------------------ disk encryption
@@ -307,8 +468,6 @@ class WindowsHost:
         return parse_net_adapters(powershell(_PS_ADAPTERS))
 
     def route_interface(self, address: str) -> str | None:
-        if ":" in address:
-            return None  # GetBestInterface is IPv4 only; IPv6 leak detection is not implemented on Windows
         index = best_interface_index(address)
         if index is None:
             return None
@@ -318,6 +477,10 @@ class WindowsHost:
         return resolve_name(name)
 
     def wifi(self) -> list[WifiLink]:
+        try:
+            return wlan_api_links()
+        except (ProbeUnavailable, ProbeError, OSError, ValueError) as err:
+            logger.debug("WLAN API unavailable (%s); parsing netsh output", err)
         done = run(["netsh", "wlan", "show", "interfaces"], ok_codes=(0, 1))
         if done.returncode != 0:
             return []  # WLAN AutoConfig service not running: no Wi-Fi
@@ -345,15 +508,22 @@ class WindowsHost:
 
 
 def best_interface_index(address: str) -> int | None:
-    """iphlpapi GetBestInterface: the interface index Windows would route ``address`` through."""
+    """iphlpapi GetBestInterface (IPv4) / GetBestInterfaceEx (IPv6): the interface index Windows would route
+    ``address`` through. No packet is sent."""
     if sys.platform != "win32":
         raise ProbeUnavailable("GetBestInterface exists only on Windows")
     import ctypes
     from ctypes import wintypes
 
-    dest = struct.unpack("<I", socket.inet_aton(address))[0]  # IPAddr is in network byte order
     index = wintypes.DWORD(0)
-    status = ctypes.windll.iphlpapi.GetBestInterface(wintypes.DWORD(dest), ctypes.byref(index))
+    if ":" in address:
+        # struct sockaddr_in6: family (AF_INET6 = 23 on Windows), port, flowinfo, 16-byte address, scope id
+        sockaddr = struct.pack("<HHI16sI", 23, 0, 0, socket.inet_pton(socket.AF_INET6, address), 0)
+        buf = ctypes.create_string_buffer(sockaddr, len(sockaddr))
+        status = ctypes.windll.iphlpapi.GetBestInterfaceEx(buf, ctypes.byref(index))
+    else:
+        dest = struct.unpack("<I", socket.inet_aton(address))[0]  # IPAddr is in network byte order
+        status = ctypes.windll.iphlpapi.GetBestInterface(wintypes.DWORD(dest), ctypes.byref(index))
     if status != 0:
         return None  # ERROR_NETWORK_UNREACHABLE and friends: no route
     return int(index.value)

@@ -275,3 +275,21 @@ def test_macos_lock_timeout() -> None:
         macos.macos_lock_timeout(data("macos_sysadminctl_immediate.txt"), "0", "displaysleep 0").seconds
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("enabled", "auth", "cipher", "expected"),
+    [
+        (False, windows.DOT11_AUTH_80211_OPEN, windows.DOT11_CIPHER_NONE, "open"),
+        (True, windows.DOT11_AUTH_80211_OPEN, windows.DOT11_CIPHER_WEP40, "wep"),
+        (True, windows.DOT11_AUTH_80211_SHARED_KEY, windows.DOT11_CIPHER_WEP104, "wep"),
+        (True, windows.DOT11_AUTH_RSNA_PSK, 0x04, "wpa2"),  # CCMP
+        (True, windows.DOT11_AUTH_WPA3_SAE, 0x04, "wpa3"),
+        (True, windows.DOT11_AUTH_RSNA, 0x04, "enterprise"),
+        (True, windows.DOT11_AUTH_OWE, 0x08, "owe"),
+        (True, windows.DOT11_AUTH_WPA_PSK, 0x02, "wpa"),  # TKIP
+        (True, 0x80000001, 0x04, "unknown"),  # an IHV-defined algorithm
+    ],
+)
+def test_wlan_api_security_attributes(enabled: bool, auth: int, cipher: int, expected: str) -> None:
+    assert windows.dot11_security(enabled, auth, cipher) == expected
