@@ -169,3 +169,20 @@ def test_network_change_triggers_evaluation_from_the_thread() -> None:
     finally:
         monitor.stop()
     assert watcher.stopped
+
+
+def test_set_policy_drops_results_of_removed_checks() -> None:
+    host = FakeHost(nics=[TUN], default_route="tun0")
+    with_routes = load_policy(
+        POLICY.replace(
+            b'mode = "block"\n[network.wifi]', b'mode = "block"\nroutes = ["10.9.0.0/16"]\n[network.wifi]'
+        )
+    )
+    monitor = PostureMonitor(
+        with_routes, FakeClock(), lambda s, r: None, host=host, watcher_factory=ManualWatcher
+    )
+    _, results = monitor.evaluate()
+    assert "vpn.routes" in [r.id for r in results]
+    monitor.set_policy(load_policy(POLICY))
+    _, results = monitor.evaluate()
+    assert "vpn.routes" not in [r.id for r in results]
