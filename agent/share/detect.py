@@ -117,6 +117,22 @@ def _evaluate(
     return False
 
 
+def windows_needed(signatures: Sequence[ShareSignature], processes: Sequence[ProcessInfo] | None) -> bool:
+    """Whether the window list can change the answer: some window signature's process is running (or the
+    signature names no process, or the process list is unreadable). When not, the poller skips reading
+    windows, which is by far the costliest input (one X round trip per window property)."""
+    if processes is None:
+        return True
+    names = frozenset(_normalise(p.name) for p in processes)
+    for signature in signatures:
+        if signature.title is None and signature.wm_class is None:
+            continue
+        compiled = _compile(signature)
+        if compiled.process_re is None or any(compiled.process_re.match(n) for n in names):
+            return True
+    return False
+
+
 def _unique(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 

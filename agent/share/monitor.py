@@ -30,7 +30,7 @@ from agent.clock import Clock
 from agent.i18n import Translator
 from agent.platform.base import Desktop, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
-from agent.share.detect import NOT_SHARING, CaptureStream, ProcessInfo, ShareState, detect
+from agent.share.detect import NOT_SHARING, CaptureStream, ProcessInfo, ShareState, detect, windows_needed
 from agent.share.pipewire import default_capture_probe
 from agent.share.processes import ProcessLister, PsutilProcessLister
 from agent.share.signatures import OsFamily, signatures_for
@@ -71,6 +71,7 @@ class ShareMonitor:
         interval: float = 0.2,
         end_grace: float = 0.3,
         capture_interval: float = 2.0,
+        full_window_refresh: float = 10.0,
         selfcheck_delay: float = 1.0,
         selfcheck_interval: float = 30.0,
         os_family: OsFamily | None = None,
@@ -92,6 +93,7 @@ class ShareMonitor:
         self.interval = interval
         self.end_grace = end_grace
         self.capture_interval = capture_interval
+        self.full_window_refresh = full_window_refresh
         self.selfcheck_delay = selfcheck_delay
         self.selfcheck_interval = selfcheck_interval
         self._os_family = os_family
@@ -108,6 +110,12 @@ class ShareMonitor:
         self._captures: Sequence[CaptureStream] | None = ()
         self._next_capture = float("-inf")
         self._cover_on: bool | None = None
+        # Optional backend hook: a cheap value that changes whenever the set of top-level windows changes
+        # (X11: _NET_CLIENT_LIST_STACKING). Without it the window list is read on every poll.
+        self._stamp_fn: Callable[[], object] | None = getattr(desktop, "window_list_stamp", None)
+        self._stamp: object = None
+        self._window_cache: list[Window] | None = None
+        self._next_full_windows = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -124,14 +132,28 @@ class ShareMonitor:
             return self._state or NOT_SHARING
 
     # ---- polling ---------------------------------------------------------------------------------------
-    def _read_windows(self) -> list[Window] | None:
+    def _read_windows(self, processes: Sequence[ProcessInfo] | None, now: float) -> list[Window] | None:
+        if not windows_needed(self._signatures, processes):
+            self._window_cache = None
+            return []
         try:
             if not self._desktop.capabilities().window_list:
                 return None
-            return self._desktop.windows()
+            if self._stamp_fn is not None:
+                # Indicators appear as new top-level windows, which changes the stamp; a full re-read every
+                # full_window_refresh seconds also catches a window whose title changes in place.
+                stamp = self._stamp_fn()
+                if self._window_cache is not None and stamp == self._stamp and now < self._next_full_windows:
+                    return self._window_cache
+                self._stamp = stamp
+            windows = self._desktop.windows()
         except PlatformError as err:
             logger.warning("window list unavailable for share detection: %s", err)
+            self._window_cache = None
             return None
+        self._window_cache = windows
+        self._next_full_windows = now + self.full_window_refresh
+        return windows
 
     def _read_processes(self) -> Sequence[ProcessInfo] | None:
         try:
@@ -157,9 +179,10 @@ class ShareMonitor:
         """One detection round; returns the (debounced) state. Safe to call from tests with a FakeClock."""
         with self._lock:
             now = self._clock.monotonic()
+            processes = self._read_processes()
             raw = detect(
-                self._read_windows(),
-                self._read_processes(),
+                self._read_windows(processes, now),
+                processes,
                 self._signatures,
                 captures=self._read_captures(now),
                 titles_readable=self._titles_readable,

@@ -18,7 +18,7 @@ from agent.share.monitor import COVER_MESSAGE_KEY, ShareMonitor
 from agent.share.processes import PsutilProcessLister
 from policy.model import Policy
 from tests.harness.xdesktop import XDesktop, wait_for
-from tests.share.xwindows import desktop_for
+from tests.share.xwindows import StampedX11Desktop, desktop_for
 
 POLICY = Policy(schema=1, id="desktop-test", version=1)
 
@@ -37,11 +37,11 @@ class CoverLog:
 
 
 def make_monitor(
-    desk: XDesktop, covers: CoverLog, stream: EventStream, changes: list[ShareState]
+    desk: XDesktop, covers: CoverLog, stream: EventStream, changes: list[ShareState], stamped: bool = False
 ) -> ShareMonitor:
     return ShareMonitor(
         POLICY,
-        desktop_for(desk),
+        StampedX11Desktop(desk.display) if stamped else desktop_for(desk),
         SystemClock(),
         changes.append,
         stream,
@@ -52,14 +52,17 @@ def make_monitor(
     )
 
 
-def test_zoom_share_toolbar_sets_and_clears_the_cover_reason_within_one_second(xdesktop: XDesktop) -> None:
+@pytest.mark.parametrize("stamped", [False, True], ids=["full-reads", "stamp"])
+def test_zoom_share_toolbar_sets_and_clears_the_cover_reason_within_one_second(
+    xdesktop: XDesktop, stamped: bool
+) -> None:
     xdesktop.open_window("顧客台帳 - 山田 太郎", text="03-1234-5678", process="custapp", x=60, y=300)
     meeting = xdesktop.open_window(
         "Zoom Meeting", text="meeting", process="zoom", wm_class="zoom", x=700, y=300
     )
     covers, stream, changes = CoverLog(), EventStream(), []
     events = stream.subscribe()
-    monitor = make_monitor(xdesktop, covers, stream, changes)
+    monitor = make_monitor(xdesktop, covers, stream, changes, stamped)
     monitor.start()
     try:
         wait_for(lambda: changes, timeout=3, what="first state")

@@ -31,9 +31,11 @@ def policy(protect: bool = True, extra: tuple[ShareSignature, ...] = ()) -> Poli
 
 
 class Rig:
-    def __init__(self, protect: bool = True, **kwargs: object) -> None:
+    def __init__(
+        self, protect: bool = True, desktop: ScriptedDesktop | None = None, **kwargs: object
+    ) -> None:
         self.clock = FakeClock()
-        self.desktop = ScriptedDesktop(window_list=[MEETING])
+        self.desktop = desktop or ScriptedDesktop(window_list=[MEETING])
         self.processes = ScriptedProcesses(["systemd", "Xorg", "zoom"])
         self.stream = EventStream()
         self.events = self.stream.subscribe()
@@ -254,3 +256,42 @@ def test_title_regex_from_policy_is_case_insensitive() -> None:
         Window(id=9, title="Webex - SHARING", pid=1, process_name="webex", rect=Rect(0, 0, 1, 1))
     ]
     assert rig.poll().apps == ("Webex",)
+
+
+def test_window_list_is_not_read_while_no_indicator_app_runs() -> None:
+    rig = Rig()
+    rig.processes.names = ["systemd", "Xorg", "bash"]  # no zoom/teams/browser: only process signatures apply
+    for _ in range(10):
+        rig.poll()
+    assert rig.desktop.calls == 0
+    rig.processes.names = ["systemd", "zoom"]
+    rig.desktop.window_list = [MEETING, TOOLBAR]
+    assert rig.poll().apps == ("Zoom",)
+    assert rig.desktop.calls == 1
+
+
+class StampedDesktop(ScriptedDesktop):
+    """A backend offering the optional cheap change stamp (X11: _NET_CLIENT_LIST_STACKING)."""
+
+    def window_list_stamp(self) -> object:
+        return tuple(w.id for w in self.window_list)
+
+
+def test_window_list_is_reread_only_when_the_stamp_changes_or_for_the_periodic_refresh() -> None:
+    stamped = StampedDesktop(window_list=[MEETING])
+    rig = Rig(desktop=stamped, full_window_refresh=2.0)
+    rig.poll()
+    for _ in range(5):
+        rig.poll()
+    assert stamped.calls == 1  # 1 s of polls, unchanged stamp
+    stamped.window_list = [MEETING, TOOLBAR]  # a new top-level window: read at once
+    assert rig.poll().apps == ("Zoom",)
+    assert stamped.calls == 2
+    # The toolbar is retitled in place (same ids): seen at the periodic full read, within full_window_refresh.
+    stamped.window_list = [MEETING, dataclasses.replace(TOOLBAR, title="Zoom")]
+    polls = 0
+    while rig.monitor.state.active:
+        rig.poll()
+        polls += 1
+    assert polls <= 2.0 / 0.2 + 2
+    assert stamped.calls == 3

@@ -21,6 +21,7 @@ import psutil
 
 from agent.platform import create_desktop
 from agent.platform.base import Capabilities, Desktop, Monitor, PlatformError, Rect, Window
+from agent.platform.linux_x11 import X11Desktop
 from tests.harness.xdesktop import Box, XDesktop
 
 COVER_APP = Path(__file__).with_name("coverapp.py")
@@ -120,3 +121,24 @@ class CoverWindow:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=5)
+
+
+class StampedX11Desktop(X11Desktop):
+    """The X11 backend plus the optional ``window_list_stamp`` hook the share monitor uses when present.
+
+    Reads _NET_CLIENT_LIST_STACKING on a connection of its own (one round trip) — the shape proposed for the
+    backend itself (see docs/screen-share-guard.md, "Cost").
+    """
+
+    def __init__(self, display: str) -> None:
+        super().__init__(display)
+        from Xlib import X
+        from Xlib import display as xdisplay
+
+        self._stamp_d: Any = xdisplay.Display(display)
+        self._stamp_atom = self._stamp_d.intern_atom("_NET_CLIENT_LIST_STACKING")
+        self._any = X.AnyPropertyType
+
+    def window_list_stamp(self) -> object:
+        prop = self._stamp_d.screen().root.get_full_property(self._stamp_atom, self._any)
+        return tuple(prop.value) if prop is not None else ()
