@@ -122,6 +122,7 @@ class Outbox:
         except sqlite3.Error as err:
             raise OutboxError(path, f"cannot be opened ({err})") from err
         self._count, self._bytes = int(row[0]), int(row[1])
+        self._drops_pending = self._db.execute("SELECT 1 FROM drops LIMIT 1").fetchone() is not None
 
     # --- writing ---------------------------------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class Outbox:
             self._note_seq(seq)
 
     def _add_drop(self, kind: str, class_uid: int, dropped: int, coalesced: int) -> None:
+        self._drops_pending = True
         self._db.execute(
             "INSERT INTO drops (kind, class_uid, dropped, coalesced) VALUES (?,?,?,?) "
             "ON CONFLICT (kind) DO UPDATE SET dropped = dropped + excluded.dropped, "
@@ -280,6 +282,7 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM drops")
             self._db.execute("DELETE FROM meta WHERE key IN ('gap_first', 'gap_last')")
+            self._drops_pending = False
             self._insert([record])
             self._enforce_bounds()
             self._db.execute("COMMIT")
@@ -354,6 +357,11 @@ class Outbox:
         with self._lock:
             return self._count
 
+    def has_work(self) -> bool:
+        """Events to send, or drops not yet turned into a gap event."""
+        with self._lock:
+            return self._count > 0 or self._drops_pending
+
     def pending_bytes(self) -> int:
         with self._lock:
             return self._bytes
@@ -402,3 +410,4 @@ class Outbox:
         # Recount: the in-memory totals may have moved with the rolled-back statements.
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
+        self._drops_pending = self._db.execute("SELECT 1 FROM drops LIMIT 1").fetchone() is not None

@@ -147,7 +147,7 @@ class ReportingService:
         self._flushing = True
         try:
             while time.monotonic() < deadline:
-                if self._queue.empty() and self.outbox.pending_count() == 0:
+                if self._queue.empty() and not self.outbox.has_work():
                     return True
                 self._wake.set()
                 time.sleep(0.05)
@@ -329,7 +329,7 @@ class ReportingService:
                     self._upload(enrollment)
                     continue
             deadlines = [next_heartbeat, next_policy]
-            if self.outbox.pending_count():
+            if self.outbox.has_work():
                 deadlines.append(max(self._retry_at, (self._first_pending or now) + self.batch_delay))
             if self._wait(min(deadlines) - now):
                 self._retry_at = 0.0
@@ -339,7 +339,7 @@ class ReportingService:
 
     def _upload_due(self, now: float) -> bool:
         pending = self.outbox.pending_count()
-        if not pending or now < self._retry_at:
+        if not self.outbox.has_work() or now < self._retry_at:
             return False
         if self._flushing or self._stopping.is_set() or pending >= self.batch_max_events:
             return True
@@ -355,7 +355,7 @@ class ReportingService:
         if outcome.rejected:
             self._report_rejected(outcome.rejected)
         with self._lock:
-            self._first_pending = None if self.outbox.pending_count() == 0 else self.clock.monotonic()
+            self._first_pending = None if not self.outbox.has_work() else self.clock.monotonic()
 
     def _report_rejected(self, rejected: Sequence[tuple[str, str, str]]) -> None:
         # A rejected rejection report is not reported again (no feedback loop).
@@ -433,7 +433,7 @@ class ReportingService:
         if enrollment is None:
             return
         for _ in range(20):
-            if not self.outbox.pending_count():
+            if not self.outbox.has_work():
                 break
             outcome = self.uploader.upload_once(enrollment)
             if outcome.retry_in is not None or outcome.status is None:

@@ -242,3 +242,54 @@ def test_agent_enroll_command(
     assert main(["agent", "enroll", "--server", live.url, "--secret", secret, "--config", str(config)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mamori: enrollment refused") and "used up" in err and len(err.splitlines()) == 1
+
+
+def test_a_tiny_outbox_keeps_findings_and_the_server_gets_the_gap_counts(
+    tmp_path: Path, live: ThreadServer, server_db: tuple[Storage, str]
+) -> None:
+    from policy.model import Policy, Reporting
+
+    storage, _ = server_db
+    config = AgentConfig(state_dir=tmp_path / "agent")
+    tiny = Policy(schema=1, id="tiny", version=1, reporting=Reporting(outbox_max_events=10))
+    stream = EventStream()
+    clock = SystemClock()
+    service = ReportingService(
+        config, stream, clock, batch_delay=0.1, heartbeat=1e9, policy_provider=lambda: tiny
+    )
+    service.start()
+    published = {"heartbeat": 30, "posture.finding": 5, "vpn.up": 10}
+    for i in range(30):  # offline (not enrolled yet): everything piles up in the outbox
+        stream.publish(AgentEvent(Kind.HEARTBEAT, clock.now(), {"state": "online"}))
+        if i % 6 == 0:
+            finding = {
+                "check_id": f"device.check{i}",
+                "status": "fail",
+                "mode": "block",
+                "enforcement": "block",
+            }
+            stream.publish(AgentEvent(Kind.POSTURE_FINDING, clock.now(), finding))
+        if i % 3 == 0:
+            stream.publish(AgentEvent(Kind.VPN_UP, clock.now(), {"interface": "wg0"}))
+    import time
+
+    deadline = time.monotonic() + 10
+    while service.outbox.last_sequence() < 45 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.outbox.pending_count() <= 10
+    enroll(live.url, enroll_secret(storage), config.state_dir)
+    assert service.flush(20)
+    service.stop()
+    stored = admin_get(live, storage, "/v1/admin/events", limit=1000)["events"]
+    kinds = [e["metadata"]["event_code"] for e in stored]
+    assert kinds.count("posture.finding") == 5  # every security finding survived
+    assert kinds.count("heartbeat") < 30
+    gaps = [e["unmapped"] for e in stored if e["metadata"]["event_code"] == "report.gap"]
+    assert gaps
+    for kind, count in published.items():
+        lost = sum(g["dropped"].get(kind, 0) + g["coalesced"].get(kind, 0) for g in gaps)
+        assert kinds.count(kind) + lost == count, kind
+    assert sum(g["coalesced"].get("heartbeat", 0) for g in gaps) > 0
+    device = admin_get(live, storage, "/v1/admin/devices")["devices"][0]
+    dropped_total = sum(sum(g["dropped"].values()) + sum(g["coalesced"].values()) for g in gaps)
+    assert device["missing_events"] == dropped_total  # the server's sequence gaps agree with the gap events
