@@ -35,6 +35,7 @@ class Bus(Protocol):
         path: str,
         interface: str,
         method: str,
+        *,
         signature: str = "",
         body: tuple[Any, ...] = (),
     ) -> tuple[Any, ...]: ...
@@ -52,6 +53,7 @@ class SessionBus:
         path: str,
         interface: str,
         method: str,
+        *,
         signature: str = "",
         body: tuple[Any, ...] = (),
     ) -> tuple[Any, ...]:

@@ -28,6 +28,7 @@ class FakeBus:
         path: str,
         interface: str,
         method: str,
+        *,
         signature: str = "",
         body: tuple[Any, ...] = (),
     ) -> tuple[Any, ...]:
