@@ -60,8 +60,13 @@ def _json_rows(text: str, what: str) -> list[dict[str, Any]]:
 def parse_net_adapters(text: str) -> list[NetInterface]:
     """``Get-NetAdapter | Select-Object Name,InterfaceDescription,ifIndex,InterfaceType,
     InterfaceOperationalStatus | ConvertTo-Json``."""
+    return interfaces_from_rows(_json_rows(text, "Get-NetAdapter"))
+
+
+def interfaces_from_rows(rows: list[dict[str, Any]]) -> list[NetInterface]:
+    """Adapter rows (Get-NetAdapter property names; also what :func:`native_adapter_rows` returns)."""
     out: list[NetInterface] = []
-    for row in _json_rows(text, "Get-NetAdapter"):
+    for row in rows:
         kind = IF_TYPES.get(int(row.get("InterfaceType") or 0), "other")
         up = int(row.get("InterfaceOperationalStatus") or 0) == IF_OPER_STATUS_UP
         out.append(
@@ -72,6 +77,68 @@ def parse_net_adapters(text: str) -> list[NetInterface]:
 
 def adapter_indexes(text: str) -> dict[int, str]:
     return {int(r.get("ifIndex") or 0): str(r.get("Name", "")) for r in _json_rows(text, "Get-NetAdapter")}
+
+
+def native_adapter_rows() -> list[dict[str, Any]]:
+    """iphlpapi GetAdaptersAddresses: every adapter in one call of a few milliseconds (PowerShell's
+    Get-NetAdapter takes about a second to start, too slow to re-run on every network change)."""
+    if sys.platform != "win32":
+        raise ProbeUnavailable("GetAdaptersAddresses exists only on Windows")
+    import ctypes
+    from ctypes import wintypes
+
+    class Adapter(ctypes.Structure):
+        pass
+
+    # Only the documented prefix of IP_ADAPTER_ADDRESSES up to Ipv6IfIndex is declared; the list is walked
+    # through Next, so the (version-dependent) total size never matters.
+    Adapter._fields_ = [
+        ("Length", wintypes.ULONG),
+        ("IfIndex", wintypes.DWORD),
+        ("Next", ctypes.POINTER(Adapter)),
+        ("AdapterName", ctypes.c_char_p),
+        ("FirstUnicastAddress", ctypes.c_void_p),
+        ("FirstAnycastAddress", ctypes.c_void_p),
+        ("FirstMulticastAddress", ctypes.c_void_p),
+        ("FirstDnsServerAddress", ctypes.c_void_p),
+        ("DnsSuffix", ctypes.c_wchar_p),
+        ("Description", ctypes.c_wchar_p),
+        ("FriendlyName", ctypes.c_wchar_p),
+        ("PhysicalAddress", ctypes.c_ubyte * 8),
+        ("PhysicalAddressLength", wintypes.DWORD),
+        ("Flags", wintypes.DWORD),
+        ("Mtu", wintypes.DWORD),
+        ("IfType", wintypes.DWORD),
+        ("OperStatus", ctypes.c_uint),
+        ("Ipv6IfIndex", wintypes.DWORD),
+    ]
+    gaa_flags = 0x2 | 0x4 | 0x8  # GAA_FLAG_SKIP_ANYCAST | SKIP_MULTICAST | SKIP_DNS_SERVER
+    error_buffer_overflow = 111
+    size = wintypes.ULONG(16 * 1024)
+    for _ in range(4):
+        buf = ctypes.create_string_buffer(size.value)
+        status = ctypes.windll.iphlpapi.GetAdaptersAddresses(0, gaa_flags, None, buf, ctypes.byref(size))
+        if status == 0:
+            break
+        if status != error_buffer_overflow:
+            raise ProbeError(f"GetAdaptersAddresses failed ({status})")
+    else:
+        raise ProbeError("GetAdaptersAddresses: the adapter list keeps growing")
+    rows: list[dict[str, Any]] = []
+    node = ctypes.cast(buf, ctypes.POINTER(Adapter))
+    while node:
+        a = node.contents
+        rows.append(
+            {
+                "Name": a.FriendlyName or "",
+                "InterfaceDescription": a.Description or "",
+                "ifIndex": int(a.IfIndex or a.Ipv6IfIndex),
+                "InterfaceType": int(a.IfType),
+                "InterfaceOperationalStatus": int(a.OperStatus),
+            }
+        )
+        node = a.Next
+    return rows
 
 
 # -------------------------------------------------------------------------------------------------- wifi
@@ -464,14 +531,22 @@ class WindowsHost:
 
     name = "windows"
 
+    def _rows(self) -> list[dict[str, Any]]:
+        try:
+            return native_adapter_rows()
+        except (ProbeError, OSError, ValueError) as err:
+            logger.debug("GetAdaptersAddresses failed (%s); asking PowerShell", err)
+            return _json_rows(powershell(_PS_ADAPTERS), "Get-NetAdapter")
+
     def interfaces(self) -> list[NetInterface]:
-        return parse_net_adapters(powershell(_PS_ADAPTERS))
+        return interfaces_from_rows(self._rows())
 
     def route_interface(self, address: str) -> str | None:
         index = best_interface_index(address)
         if index is None:
             return None
-        return adapter_indexes(powershell(_PS_ADAPTERS)).get(index, f"ifIndex {index}")
+        names = {int(r.get("ifIndex") or 0): str(r.get("Name", "")) for r in self._rows()}
+        return names.get(index, f"ifIndex {index}")
 
     def resolve(self, name: str) -> list[str]:
         return resolve_name(name)
