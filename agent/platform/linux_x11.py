@@ -47,7 +47,7 @@ class X11Desktop:
             raise PlatformError("no X display: DISPLAY is not set; run the agent inside the desktop session")
         try:
             self._d: Any = xdisplay.Display(name)
-        except (error.DisplayError, error.ConnectionClosedError, OSError) as err:
+        except Exception as err:  # python-xlib raises DisplayError, OSError, even OverflowError on odd names
             raise PlatformError(f"cannot open X display {name}: {err}; check DISPLAY and XAUTHORITY") from err
         self._X = X
         self._Xatom = Xatom

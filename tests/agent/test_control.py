@@ -1,0 +1,69 @@
+"""The control socket: a real Unix socket between a server thread and the client function."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.control import ControlError, ControlServer, request
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Path:
+    return tmp_path / "agent.sock"
+
+
+def test_request_reply_and_permissions(sock_path: Path) -> None:
+    seen: list[dict] = []
+
+    def handler(req):
+        seen.append(dict(req))
+        return {"ok": True, "status": {"stage": "active"}}
+
+    server = ControlServer(sock_path, handler)
+    server.start()
+    try:
+        assert request(sock_path, {"cmd": "status"}) == {"ok": True, "status": {"stage": "active"}}
+        assert seen == [{"cmd": "status"}]
+        if os.name != "nt":
+            assert stat.S_IMODE(sock_path.stat().st_mode) == 0o600
+    finally:
+        server.stop()
+    assert not sock_path.exists()
+
+
+def test_failing_handler_answers_with_an_error(sock_path: Path) -> None:
+    def handler(req):
+        raise RuntimeError("boom")
+
+    server = ControlServer(sock_path, handler)
+    server.start()
+    try:
+        assert request(sock_path, {"cmd": "status"}) == {"ok": False, "error": "internal error: RuntimeError"}
+    finally:
+        server.stop()
+
+
+def test_stale_socket_is_replaced_and_live_one_refused(sock_path: Path) -> None:
+    first = ControlServer(sock_path, lambda r: {"ok": True})
+    first.start()
+    try:
+        with pytest.raises(ControlError, match="another agent"):
+            ControlServer(sock_path, lambda r: {"ok": True}).start()
+    finally:
+        first._sock.close()  # simulate a crash: the file stays, nobody listens
+    second = ControlServer(sock_path, lambda r: {"ok": True, "n": 2})
+    second.start()
+    try:
+        assert request(sock_path, {"cmd": "x"})["n"] == 2
+    finally:
+        second.stop()
+
+
+def test_no_agent_is_a_one_line_hint(sock_path: Path) -> None:
+    with pytest.raises(ControlError, match="mamori agent run") as info:
+        request(sock_path, {"cmd": "status"})
+    assert "\n" not in str(info.value) and info.value.exit_code == 3
