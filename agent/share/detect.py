@@ -55,7 +55,8 @@ class _Compiled:
 
 
 def _normalise(name: str) -> str:
-    # Process globs are case-insensitive and ".exe" is optional (policy/model.py, CustomerApp.processes).
+    # Same rule as agent.decide.match for customer apps: case-insensitive, ".exe" optional. Compiled into one
+    # regex per signature here because this runs over every process several times a second.
     lowered = name.strip().lower()
     return lowered[:-4] if lowered.endswith(".exe") else lowered
 
@@ -66,12 +67,6 @@ def _compile(signature: ShareSignature) -> _Compiled:
         return _Compiled(process_re=None)
     parts = [fnmatch.translate(_normalise(p)) for p in signature.processes]
     return _Compiled(process_re=re.compile("|".join(f"(?:{p})" for p in parts)))
-
-
-def process_matches(name: str, patterns: Sequence[str]) -> bool:
-    """True when the executable base name matches one of the globs (case-insensitive, '.exe' optional)."""
-    normalised = _normalise(name)
-    return any(fnmatch.fnmatchcase(normalised, _normalise(p)) for p in patterns)
 
 
 def _window_matches(signature: ShareSignature, compiled: _Compiled, window: Window) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from agent.platform.base import Rect, Window
-from agent.share.detect import PIPEWIRE_APP, CaptureStream, ProcessInfo, detect, process_matches
+from agent.share.detect import PIPEWIRE_APP, CaptureStream, ProcessInfo, detect
 from policy.model import ShareSignature
 
 ZOOM = ShareSignature(
@@ -86,9 +86,9 @@ def test_detected_app_is_not_also_unknown_and_apps_are_unique() -> None:
 
 
 def test_process_globs_ignore_case_and_exe() -> None:
-    assert process_matches("OBS64.EXE", ["obs64.exe"])
-    assert process_matches("obs64", ["obs64.exe"])
-    assert process_matches("Zoom.exe", ["zoom"])
-    assert process_matches("google-chrome-stable", ["google-chrome*"])
-    assert not process_matches("zoomer", ["zoom"])
-    assert detect([], procs("OBS64.EXE"), SIGS).apps == ("OBS Studio",)
+    chrome = ShareSignature(app="Chrome", processes=("google-chrome*", "chrome.exe"))
+    for name in ("OBS64.EXE", "obs64", "obs"):
+        assert detect([], procs(name), SIGS).apps == ("OBS Studio",), name
+    for name in ("google-chrome-stable", "chrome", "CHROME.EXE"):
+        assert detect([], procs(name), (chrome,)).apps == ("Chrome",), name
+    assert detect([], procs("obsidian", "zoomer"), SIGS).apps == ()
