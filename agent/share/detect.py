@@ -17,8 +17,9 @@ from functools import lru_cache
 from agent.platform.base import Window
 from policy.model import ShareSignature
 
-# The app name reported when PipeWire screencasts cannot be read on a Wayland session.
-PIPEWIRE_APP = "Screencast (PipeWire)"
+# The app name of a PipeWire screencast whose consumer is not a known app, and of the PipeWire signal when it
+# cannot be read on a Wayland session.
+PIPEWIRE_APP = "Screencast"
 
 
 @dataclass(frozen=True)

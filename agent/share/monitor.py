@@ -245,11 +245,8 @@ class ShareMonitor:
             logger.warning("cannot tell whether these apps share the screen: %s", sorted(state.unknown))
             self._publish(
                 Kind.CAPABILITY_DEGRADED,
-                {
-                    "capability": "share_detection",
-                    "reason": "signal_unreadable",
-                    "apps": sorted(state.unknown),
-                },
+                # The report filter allows codes only here; the apps are in the state (tray, status).
+                {"capability": "share_detection", "reason": "signal_unreadable"},
             )
 
     def _apply_cover(self, on: bool) -> None:

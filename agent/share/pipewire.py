@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.share.detect import CaptureStream
+from agent.share.detect import PIPEWIRE_APP, CaptureStream
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,21 @@ _SCREENCAST_NAME = re.compile(r"screen[-_ ]?cast|xdpw|meta-screen-cast", re.IGNO
 _VIDEO_CLASSES = {"Video/Source", "Stream/Output/Video"}
 
 Runner = Callable[[], str | None]
+
+# Consumers are named by the app they are (events carry app names from a closed vocabulary, never a string
+# taken from another process): the first matching pattern wins, anything else is "Screencast".
+_CONSUMER_APPS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), app)
+    for pattern, app in (
+        (r"chrom|msedge|edge|brave|vivaldi|opera|firefox|librewolf|webrtc", "Browser"),
+        (r"\bobs\b|obs[ -]studio", "OBS Studio"),
+        (r"zoom", "Zoom"),
+        (r"teams", "Microsoft Teams"),
+        (r"webex", "Webex"),
+        (r"kooha", "Kooha"),
+        (r"gnome-shell|gnome-screencast", "GNOME Screencast"),
+    )
+)
 
 
 def _props(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -58,8 +73,17 @@ def _consumer_name(props: Mapping[str, Any], clients: Mapping[int, Mapping[str, 
     return str(name)
 
 
+def consumer_app_names() -> frozenset[str]:
+    return frozenset(app for _, app in _CONSUMER_APPS)
+
+
+def _app_for(consumer: str) -> str:
+    return next((app for pattern, app in _CONSUMER_APPS if pattern.search(consumer)), PIPEWIRE_APP)
+
+
 def parse_pw_dump(text: str) -> list[CaptureStream]:
-    """Live screencasts in a ``pw-dump`` JSON document, one per consumer app (``"<app> (screencast)"``).
+    """Live screencasts in a ``pw-dump`` JSON document, one per consumer app (a known app name, else
+    "Screencast").
 
     Raises ValueError when the text is not a pw-dump document.
     """
@@ -96,9 +120,9 @@ def parse_pw_dump(text: str) -> list[CaptureStream]:
             for link in links
             if link.get("output-node-id") == node_id and link.get("input-node-id") in nodes
         ]
-        names = [c for c in dict.fromkeys(consumers) if c] or ["Screen"]
-        streams.extend(CaptureStream(app=f"{name} (screencast)") for name in names)
-    return streams
+        apps = [_app_for(c) for c in consumers if c] or [PIPEWIRE_APP]
+        streams.extend(CaptureStream(app=app) for app in dict.fromkeys(apps))
+    return list(dict.fromkeys(streams))
 
 
 def _run_pw_dump() -> str | None:

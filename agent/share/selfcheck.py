@@ -193,9 +193,8 @@ class ShareSelfCheck:
             "share self-check: %d customer window(s) not covered in the capture: %s", len(failed), rules
         )
         if self.stream is not None:
-            data: dict[str, object] = {"rules": rules, "count": len(failed)}
-            if result.error is not None:
-                data["reason"] = "capture_failed"
+            # A capture failure fails every target: nothing shows that any cover is in the shared image.
+            data = {"rules": rules, "count": len(failed)}
             self.stream.publish(AgentEvent(Kind.SHARE_SELFCHECK_FAILED, self.clock.now(), data))
         if self.on_failure is not None:
             self.on_failure(result)

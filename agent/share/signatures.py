@@ -83,14 +83,14 @@ LINUX: tuple[ShareSignature, ...] = (
     # Teams for Linux (Electron) uses the same toolbar title as on Windows; Teams in a browser shows the
     # browser's own indicator bar instead (next signature).
     _sig("Microsoft Teams", ("teams*", "teams-for-linux"), title=TEAMS_TOOLBAR_TITLE),
-    _sig("Browser (Chromium)", _CHROMIUM_LINUX, title=BROWSER_INDICATOR_TITLE),
-    _sig("Browser (Firefox)", _FIREFOX_LINUX, title=FIREFOX_INDICATOR_TITLE),
+    _sig("Browser", _CHROMIUM_LINUX, title=BROWSER_INDICATOR_TITLE),
+    _sig("Browser", _FIREFOX_LINUX, title=FIREFOX_INDICATOR_TITLE),
     # Recorders whose running process means capturing.
     _sig("OBS Studio", ("obs",)),
     _sig("SimpleScreenRecorder", ("simplescreenrecorder",)),
     _sig("Kazam", ("kazam",)),
     _sig("Peek", ("peek",)),
-    _sig("vokoscreenNG", ("vokoscreenNG",)),
+    _sig("vokoscreen", ("vokoscreenNG", "vokoscreen")),
     _sig("recordMyDesktop", ("recordmydesktop",)),
     # GNOME's built-in recorder (Ctrl+Shift+Alt+R) and portal screencasts are read from PipeWire
     # (agent/share/pipewire.py), not from a signature: they have no window and no process of their own.
@@ -108,20 +108,20 @@ WINDOWS: tuple[ShareSignature, ...] = (
     # Teams: new Teams (ms-teams.exe, class TeamsWebView) and classic Teams (Teams.exe, Chrome_WidgetWin_1).
     _sig("Microsoft Teams", ("ms-teams.exe", "Teams.exe", "msedgewebview2.exe"), title=TEAMS_TOOLBAR_TITLE),
     _sig(
-        "Browser (Chromium)",
+        "Browser",
         _CHROMIUM_WINDOWS,
         title=BROWSER_INDICATOR_TITLE,
         wm_class=r"^Chrome_WidgetWin_\d+$",
     ),
-    _sig("Browser (Firefox)", ("firefox.exe",), title=FIREFOX_INDICATOR_TITLE),
+    _sig("Browser", ("firefox.exe",), title=FIREFOX_INDICATOR_TITLE),
     _sig("OBS Studio", ("obs64.exe", "obs32.exe", "obs.exe")),
     # Xbox Game Bar records through the Broadcast DVR server, which runs only while capturing.
-    _sig("Xbox Game Bar (recording)", ("bcastdvr.exe",)),
+    _sig("Xbox Game Bar", ("bcastdvr.exe",)),
     # Snipping Tool's capture overlay (snip or screen recording) runs in ScreenClippingHost.exe; the
     # recording toolbar of Snipping Tool itself is titled "Recording" / "録画中" while a recording runs.
     _sig("Snipping Tool", ("ScreenClippingHost.exe",)),
     _sig(
-        "Snipping Tool (recording)",
+        "Snipping Tool",
         ("SnippingTool.exe",),
         title=r"^(Snipping Tool - )?(Recording|録画中|録画)",
     ),
@@ -135,12 +135,12 @@ MACOS: tuple[ShareSignature, ...] = (
         title=r"^zoom share (toolbar|statusbar) window$|^(画面を共有しています|You are screen sharing)",
     ),
     _sig("Microsoft Teams", ("Microsoft Teams*", "MSTeams"), title=TEAMS_TOOLBAR_TITLE),
-    _sig("Browser (Chromium)", _CHROMIUM_MACOS, title=BROWSER_INDICATOR_TITLE),
-    _sig("Browser (Firefox)", ("firefox",), title=FIREFOX_INDICATOR_TITLE),
+    _sig("Browser", _CHROMIUM_MACOS, title=BROWSER_INDICATOR_TITLE),
+    _sig("Browser", ("firefox",), title=FIREFOX_INDICATOR_TITLE),
     _sig("OBS Studio", ("OBS", "obs")),
     # screencaptureui runs while the Screenshot toolbar (Cmd+Shift+5) is up and while a screen recording
     # runs; its menu-bar stop button is the recording indicator.
-    _sig("macOS Screen Recording", ("screencaptureui",)),
+    _sig("macOS Screenshot", ("screencaptureui",)),
     # Someone is viewing this Mac through Screen Sharing / Remote Management: screensharingd serves the
     # connection, SSMenuAgent shows the menu-bar indicator.
     _sig("macOS Screen Sharing", ("screensharingd", "SSMenuAgent")),
@@ -176,3 +176,11 @@ def signatures_for(policy: Policy | None, os_family: OsFamily | None = None) -> 
     """
     extra = policy.screen_share.signatures if policy is not None else ()
     return builtin_signatures(os_family) + tuple(extra)
+
+
+def builtin_app_names() -> frozenset[str]:
+    """Every app name the share guard can report without a policy signature (for the report allow-list)."""
+    from agent.share.detect import PIPEWIRE_APP
+    from agent.share.pipewire import consumer_app_names
+
+    return frozenset(s.app for sigs in BUILTIN.values() for s in sigs) | consumer_app_names() | {PIPEWIRE_APP}

@@ -112,7 +112,7 @@ def test_browser_indicator_title_triggers(xdesktop: XDesktop, title: str) -> Non
         title, text="stop", process="chrome", wm_class="Google-chrome", y=700, height=40
     )
     assert wait_for(lambda: monitor.poll_once().active, timeout=3, what="indicator detected")
-    assert monitor.state.apps == ("Browser (Chromium)",)
+    assert monitor.state.apps == ("Browser",)
     assert covers.calls[-1][1:] == ("share", True, COVER_MESSAGE_KEY)
 
     bar.close()

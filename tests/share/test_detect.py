@@ -73,9 +73,7 @@ def test_hidden_titles_make_title_signatures_unknown() -> None:
 
 
 def test_pipewire_captures() -> None:
-    assert detect([], [], SIGS, captures=[CaptureStream("Chromium (screencast)")]).apps == (
-        "Chromium (screencast)",
-    )
+    assert detect([], [], SIGS, captures=[CaptureStream("Browser")]).apps == ("Browser",)
     assert detect([], [], SIGS, captures=None).unknown == (PIPEWIRE_APP,)
 
 

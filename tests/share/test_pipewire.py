@@ -14,11 +14,11 @@ def dump(name: str) -> str:
 
 
 def test_gnome_screencast_consumed_by_chromium() -> None:
-    assert parse_pw_dump(dump("gnome-meet-sharing.json")) == [CaptureStream("Chromium (screencast)")]
+    assert parse_pw_dump(dump("gnome-meet-sharing.json")) == [CaptureStream("Browser")]
 
 
 def test_gnome_recorder_and_obs_on_kde() -> None:
-    assert parse_pw_dump(dump("kde-obs-recording.json")) == [CaptureStream("OBS (screencast)")]
+    assert parse_pw_dump(dump("kde-obs-recording.json")) == [CaptureStream("OBS Studio")]
 
 
 def test_idle_graph_with_camera_and_paused_screencast_is_not_sharing() -> None:
@@ -30,9 +30,7 @@ def test_probe_reports_unknown_when_pw_dump_fails_or_talks_nonsense() -> None:
     assert PipeWireProbe(lambda: None)() is None
     assert PipeWireProbe(lambda: "not json")() is None
     assert PipeWireProbe(lambda: '{"a": 1}')() is None
-    assert PipeWireProbe(lambda: dump("gnome-meet-sharing.json"))() == [
-        CaptureStream("Chromium (screencast)")
-    ]
+    assert PipeWireProbe(lambda: dump("gnome-meet-sharing.json"))() == [CaptureStream("Browser")]
 
 
 def test_not_json_raises_value_error() -> None:
@@ -47,3 +45,11 @@ def test_probe_only_on_wayland() -> None:
     assert probe is not None and probe() is None
     probe = default_capture_probe({"WAYLAND_DISPLAY": "wayland-0"}, which=lambda _: "/usr/bin/pw-dump")
     assert isinstance(probe, PipeWireProbe)
+
+
+def test_consumers_are_named_from_a_closed_list() -> None:
+    # A consumer's application.name comes from another process: it is mapped to a known app name, never
+    # passed through (events carry app names only).
+    text = dump("gnome-meet-sharing.json").replace('"Chromium"', '"顧客台帳 - 山田様 (Private)"')
+    text = text.replace('"webrtc-consume-stream"', '"unknown-consumer"')
+    assert parse_pw_dump(text) == [CaptureStream("Screencast")]

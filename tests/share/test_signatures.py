@@ -66,7 +66,7 @@ def _indicator(title: str, process: str, wm_class: str = "Chrome_WidgetWin_1") -
 def test_browser_indicator_in_english_and_japanese(title: str, os_family: str, process: str) -> None:
     running = [ProcessInfo(pid=77, name=process)]
     state = detect([_indicator(title, process)], running, builtin_signatures(os_family))  # type: ignore[arg-type]
-    assert state.apps == ("Browser (Chromium)",)
+    assert state.apps == ("Browser",)
     # The same bar with the browser not running (a stale list) is not a share.
     state = detect([_indicator(title, process)], [], builtin_signatures(os_family))  # type: ignore[arg-type]
     assert not state.active
