@@ -41,6 +41,7 @@ def start_hotkey(combo: str, callback: Callable[[], None]) -> HotkeyHandle:
         listener: Any = keyboard.GlobalHotKeys({combo: fire})
         listener.daemon = True
         listener.start()
+        listener.wait()  # until the X/Win32/Quartz hook is installed, so a press right after is not lost
     except Exception as err:
         raise PlatformError(f"cannot listen for the hotkey {combo}: {type(err).__name__}: {err}") from err
     return listener  # type: ignore[no-any-return]

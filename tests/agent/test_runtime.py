@@ -257,3 +257,26 @@ def test_policy_provider_is_reread(tmp_path: Path) -> None:
     rt.step()
     assert [c.key for c in sink.current] == ["w:1"]
     assert rt.status()["policy"] == {"id": "test", "version": 1}
+
+
+def test_lock_before_sleep(tmp_path: Path) -> None:
+    desk = FakeDesktop([CRM])
+    stream = EventStream()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink())
+    rt.start()
+    try:
+        desk.sleep_now()
+    finally:
+        rt.stop()
+    assert desk.lock_calls == 1
+    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake", "reason": "sleep"}]
+
+
+def test_control_commands(parts) -> None:
+    desk, sink, _, rt = parts
+    assert rt.handle_control({"cmd": "step_away"}) == {"ok": True}
+    rt.step()
+    reply = rt.handle_control({"cmd": "status"})
+    assert reply["ok"] and reply["status"]["covered"]["rules"] == ["crm"]
+    assert reply["status"]["presence"]["stage"] == "protect"
+    assert rt.handle_control({"cmd": "reboot"})["ok"] is False

@@ -40,7 +40,7 @@ warn_after = "1s"
 protect_after = "2s"
 lock_after = "{lock_after}"
 cover = "{cover}"
-reveal = "activity"
+reveal = "{reveal}"
 inhibit_lock_when = ["fullscreen"]
 max_inhibit = "{max_inhibit}"
 hotkey = ""
@@ -52,8 +52,10 @@ title = "顧客台帳"
 """
 
 
-def policy_text(cover: str = "blur", lock_after: str = "1h", max_inhibit: str = "1h") -> str:
-    return POLICY.format(cover=cover, lock_after=lock_after, max_inhibit=max_inhibit)
+def policy_text(
+    cover: str = "blur", lock_after: str = "1h", max_inhibit: str = "1h", reveal: str = "activity"
+) -> str:
+    return POLICY.format(cover=cover, lock_after=lock_after, max_inhibit=max_inhibit, reveal=reveal)
 
 
 class SplitMonitors(X11Desktop):
@@ -80,6 +82,7 @@ class Agent:
         max_inhibit: str = "1h",
         lock_command: list[str] | None = None,
         split: bool = False,
+        reveal: str = "activity",
     ) -> None:
         self.desk = desk
         self.stream = EventStream()
@@ -89,7 +92,7 @@ class Agent:
             if split
             else X11Desktop(desk.display, lock_command=lock_command)
         )
-        policy = load_policy(policy_text(cover, lock_after, max_inhibit).encode(), "policy.toml")
+        policy = load_policy(policy_text(cover, lock_after, max_inhibit, reveal).encode(), "policy.toml")
         holder: list[Runtime] = []
         self.overlay = OverlaySupervisor(env=desk.env, on_click=lambda key: holder[0].reveal(key))  # noqa: PLW0108 - bound later
         self.runtime = Runtime(
@@ -332,3 +335,36 @@ def test_cli_run_status_and_step_away(xdesktop: XDesktop, tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     result = _mamori(xdesktop, "agent", "status", "--config", str(config))
     assert result.returncode == 3 and "mamori agent run" in result.stderr
+
+
+def test_reveal_on_click_keeps_cover_through_input_until_clicked(
+    xdesktop: XDesktop, make_agent, tmp_path
+) -> None:
+    win = xdesktop.open_window("顧客台帳 - Excel", text=PHONE, process="excel", x=40, y=150)
+    agent = make_agent(xdesktop, cover="opaque", reveal="click")
+    agent.start()
+    agent.wait_covered(1)
+    xdesktop.nudge()
+    wait_for(
+        lambda: agent.runtime.status()["presence"]["awaiting_reveal"], timeout=3, what="awaiting a click"
+    )
+    assert agent.covered() == 1 and not xdesktop.can_read(PHONE, win.rect())
+    x, y = win.rect().center
+    xdesktop.click(x, y)
+    agent.wait_covered(0, timeout=3)
+    wait_for(lambda: xdesktop.can_read(PHONE, win.rect()), timeout=3, what="readable after the click")
+
+
+def test_hotkey_steps_away(xdesktop: XDesktop) -> None:
+    code = (
+        "import sys, threading\n"
+        "from agent.hotkey import start_hotkey\n"
+        "fired = threading.Event()\n"
+        "h = start_hotkey('<ctrl>+<alt>+m', fired.set)\n"
+        "print('ready', flush=True)\n"
+        "sys.exit(0 if fired.wait(10) else 1)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=xdesktop.env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    xdesktop.key("ctrl+alt+m")
+    assert proc.wait(timeout=15) == 0, "the hotkey callback did not run"
