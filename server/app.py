@@ -195,7 +195,7 @@ def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch
                 severity_id=record["severity_id"],
                 event_code=record["metadata"]["event_code"],
                 time=record["time"],
-                body=json.dumps(record, separators=(",", ":"), sort_keys=True),
+                body=line.decode("utf-8"),  # validated JSON, stored as sent
             )
         )
     return ParsedBatch(rows, rejected, foreign)

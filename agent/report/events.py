@@ -618,16 +618,20 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 
 def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
-    if isinstance(value, Mapping):
+    # JSON objects are dicts and lists: exact type checks keep this cheap on the ingest path.
+    if type(value) is dict:
         for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            # OCSF's finding_info.title is a fixed summary from KINDS (checked in validate_record), not a window title.
-            if isinstance(k, str) and k.casefold() in FORBIDDEN_KEYS and sub != "finding_info.title":
-                yield sub
-            yield from _forbidden_paths(v, sub)
-    elif isinstance(value, list):
+            if type(k) is str and k.casefold() in FORBIDDEN_KEYS:
+                sub = f"{path}.{k}" if path else k
+                # OCSF's finding_info.title is a fixed summary from KINDS (checked below), not a window title.
+                if sub != "finding_info.title":
+                    yield sub
+            if type(v) is dict or type(v) is list:
+                yield from _forbidden_paths(v, f"{path}.{k}" if path else str(k))
+    elif type(value) is list:
         for i, v in enumerate(value):
-            yield from _forbidden_paths(v, f"{path}[{i}]")
+            if type(v) is dict or type(v) is list:
+                yield from _forbidden_paths(v, f"{path}[{i}]")
 
 
 def validate_record(record: Any, *, require_device: bool = True, require_sequence: bool = True) -> list[str]:

@@ -151,3 +151,11 @@ def test_no_free_text_survives_the_filter(kind: Kind, data: dict[str, object]) -
     text = json.dumps(record, ensure_ascii=False)
     assert "山田" not in text and "<" not in text
     assert validate_record(record, require_device=False, require_sequence=False) == []
+
+
+def test_escaped_keys_are_caught() -> None:
+    record = full(Kind.VPN_UP, {"interface": "tun0"})
+    raw = json.dumps(record).encode().replace(b'"interface"', b'"ti\\u0074le"')
+    parsed = json.loads(raw)
+    assert "title" in parsed["unmapped"]
+    assert any("privacy" in p for p in validate_record(parsed))

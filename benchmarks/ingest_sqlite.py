@@ -1,0 +1,155 @@
+"""Server ingest throughput on SQLite vs. the raw batched-insert rate of the same database (SPEC.md target:
+>= 40 % of raw, batches of 500, 2 cores).
+
+Both numbers come from the same run on the same machine:
+- raw: sqlite3 ``executemany`` of 500-row batches into the migrated ``events`` table, one commit per batch,
+  with the server's pragmas (WAL, synchronous=FULL);
+- server: a real ``mamori server run`` process (uvicorn) on loopback, CLIENTS devices each POSTing gzip NDJSON
+  batches of 500 valid OCSF events, counted after each 200 (i.e. after commit).
+
+Usage: python -m benchmarks.ingest_sqlite [--events 100000] [--clients 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from agent.clock import SystemClock
+from agent.report.events import build_record, rule_context, stamp_device
+from agent.report.outbox import encode
+from agent.report.stream import AgentEvent, Kind
+from server import auth
+from server.storage import Storage, devices
+from tests.server.live import ServerProcess, free_port, migrated
+
+BATCH = 500
+
+
+def make_batches(device_id: str, count: int, start_seq: int = 1) -> list[bytes]:
+    now = SystemClock().now()
+    lines = []
+    for i in range(count):
+        data = {"check_id": f"bench-{i}", "status": "fail", "mode": "warn", "enforcement": "warn"}
+        record = stamp_device(build_record(AgentEvent(Kind.POSTURE_FINDING, now, data), rule_context()), device_id)
+        record["metadata"]["sequence"] = start_seq + i
+        lines.append(encode(record))
+    return [gzip.compress(b"\n".join(lines[i : i + BATCH]) + b"\n", 6) for i in range(0, count, BATCH)]
+
+
+def raw_rate(path: Path, total: int) -> float:
+    storage = migrated(f"sqlite:///{path}")
+    storage.dispose()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    now = SystemClock().now()
+    rows = []
+    for i in range(total):
+        data = {"check_id": f"raw-{i}", "status": "fail", "mode": "warn", "enforcement": "warn"}
+        record = stamp_device(build_record(AgentEvent(Kind.POSTURE_FINDING, now, data), rule_context()), "draw")
+        record["metadata"]["sequence"] = i + 1
+        rows.append(
+            (record["metadata"]["uid"], "draw", i + 1, 2003, 200302, 3, "posture.finding", record["time"], 0, encode(record).decode())
+        )
+    started = time.perf_counter()
+    for i in range(0, total, BATCH):
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO events (uid, device_id, sequence, class_uid, type_uid, severity_id, event_code, time, "
+            "received_at, body) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uid) DO NOTHING",
+            rows[i : i + BATCH],
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    return total / elapsed
+
+
+def server_rate(path: Path, total: int, clients: int, log: Path) -> dict[str, float]:
+    url = f"sqlite:///{path}"
+    storage: Storage = migrated(url)
+    tokens = []
+    with storage.write() as conn:
+        for c in range(clients):
+            token = f"mdt_bench{c}"
+            conn.execute(devices.insert().values(id=f"dbench{c}", token_hash=auth.token_hash(token), group_name="default", enrolled_at=0))
+            tokens.append(token)
+    storage.dispose()
+    per_client = total // clients
+    payloads = [make_batches(f"dbench{c}", per_client) for c in range(clients)]
+    server = ServerProcess(url, free_port(), log)
+    server.start()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def run(c: int) -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {tokens[c]}", "Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"}
+        for body in payloads[c]:
+            t0 = time.perf_counter()
+            response = session.post(server.url + "/v1/events", data=body, headers=headers, timeout=60)
+            latencies.append(time.perf_counter() - t0)
+            if response.status_code != 200 or response.json()["accepted"] != BATCH:
+                errors.append(f"{response.status_code} {response.text[:200]}")
+
+    try:
+        threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.kill()
+    if errors:
+        raise SystemExit(f"ingest errors: {errors[:3]}")
+    latencies.sort()
+    return {
+        "events_per_s": per_client * clients / elapsed,
+        "batch_p50_ms": latencies[len(latencies) // 2] * 1000,
+        "batch_p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        raw = raw_rate(folder / "raw.db", args.events)
+        served = server_rate(folder / "server.db", args.events, args.clients, folder / "server.log")
+    result = {
+        "benchmark": "ingest_sqlite",
+        "events": args.events,
+        "batch": BATCH,
+        "clients": args.clients,
+        "cpus": os.cpu_count(),
+        "raw_events_per_s": round(raw),
+        "server_events_per_s": round(served["events_per_s"]),
+        "ratio": round(served["events_per_s"] / raw, 3),
+        "target_ratio": 0.40,
+        "batch_p50_ms": round(served["batch_p50_ms"], 1),
+        "batch_p99_ms": round(served["batch_p99_ms"], 1),
+    }
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
