@@ -262,7 +262,9 @@ def test_policy_provider_is_reread(tmp_path: Path) -> None:
 def test_lock_before_sleep(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM])
     stream = EventStream()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink())
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
+    )
     rt.start()
     try:
         desk.sleep_now()
@@ -273,7 +275,7 @@ def test_lock_before_sleep(tmp_path: Path) -> None:
 
 
 def test_control_commands(parts) -> None:
-    desk, sink, _, rt = parts
+    rt = parts[3]
     assert rt.handle_control({"cmd": "step_away"}) == {"ok": True}
     rt.step()
     reply = rt.handle_control({"cmd": "status"})
