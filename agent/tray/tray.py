@@ -24,6 +24,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -146,7 +147,7 @@ class Tray:
         self._icon = pystray.Icon(
             self._name,
             icon=icon_image(view.state, self.panel, 64),
-            title=view.tooltip,
+            title=self._title(view),
             menu=pystray.Menu(self._menu_items),
         )
         if self.backend == "xorg":
@@ -212,8 +213,8 @@ class Tray:
         icon = self._icon
         if icon is None:
             return
-        if self._pump is not None and getattr(icon, "_systray_manager", True) is None:
-            self._pump.post(self._pump.redock)
+        if self._pump is not None:
+            self._pump.post(self._pump.ensure_docked)
         self._on_icon_thread(lambda: self._apply_to(icon, view))
 
     def _on_icon_thread(self, job: Callable[[], None]) -> None:
@@ -229,10 +230,28 @@ class Tray:
             icon.icon = icon_image(view.state, self.panel, 64)
             self.state = view.state
             logger.debug("tray icon now %s", view.state)
-        if icon.title != view.tooltip:
-            icon.title = view.tooltip
+        title = self._title(view)
+        if icon.title != title:
+            icon.title = title
+        if self.backend == "xorg" and view.tooltip != title:
+            _set_net_wm_name(icon, view.tooltip)
         if self.has_menu:
             icon.update_menu()
+
+    def _title(self, view: StatusView) -> str:
+        """The tooltip as the backend can carry it.
+
+        pystray's X11 backend writes the title as WM_NAME of type STRING (Latin-1) and raises on anything else,
+        so a Japanese tooltip crashed the tray at start. There the title is ASCII and the worker's text goes
+        into _NET_WM_NAME (UTF-8, EWMH), which is what panels and xdotool read first.
+        """
+        if self.backend != "xorg":
+            return view.tooltip
+        try:
+            view.tooltip.encode("latin-1")
+        except UnicodeEncodeError:
+            return f"Mamori: {view.state.value}"
+        return view.tooltip
 
     def view(self) -> StatusView:
         with self._lock:
@@ -379,6 +398,16 @@ class Tray:
             ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
 
 
+def _set_net_wm_name(icon: Any, text: str) -> None:
+    window = getattr(icon, "_window", None)
+    display = getattr(icon, "_display", None)
+    if window is None or display is None:
+        return
+    window.change_property(
+        display.intern_atom("_NET_WM_NAME"), display.intern_atom("UTF8_STRING"), 8, text.encode("utf-8")
+    )
+
+
 def _enable_xorg_clicks(icon: Any) -> None:
     """Make pystray's X11 icon window receive real clicks.
 
@@ -414,6 +443,7 @@ class _XorgPump:
     def __init__(self, icon: Any) -> None:
         self._icon = icon
         self._jobs: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._last_check = time.monotonic()
 
     @classmethod
     def install(cls, icon: Any) -> _XorgPump | None:
@@ -427,19 +457,33 @@ class _XorgPump:
     def post(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
 
-    def redock(self) -> None:
-        """Dock again after the panel went away (panel restart, trayer replaced): the icon must not go missing.
+    def ensure_docked(self) -> None:
+        """Dock (again) when the icon is not embedded in a tray: the icon must never go missing.
 
-        pystray tries once when the tray manager is destroyed and gives up if no new one owns the selection
-        at that instant; the refresher calls this on every refresh while undocked.
+        pystray sends one dock request when shown and one when the tray manager is destroyed, and gives up if
+        nobody owns the tray selection at that instant or the manager drops the request (seen with trayer
+        right after it starts, and after panel restarts). Runs on the loop thread, at most once a second.
         """
+        now = time.monotonic()
+        if now - self._last_check < 1.0:
+            return
+        self._last_check = now
+        icon = self._icon
         try:
-            self._icon._assert_docked()
+            parent = icon._window.query_tree().parent
+            root = icon._display.screen().root
+        except Exception as err:  # the window is gone: the icon is stopping
+            logger.debug("tray window gone: %s", err)
+            return
+        if icon._systray_manager is not None and parent.id != root.id:
+            return  # embedded
+        try:
+            icon._assert_docked()
         except AssertionError:
-            logger.debug("tray manager still missing")
-            return  # still no tray manager; try again on the next refresh
-        logger.info("tray icon docked again")
-        self._icon._update_icon()
+            logger.debug("no tray manager yet")
+            return  # try again on a later refresh
+        logger.info("tray icon dock requested again")
+        icon._update_icon()
 
     def events(self) -> Iterator[Any]:
         import select

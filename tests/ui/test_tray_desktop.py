@@ -191,7 +191,7 @@ def test_status_window_and_ack_dialog_in_worker_language(
         dialog = find_window(xdesktop, t("ack.title"))
         dbox = xdesktop.window_box(dialog)
         settle()
-        text = squash(xdesktop.ocr(dbox, lang=ocr_lang))
+        text = squash(xdesktop.ocr(dbox, lang=ocr_lang)).replace("|", "I")  # eng OCR often reads "I" as "|"
         for key in ("ack.button", "ack.summary_heading"):
             assert squash(t(key)) in text, (key, text)
         save_png(f"ack-dialog.{lang}.png", xdesktop.screenshot(dbox))
@@ -203,7 +203,8 @@ def test_status_window_and_ack_dialog_in_worker_language(
         assert "acknowledge standard 1" in app.commands()
         acked = [r for r in records if r.get("event") == "policy.acknowledged"]
         assert acked and acked[0]["data"]["policy_id"] == "standard" and acked[0]["data"]["version"] == 1
-        assert records[-1] == {"cover_ack": False}
+        covers = [r["cover_ack"] for r in records if "cover_ack" in r]
+        assert covers == [True, False]  # covered until acknowledged, then uncovered
 
         xdesktop.click(*app.icon_box().center)
         win = find_window(xdesktop, t("status.title"))

@@ -105,30 +105,47 @@ class TrayApp:
         return self.proc.returncode
 
 
-def find_window(desk: XDesktop, name: str, timeout: float = 10.0) -> int:
-    def search() -> int | None:
-        r = subprocess.run(
-            ["xdotool", "search", "--onlyvisible", "--name", f"^{re.escape(name)}$"],
-            env=desk.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        ids = r.stdout.split()
-        return int(ids[-1]) if ids else None
+def window_names(desk: XDesktop) -> dict[int, str]:
+    """Visible named windows by their UTF-8 _NET_WM_NAME.
 
-    return int(wait_for(search, timeout=timeout, what=f"window {name!r}"))
+    Names are compared in Python: xdotool's --name regex runs in the C locale and misses Japanese titles.
+    """
+    from Xlib import display as xdisplay
 
-
-def window_gone(desk: XDesktop, name: str) -> bool:
     r = subprocess.run(
-        ["xdotool", "search", "--onlyvisible", "--name", f"^{re.escape(name)}$"],
+        ["xdotool", "search", "--onlyvisible", "--name", "."],
         env=desk.env,
         capture_output=True,
         text=True,
         check=False,
     )
-    return not r.stdout.split()
+    out: dict[int, str] = {}
+    conn = xdisplay.Display(desk.display)
+    try:
+        net_wm_name, utf8 = conn.intern_atom("_NET_WM_NAME"), conn.intern_atom("UTF8_STRING")
+        for xid in (int(x) for x in r.stdout.split()):
+            try:
+                prop = conn.create_resource_object("window", xid).get_full_property(net_wm_name, utf8)
+            except Exception:
+                continue
+            if prop is not None:
+                value = prop.value
+                out[xid] = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    finally:
+        conn.close()
+    return out
+
+
+def find_window(desk: XDesktop, name: str, timeout: float = 10.0) -> int:
+    def search() -> int | None:
+        ids = [xid for xid, n in window_names(desk).items() if n == name]
+        return ids[-1] if ids else None
+
+    return int(wait_for(search, timeout=timeout, what=f"window {name!r}"))
+
+
+def window_gone(desk: XDesktop, name: str) -> bool:
+    return name not in window_names(desk).values()
 
 
 def ocr_words(desk: XDesktop, box: Box, lang: str = "eng") -> list[tuple[str, Box]]:
