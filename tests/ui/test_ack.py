@@ -120,6 +120,6 @@ def test_summary_in_both_languages() -> None:
     )
     assert "Apps treated as customer data: CRM" in en
     assert "You may pause protection for up to 15 min (reported)." in en
-    assert ja[0].startswith("4 分 操作がないと警告し")
+    assert ja[0].startswith("4 分間操作がないと警告し")
     assert "顧客データとして扱うアプリ: CRM" in ja
     assert ja[-1] == "キー入力・画面・ウィンドウ名は PC の外に送信されません。"
