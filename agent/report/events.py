@@ -634,6 +634,32 @@ def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
                 yield from _forbidden_paths(v, f"{path}[{i}]")
 
 
+def _holds_forbidden_key(record: dict[str, Any]) -> bool:
+    """Fast yes/no over every key at every depth (the ingest hot path); paths are computed only on a hit."""
+    stack: list[Any] = []
+    for key, value in record.items():
+        if type(key) is not str or key.casefold() in FORBIDDEN_KEYS:
+            return True
+        if key == "finding_info" and type(value) is dict:
+            # OCSF's finding_info.title is a fixed summary from KINDS (checked in validate_record).
+            stack.extend(v for k, v in value.items() if k != "title")
+            if any(type(k) is not str or k.casefold() in FORBIDDEN_KEYS for k in value if k != "title"):
+                return True
+        elif type(value) is dict or type(value) is list:
+            stack.append(value)
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            for key, inner in value.items():
+                if type(key) is not str or key.casefold() in FORBIDDEN_KEYS:
+                    return True
+                if type(inner) is dict or type(inner) is list:
+                    stack.append(inner)
+        elif type(value) is list:
+            stack.extend(v for v in value if type(v) is dict or type(v) is list)
+    return False
+
+
 def validate_record(record: Any, *, require_device: bool = True, require_sequence: bool = True) -> list[str]:
     """Every problem of one record as "dotted.path: message" strings; empty when valid."""
     if not isinstance(record, dict):
@@ -641,7 +667,8 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
     problems: list[str] = []
     for key in sorted(set(record) - _TOP_KEYS):
         problems.append(f"{key}: unknown field")
-    problems.extend(f"{p}: field not allowed (privacy)" for p in _forbidden_paths(record))
+    if _holds_forbidden_key(record):
+        problems.extend(f"{p}: field not allowed (privacy)" for p in _forbidden_paths(record))
     class_uid = record.get("class_uid")
     activity_id = record.get("activity_id")
     if not _is_int(class_uid) or class_uid not in CLASSES:

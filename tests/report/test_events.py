@@ -159,3 +159,25 @@ def test_escaped_keys_are_caught() -> None:
     parsed = json.loads(raw)
     assert "title" in parsed["unmapped"]
     assert any("privacy" in p for p in validate_record(parsed))
+
+
+NESTED = st.recursive(
+    st.integers() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "Title", "URL", "x", "cmdline", "ok"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["unmapped", "finding_info", "metadata", "title", "x"]), NESTED, max_size=4
+    )
+)
+def test_the_fast_key_check_agrees_with_the_path_scan(record: dict[str, object]) -> None:
+    from agent.report.events import _forbidden_paths, _holds_forbidden_key
+
+    assert _holds_forbidden_key(record) == bool(list(_forbidden_paths(record)))
