@@ -188,6 +188,13 @@ class AckFlow:
             return False
         return needs_ack(policy.id, policy.version, policy.acknowledgement.required, self._store.load())
 
+    def status(self) -> dict[str, object]:
+        """For ``Runtime.add_status_provider("ack", flow.status)``: the tray shows "please acknowledge"."""
+        policy = self.current
+        if policy is None:
+            return {"pending": False}
+        return {"policy_id": policy.id, "version": policy.version, "pending": self.pending()}
+
     def on_policy(self, policy: Policy) -> bool:
         """A policy is now in effect. Returns whether the worker must acknowledge it (dialog asked, cover set)."""
         with self._lock:

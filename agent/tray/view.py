@@ -8,9 +8,11 @@ because the tray must keep showing *something* while parts of the agent start or
     cover_reasons: ["away"|"step_away"|"share"|"posture"|"ack", ...]
     paused_until:  ISO 8601 string or null         (or "paused": bool)
     checks:        [{"id", "status": "pass"|"fail"|"error"|"skip", "mode", "enforcement": "none"|"warn"|"block"}]
+                   (or posture: {"checks": [...]})
     capabilities:  {"window_list": bool, "cover": bool, "lock": bool, "idle": bool, ...}
-    degraded:      ["capability", ...]              (alternative to capabilities)
+    degraded:      ["capability", ...]              (reported degraded; added to the missing capabilities)
     policy:        {"id", "version", "ack_required": bool, "acknowledged": bool} or null
+    ack:           {"pending": bool, ...} (agent.ack.AckFlow.status)
     worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
 """
 
@@ -63,6 +65,8 @@ def _stage(status: Mapping[str, Any]) -> tuple[str, float | None]:
 
 def _checks(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     checks = status.get("checks")
+    if checks is None:
+        checks = _mapping(status.get("posture")).get("checks")
     if not isinstance(checks, Sequence) or isinstance(checks, str):
         return []
     return [c for c in checks if isinstance(c, Mapping)]
@@ -73,15 +77,17 @@ def _failing(check: Mapping[str, Any]) -> bool:
 
 
 def missing_capabilities(status: Mapping[str, Any]) -> list[str]:
+    """Essential capabilities this machine lacks plus those the agent reported degraded, without duplicates."""
+    out: list[str] = []
     caps = status.get("capabilities")
     if isinstance(caps, Mapping):
-        return [
+        out += [
             name for name, ok in caps.items() if not ok and name in (*ESSENTIAL_CAPABILITIES, "tray_menu")
         ]
     degraded = status.get("degraded")
     if isinstance(degraded, Sequence) and not isinstance(degraded, str):
-        return [str(d) for d in degraded]
-    return []
+        out += [str(d) for d in degraded if str(d) not in out]
+    return out
 
 
 def is_paused(status: Mapping[str, Any], now: datetime | None = None) -> bool:
@@ -173,7 +179,10 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
                 names.append(str(r))
         lines.append(t("status.cover_reason", reasons=", ".join(names)))
     policy = _mapping(status.get("policy"))
-    ack_needed = bool(policy.get("ack_required")) and not bool(policy.get("acknowledged", False))
+    ack = _mapping(status.get("ack"))  # AckFlow.status(), when the runtime registers it
+    ack_needed = bool(ack.get("pending")) or (
+        bool(policy.get("ack_required")) and not bool(policy.get("acknowledged", False))
+    )
     if policy.get("id"):
         lines.append(t("status.policy", id=policy["id"], version=policy.get("version", "?")))
         if ack_needed:

@@ -89,3 +89,22 @@ def test_unknown_check_and_reason_fall_back_to_ids() -> None:
 def test_policy_overrides_win() -> None:
     t = Translator("en", {"en": {"tray.state.blocked": "Stop! Call the help desk"}})
     assert build_view(t, {"checks": [VPN_BLOCK]}).tooltip == "Mamori: Stop! Call the help desk"
+
+
+def test_runtime_status_shape() -> None:
+    """The dict agent.runtime.Runtime.status() returns, with the ack and posture providers registered."""
+    status = {
+        "presence": {"stage": "active", "seconds_left": None, "idle": 1.0},
+        "cover_reasons": [],
+        "capabilities": {"backend": "x11", "idle": True, "window_list": True, "lock": True, "cover": True},
+        "degraded": ["cover"],
+        "policy": {"id": "standard", "version": 2},
+        "worker": {"allow_pause": False, "pause_max": 900.0, "allow_quit": False},
+        "ack": {"policy_id": "standard", "version": 2, "pending": True},
+        "posture": {"checks": [VPN_BLOCK]},
+    }
+    view = build_view(EN, status)
+    assert view.state is TrayState.BLOCKED
+    assert view.ack_needed
+    assert "Cover windows: unavailable" in view.lines
+    assert not view.permissions.allow_pause
