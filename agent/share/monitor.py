@@ -46,10 +46,17 @@ CaptureProbe = Callable[[], Sequence[CaptureStream] | None]
 SetCoverReason = Callable[[str, bool, str | None], None]
 
 
+_NO_POLICY = Policy(schema=1, id="builtin", version=1)
+
+
 @dataclass(frozen=True)
 class ShareNotice:
-    """The once-per-share notice for the worker: which apps, and the text in ja and en."""
+    """A notice for the worker: the message key, the apps concerned, and the text in ja and en.
 
+    ``share.notice`` is sent once per share; ``share.selfcheck_failed`` when a cover is missing from the
+    captured screen (see agent/share/guard.py)."""
+
+    key: str
     apps: tuple[str, ...]
     text: dict[str, str]
 
@@ -57,7 +64,7 @@ class ShareNotice:
 class ShareMonitor:
     def __init__(  # noqa: PLR0917 - the documented call shape: (policy, desktop, clock, on_change, stream)
         self,
-        policy: Policy,
+        policy: Policy | Callable[[], Policy | None],
         desktop: Desktop,
         clock: Clock,
         on_change: Callable[[ShareState], None],
@@ -100,8 +107,11 @@ class ShareMonitor:
         self._titles_readable = titles_readable
 
         self._lock = threading.Lock()
-        self._policy = policy
-        self._signatures = signatures_for(policy, os_family)
+        # Like the runtime, a provider is accepted: it is asked on every poll and may keep answering the same
+        # object; None (no trusted policy yet) means the built-in signatures with the default settings.
+        self._policy_provider = policy if callable(policy) else None
+        self._policy = policy if isinstance(policy, Policy) else _NO_POLICY
+        self._signatures = signatures_for(self._policy, os_family)
         self._state: ShareState | None = None
         self._since: dict[str, float] = {}  # app -> monotonic start of its share
         self._last_seen: dict[str, float] = {}
@@ -123,8 +133,27 @@ class ShareMonitor:
     def set_policy(self, policy: Policy) -> None:
         """A new trusted policy: its signatures and ``protect`` apply from the next poll."""
         with self._lock:
+            self._use_policy(policy)
+
+    def _use_policy(self, policy: Policy) -> None:
+        if policy is not self._policy:
             self._policy = policy
             self._signatures = signatures_for(policy, self._os_family)
+
+    def _refresh_policy(self) -> None:
+        if self._policy_provider is None:
+            return
+        try:
+            fresh = self._policy_provider()
+        except Exception as err:  # keep the last-known-good policy (SPEC.md, "Policy")
+            logger.warning("policy provider failed: %s", type(err).__name__)
+            return
+        self._use_policy(fresh if fresh is not None else self._policy)
+
+    def status(self) -> dict[str, object]:
+        """For the runtime's status (tray, ``mamori agent status``): app names only."""
+        state = self.state
+        return {"active": state.active, "apps": list(state.apps), "unknown": list(state.unknown)}
 
     @property
     def state(self) -> ShareState:
@@ -178,6 +207,7 @@ class ShareMonitor:
     def poll_once(self) -> ShareState:
         """One detection round; returns the (debounced) state. Safe to call from tests with a FakeClock."""
         with self._lock:
+            self._refresh_policy()
             now = self._clock.monotonic()
             processes = self._read_processes()
             raw = detect(
@@ -264,9 +294,8 @@ class ShareMonitor:
         if self._notify is None or not protect:
             return
         translate = Translator("en", overrides)
-        notice = ShareNotice(
-            apps=state.apps, text=translate.both(NOTICE_MESSAGE_KEY, apps=", ".join(state.apps))
-        )
+        text = translate.both(NOTICE_MESSAGE_KEY, apps=", ".join(state.apps))
+        notice = ShareNotice(key=NOTICE_MESSAGE_KEY, apps=state.apps, text=text)
         notify = self._notify
         self._safely(lambda: notify(notice))
 

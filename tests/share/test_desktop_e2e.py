@@ -21,9 +21,9 @@ from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
-from agent.share.monitor import ShareMonitor
-from agent.share.processes import PsutilProcessLister
-from agent.share.selfcheck import OPAQUE_COVER, MssGrabber, ShareSelfCheck, runtime_targets
+from agent.share.guard import install_share_guard
+from agent.share.monitor import ShareNotice
+from agent.share.selfcheck import MssGrabber
 from policy.load import load_policy
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
@@ -67,30 +67,16 @@ class Agent:
             overlay=self.overlay,
             translator=Translator("en"),
         )
-        self.selfcheck = ShareSelfCheck(
-            runtime_targets(self.runtime.covered_windows, lambda: self.policy.customer_apps),
-            OPAQUE_COVER,
-            grabber=MssGrabber(desk.display),
-            stream=self.stream,
-        )
-        self.notices: list[object] = []
-        self.monitor = ShareMonitor(
-            self.policy,
-            X11Desktop(
-                desk.display, lock_command=["true"]
-            ),  # own X connection: the monitor runs in its thread
-            SystemClock(),
-            lambda state: None,
+        self.notices: list[ShareNotice] = []
+        guard = install_share_guard(
+            self.runtime,
+            X11Desktop(desk.display, lock_command=["true"]),  # own X connection for the share worker
             self.stream,
-            process_lister=PsutilProcessLister(),
-            capture_probe=None,
-            set_cover_reason=self.runtime.set_cover_reason,
+            SystemClock(),
             notify=self.notices.append,
-            selfcheck=self.selfcheck.run,
-            selfcheck_delay=0.8,
-            os_family="linux",
+            grabber=MssGrabber(desk.display),
         )
-        self.runtime.add_worker("share", self.monitor.run)
+        self.monitor, self.selfcheck = guard.monitor, guard.selfcheck
 
     def events(self, kind: Kind) -> list[dict[str, object]]:
         return [dict(e.data) for e in self.stream.recent() if e.kind is kind]
@@ -141,7 +127,8 @@ def test_share_covers_customer_window_within_one_second_and_uncovers_when_it_end
     # The self-check ran (0.8 s after the share started) and found the cover in the capture.
     wait_for(lambda: agent.selfcheck.run().ok, timeout=3, what="self-check to pass")
     assert agent.events(Kind.SHARE_SELFCHECK_FAILED) == []
-    assert len(agent.notices) == 1
+    assert [n.key for n in agent.notices] == ["share.notice"]
+    assert agent.runtime.status()["share"]["apps"] == ["Zoom"]
 
     ended = time.monotonic()
     toolbar.close()
@@ -173,3 +160,4 @@ def test_selfcheck_reports_a_cover_missing_from_the_capture(xdesktop: XDesktop, 
     result = agent.selfcheck.run()
     assert not result.ok
     assert agent.events(Kind.SHARE_SELFCHECK_FAILED) == [{"rules": ["ledger"], "count": 1}]
+    assert agent.notices[-1].key == "share.selfcheck_failed"
