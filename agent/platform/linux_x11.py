@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Wind
 
 logger = logging.getLogger(__name__)
 
+LOGIND_INTERVAL = 2.0
 SCREENSAVER_ON = 1  # MIT-SCREEN-SAVER QueryInfo state
 SKIP_TYPES = ("_NET_WM_WINDOW_TYPE_DOCK", "_NET_WM_WINDOW_TYPE_DESKTOP")
 
@@ -61,6 +63,8 @@ class X11Desktop:
         self._has_ss = bool(self._d.has_extension("MIT-SCREEN-SAVER"))
         self._session = logind.Session.for_current()
         self._caps: Capabilities | None = None
+        self._logind_checked = float("-inf")
+        self._logind_locked = False
 
     # ---- helpers ---------------------------------------------------------------------------------------
     def _atom(self, name: str) -> int:
@@ -229,7 +233,14 @@ class X11Desktop:
                         return True
             except self._errors as err:
                 raise PlatformError(f"X screensaver query failed: {err}") from err
-        return self._session is not None and self._session.locked_hint()
+        if self._session is None:
+            return False
+        # logind is asked over D-Bus at most every LOGIND_INTERVAL seconds (CPU budget of the idle agent).
+        now = time.monotonic()
+        if now - self._logind_checked >= LOGIND_INTERVAL:
+            self._logind_checked = now
+            self._logind_locked = self._session.locked_hint()
+        return self._logind_locked
 
     def _lock_methods(self) -> list[tuple[str, list[str]]]:
         if self.lock_command:
