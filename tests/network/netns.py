@@ -105,51 +105,14 @@ class VpnLab:
         self.server = Netns("vpnsrv")
         self.client = Netns("vpncli")
         self.client_proc: subprocess.Popen[bytes] | None = None
+        self.server_proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
         try:
             veth_pair(self.server, UNDERLAY_SRV, self.client, UNDERLAY_CLI)
             ca = TestCA(workdir, "Mamori VPN Test CA")
             self.ca = ca.path
             self.server_leaf = ca.issue("vpn-server", hosts=("vpn-server",))
             self.client_leaf = ca.issue("vpn-client", hosts=("vpn-client",), usage="client")
-            common = [
-                "--dev",
-                "tun0",
-                "--dev-type",
-                "tun",
-                "--proto",
-                "udp",
-                "--ca",
-                str(self.ca),
-                "--data-ciphers",
-                "AES-256-GCM",
-                "--disable-dco",
-                "--ping",
-                "1",
-                "--verb",
-                "3",
-            ]
-            self.server.popen(
-                "openvpn",
-                *common,
-                "--tls-server",
-                "--dh",
-                "none",
-                "--local",
-                UNDERLAY_SRV,
-                "--lport",
-                str(VPN_PORT),
-                "--cert",
-                str(self.server_leaf.cert),
-                "--key",
-                str(self.server_leaf.key),
-                "--ifconfig",
-                TUN_SRV,
-                TUN_CLI,
-                "--ping-restart",
-                "30",
-                "--float",
-                log=workdir / "openvpn-server.log",
-            )
             self.services = self.server.popen(
                 PYTHON,
                 "-m",
@@ -169,12 +132,8 @@ class VpnLab:
     def _client_log(self) -> Path:
         return self.dir / "openvpn-client.log"
 
-    def connect(self) -> None:
-        """Start the client and wait until the tunnel carries traffic."""
-        log = self._client_log()
-        log.write_bytes(b"")
-        self.client_proc = self.client.popen(
-            "openvpn",
+    def _common(self) -> list[str]:
+        return [
             "--dev",
             "tun0",
             "--dev-type",
@@ -190,6 +149,45 @@ class VpnLab:
             "1",
             "--verb",
             "3",
+        ]
+
+    def _start_server(self) -> None:
+        # A fresh server per connection: an OpenVPN point-to-point server keeps the old peer's session after
+        # the client is killed, and a new client is then sometimes refused ("Unroutable control packet").
+        self.starts += 1
+        self.server_proc = self.server.popen(
+            "openvpn",
+            *self._common(),
+            "--tls-server",
+            "--dh",
+            "none",
+            "--local",
+            UNDERLAY_SRV,
+            "--lport",
+            str(VPN_PORT),
+            "--cert",
+            str(self.server_leaf.cert),
+            "--key",
+            str(self.server_leaf.key),
+            "--ifconfig",
+            TUN_SRV,
+            TUN_CLI,
+            "--ping-restart",
+            "30",
+            log=self.dir / f"openvpn-server-{self.starts}.log",
+        )
+        server_log = self.dir / f"openvpn-server-{self.starts}.log"
+        wait_for(lambda: b"link local (bound)" in server_log.read_bytes(), 10, "the OpenVPN server socket")
+
+    def connect(self) -> None:
+        """Start the server (if needed) and the client; wait until the tunnel carries traffic."""
+        if self.server_proc is None:
+            self._start_server()
+        log = self._client_log()
+        log.write_bytes(b"")
+        self.client_proc = self.client.popen(
+            "openvpn",
+            *self._common(),
             "--tls-client",
             "--remote",
             UNDERLAY_SRV,
@@ -224,6 +222,11 @@ class VpnLab:
         self.client_proc.wait(timeout=10)
         self.client.procs.remove(self.client_proc)
         self.client_proc = None
+        if self.server_proc is not None:
+            self.server_proc.send_signal(signal.SIGTERM)
+            self.server_proc.wait(timeout=10)
+            self.server.procs.remove(self.server_proc)
+            self.server_proc = None
         return t0
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.harness.desktop import xdesktop, xdesktop_factory  # noqa: F401 - fixtures
 from tests.harness.xdesktop import XDesktop, wait_for
-from tests.network.conftest import lab, write_policy  # noqa: F401 - fixture
+from tests.network.conftest import write_policy
 from tests.network.netns import PYTHON, ROOT, VpnLab
 
 pytestmark = [pytest.mark.network, pytest.mark.desktop, pytest.mark.slow]
@@ -48,8 +48,8 @@ mode = "off"
 
 
 def test_customer_window_covered_while_vpn_down_and_revealed_after(
-    lab: VpnLab,  # noqa: F811
-    xdesktop: XDesktop,  # noqa: F811
+    xdesktop: XDesktop,  # noqa: F811 - set up first, torn down last (after the agent process is stopped)
+    lab: VpnLab,
     tmp_path: Path,
 ) -> None:
     window = xdesktop.open_window("顧客台帳 - CRM", text=PHONE, x=60, y=80)
