@@ -84,6 +84,27 @@ def _window_matches(signature: ShareSignature, compiled: _Compiled, window: Wind
     )
 
 
+_last_names: tuple[Sequence[ProcessInfo] | None, frozenset[str]] = (None, frozenset())
+
+
+def _process_names(processes: Sequence[ProcessInfo]) -> frozenset[str]:
+    # The poller hands in the same list object while no process started or exited; remembering the last
+    # one keeps a poll at a few microseconds instead of re-normalising every name (rebinding a tuple is
+    # atomic, so concurrent callers at worst recompute).
+    global _last_names  # noqa: PLW0603
+    last, names = _last_names
+    if last is not processes:
+        names = frozenset(_normalise(p.name) for p in processes)
+        _last_names = (processes, names)
+    return names
+
+
+@lru_cache(maxsize=4096)
+def _running(signature: ShareSignature, names: frozenset[str]) -> bool:
+    compiled = _compile(signature)
+    return compiled.process_re is None or any(compiled.process_re.match(n) for n in names)
+
+
 def _evaluate(
     signature: ShareSignature,
     windows: Sequence[Window] | None,
@@ -97,7 +118,7 @@ def _evaluate(
     elif process_names is None:
         running = None
     else:
-        running = any(compiled.process_re.match(n) for n in process_names)
+        running = _running(signature, process_names)
     if signature.title is None and signature.wm_class is None:
         return running
     if running is False:
@@ -119,14 +140,12 @@ def windows_needed(signatures: Sequence[ShareSignature], processes: Sequence[Pro
     windows, which is by far the costliest input (one X round trip per window property)."""
     if processes is None:
         return True
-    names = frozenset(_normalise(p.name) for p in processes)
-    for signature in signatures:
-        if signature.title is None and signature.wm_class is None:
-            continue
-        compiled = _compile(signature)
-        if compiled.process_re is None or any(compiled.process_re.match(n) for n in names):
-            return True
-    return False
+    names = _process_names(processes)
+    return any(
+        _running(signature, names)
+        for signature in signatures
+        if signature.title is not None or signature.wm_class is not None
+    )
 
 
 def _unique(names: Iterable[str]) -> tuple[str, ...]:
@@ -147,7 +166,7 @@ def detect(
     ``titles_readable`` is false when the OS hides other apps' window titles (macOS without the Screen
     Recording permission). An app that is detected by any signature is never also listed as unknown.
     """
-    process_names = frozenset(_normalise(p.name) for p in processes) if processes is not None else None
+    process_names = _process_names(processes) if processes is not None else None
     found: list[str] = []
     unknown: list[str] = []
     for signature in signatures:

@@ -26,6 +26,7 @@ class PsutilProcessLister:
 
     def __init__(self) -> None:
         self._names: dict[int, str] = {}
+        self._snapshot: tuple[ProcessInfo, ...] = ()
 
     def __call__(self) -> Sequence[ProcessInfo] | None:
         try:
@@ -34,13 +35,19 @@ class PsutilProcessLister:
             logger.warning("process list unavailable: %s", type(err).__name__)
             return None
         current = set(pids)
-        for gone in self._names.keys() - current:
-            del self._names[gone]
-        for pid in current - self._names.keys():
+        gone = self._names.keys() - current
+        new = current - self._names.keys()
+        if not gone and not new:
+            # The same object while nothing changed: detect() then reuses its work on the names.
+            return self._snapshot
+        for pid in gone:
+            del self._names[pid]
+        for pid in new:
             name = self._read_name(pid)
             if name is not None:
                 self._names[pid] = name
-        return [ProcessInfo(pid=pid, name=name) for pid, name in self._names.items()]
+        self._snapshot = tuple(ProcessInfo(pid=pid, name=name) for pid, name in self._names.items())
+        return self._snapshot
 
     @staticmethod
     def _read_name(pid: int) -> str | None:
@@ -48,7 +55,9 @@ class PsutilProcessLister:
         # exited is skipped, the rest of the list stands.
         try:
             return psutil.Process(pid).name()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        except psutil.ZombieProcess:
+            return ""  # kept (as unnamed) so that a lingering zombie is not looked up on every poll
+        except psutil.NoSuchProcess:
             return None
         except (psutil.AccessDenied, OSError):
             return ""

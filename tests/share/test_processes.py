@@ -22,6 +22,7 @@ def test_lister_reports_new_processes_by_name_and_drops_exited_ones(tmp_path: Pa
         seen = lister()
         assert seen is not None
         assert any(p.pid == proc.pid and p.name == "obs" for p in seen)
+        assert seen is not before
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
