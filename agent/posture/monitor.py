@@ -12,6 +12,7 @@ second pass so that an unreachable TLS endpoint cannot delay covering windows af
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 OnChange = Callable[[EnforcementState, list[CheckResult]], None]
 WatcherFactory = Callable[[Callable[[], None]], NetworkWatcher]
+
+
+def _event_interface(name: str) -> str:
+    """Interface names as event data accept word characters, space, '.', ':' and '-' (agent/report/events.py);
+    Windows names such as "Local Area Connection* 12" are mapped onto that set."""
+    return re.sub(r"[^\w .:-]", "_", name)[:64] or "_"
 
 
 def _enforcement_label(action: str) -> str:
@@ -170,10 +177,10 @@ class PostureMonitor:
         old = set(previous or ())
         new = set(interfaces)
         for name in sorted(new - old):
-            self._stream.publish(AgentEvent(Kind.VPN_UP, now, {"interface": name}))
+            self._stream.publish(AgentEvent(Kind.VPN_UP, now, {"interface": _event_interface(name)}))
         if previous is not None:
             for name in sorted(old - new):
-                self._stream.publish(AgentEvent(Kind.VPN_DOWN, now, {"interface": name}))
+                self._stream.publish(AgentEvent(Kind.VPN_DOWN, now, {"interface": _event_interface(name)}))
 
     # ---------------------------------------------------------------------------------------------- thread
 

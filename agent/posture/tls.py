@@ -88,8 +88,14 @@ def endpoint_address(url: str) -> tuple[str, int]:
 
 
 def check_id(endpoint: TlsEndpoint) -> str:
+    """``tls:HOST:PORT``; a very long host is shortened with a hash so the id fits event data (64 chars)."""
     host, port = endpoint_address(endpoint.url)
-    return f"tls:{host}:{port}"
+    cid = f"tls:{host}:{port}"
+    if len(cid) <= 64:
+        return cid
+    digest = hashlib.sha256(host.encode()).hexdigest()[:8]
+    keep = 64 - len(f"tls:-{digest}:{port}")
+    return f"tls:{host[:keep]}-{digest}:{port}"
 
 
 Connector = Callable[[tuple[str, int], float], socket.socket]

@@ -186,3 +186,20 @@ def test_set_policy_drops_results_of_removed_checks() -> None:
     monitor.set_policy(load_policy(POLICY))
     _, results = monitor.evaluate()
     assert "vpn.routes" not in [r.id for r in results]
+
+
+def test_event_data_fits_the_report_layer() -> None:
+    """Windows interface names and long TLS hosts must pass agent/report/events.py's validators."""
+    import re
+
+    from agent.posture.monitor import _event_interface
+    from agent.posture.tls import check_id
+    from policy.model import TlsEndpoint
+
+    iface = re.compile(r"^[\w.:-][\w .:-]{0,63}$")
+    cid = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\[\]-]{0,63}$")
+    assert iface.match(_event_interface("Local Area Connection* 12"))
+    assert iface.match(_event_interface("vEthernet (WSL)"))
+    long_host = "https://" + "a" * 60 + ".corp.example.co.jp:8443/health"
+    assert cid.match(check_id(TlsEndpoint(url=long_host)))
+    assert check_id(TlsEndpoint(url="https://crm.example.co.jp/")) == "tls:crm.example.co.jp:443"
