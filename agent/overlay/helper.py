@@ -28,6 +28,7 @@ TEXT = "#ffffff"
 FONT = {"win32": "Yu Gothic UI", "darwin": "Hiragino Sans"}.get(sys.platform, "IPAGothic")
 BLUR_FACTOR = 24
 RAISE_MS = 250
+POLL_MS = 20
 
 
 def _emit(message: dict[str, Any]) -> None:
@@ -125,6 +126,23 @@ class Helper:
         self.covers: dict[str, Cover] = {}
         self.countdown: Any = None
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._buffer = b""
+
+    def _on_stdin(self, _fd: Any, _mask: Any) -> None:
+        """POSIX: Tk's file handler calls this when stdin is readable, so an idle helper never wakes up."""
+        chunk = os.read(sys.stdin.fileno(), 65536)
+        if not chunk:
+            self.inbox.put(None)
+        else:
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    try:
+                        self.inbox.put(loads(line.decode("utf-8")))
+                    except (ProtocolError, UnicodeDecodeError) as err:
+                        _emit({"event": "error", "message": str(err)})
+        self._drain()
 
     def read_stdin(self) -> None:
         for line in sys.stdin:
@@ -137,6 +155,11 @@ class Helper:
         self.inbox.put(None)
 
     def poll(self) -> None:
+        """Windows (no Tk file handlers): drain what the reader thread queued, every POLL_MS."""
+        if self._drain():
+            self.root.after(POLL_MS, self.poll)
+
+    def _drain(self) -> bool:
         while True:
             try:
                 message = self.inbox.get_nowait()
@@ -144,12 +167,12 @@ class Helper:
                 break
             if message is None or message.get("op") == "quit":
                 self.root.destroy()
-                return
+                return False
             try:
                 self.handle(message)
             except (ProtocolError, KeyError, TypeError, ValueError) as err:
                 _emit({"event": "error", "message": f"bad {message.get('op')!r} message: {err}"})
-        self.root.after(15, self.poll)
+        return True
 
     def handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
@@ -217,8 +240,14 @@ class Helper:
         self.root.after(RAISE_MS, self.keep_on_top)
 
     def run(self) -> None:
-        threading.Thread(target=self.read_stdin, daemon=True).start()
-        self.root.after(15, self.poll)
+        createfilehandler = getattr(self.root.tk, "createfilehandler", None)
+        if createfilehandler is not None and os.name == "posix":
+            import tkinter
+
+            createfilehandler(sys.stdin.fileno(), tkinter.READABLE, self._on_stdin)
+        else:
+            threading.Thread(target=self.read_stdin, daemon=True).start()
+            self.root.after(POLL_MS, self.poll)
         self.root.after(RAISE_MS, self.keep_on_top)
         _emit({"event": "ready", "pid": os.getpid()})
         self.root.mainloop()
