@@ -93,6 +93,17 @@ class PostureMonitor:
         with self._lock:
             return [r for g in GROUPS for r in self._groups.get(g, [])]
 
+    def status(self) -> dict[str, object]:
+        """For ``mamori agent status`` (Runtime.add_status_provider): ids and statuses only."""
+        state = self.state
+        return {
+            "block": state.block,
+            "blocking": list(state.blocking),
+            "warnings": list(state.warnings),
+            "block_at": state.block_at.isoformat() if state.block_at else None,
+            "checks": {r.id: r.status for r in self.results},
+        }
+
     def set_policy(self, policy: Policy) -> None:
         """A new trusted policy: forget results of checks it may have removed and re-evaluate everything soon."""
         with self._lock:
@@ -198,6 +209,15 @@ class PostureMonitor:
             self._watcher = self._watcher_factory(self.network_changed)
         except Exception as err:
             logger.warning("network watcher unavailable (%s); periodic posture checks only", err)
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Runtime.add_worker target: run until ``stop`` is set (the runtime restarts it if it raises)."""
+        self._stopped.clear()
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         self._stopped.set()

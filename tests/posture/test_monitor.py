@@ -203,3 +203,30 @@ def test_event_data_fits_the_report_layer() -> None:
     long_host = "https://" + "a" * 60 + ".corp.example.co.jp:8443/health"
     assert cid.match(check_id(TlsEndpoint(url=long_host)))
     assert check_id(TlsEndpoint(url="https://crm.example.co.jp/")) == "tls:crm.example.co.jp:443"
+
+
+def test_status_and_run_until() -> None:
+    host = FakeHost(nics=[ETH])
+    changed = threading.Event()
+    monitor = PostureMonitor(
+        load_policy(POLICY), FakeClock(), lambda s, r: changed.set(), host=host, watcher_factory=ManualWatcher
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=monitor.run_until, args=(stop,))
+    worker.start()
+    try:
+        assert changed.wait(10)
+        status = monitor.status()
+        assert status["warnings"] == ["vpn"] and status["block"] is False
+        assert status["checks"] == {  # type: ignore[comparison-overlap]
+            "vpn": "fail",
+            "wifi": "skip",
+            "plaintext": "skip",
+            "device.disk_encryption": "pass",
+            "device.firewall": "skip",
+            "device.screen_lock": "skip",
+        }
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
