@@ -85,6 +85,10 @@ def test_customer_window_covered_while_vpn_down_and_revealed_after(
         lambda: not xdesktop.can_read(PHONE, box), timeout=10, interval=0.1, what="the window to be covered"
     )
     covered_after = time.monotonic() - t0
+    # the cover tells the worker how to fix it (the remediation message of the failing check)
+    wait_for(
+        lambda: "VPN" in xdesktop.ocr(box), timeout=10, interval=0.2, what="the remediation text on the cover"
+    )
     block = next(line for line in lines if line["block"] is True)
     print(
         f"VPN down -> block decided {float(block['t']) - t0:.3f} s; -> cover seen by OCR {covered_after:.2f} s"
