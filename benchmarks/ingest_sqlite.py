@@ -92,7 +92,7 @@ def raw_rate(path: Path, total: int) -> float:
     return total / elapsed
 
 
-def server_rate(path: Path, total: int, clients: int, log: Path) -> dict[str, float]:
+def server_rate(path: Path, total: int, clients: int, log: Path, workers: int = 1) -> dict[str, float]:
     url = f"sqlite:///{path}"
     storage: Storage = migrated(url)
     tokens = []
@@ -108,7 +108,12 @@ def server_rate(path: Path, total: int, clients: int, log: Path) -> dict[str, fl
     storage.dispose()
     per_client = total // clients
     payloads = [make_batches(f"dbench{c}", per_client) for c in range(clients)]
-    server = ServerProcess(url, free_port(), log)
+    extra: tuple[str, ...] = ()
+    if workers > 1:
+        config = path.parent / "server.toml"
+        config.write_text(f"workers = {workers}\n")
+        extra = ("--config", str(config))
+    server = ServerProcess(url, free_port(), log, extra)
     server.start()
     latencies: list[float] = []
     errors: list[str] = []
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (server.toml workers)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="raw and server runs alternate; medians reported"
     )
@@ -164,7 +170,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             folder.mkdir()
             # Alternating keeps machine load (other processes) from favouring one side.
             raws.append(raw_rate(folder / "raw.db", args.events))
-            served.append(server_rate(folder / "server.db", args.events, args.clients, folder / "server.log"))
+            served.append(
+                server_rate(
+                    folder / "server.db", args.events, args.clients, folder / "server.log", args.workers
+                )
+            )
     ratios = sorted(s["events_per_s"] / r for s, r in zip(served, raws, strict=True))
     median = ratios[len(ratios) // 2]
     result = {
@@ -172,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "events": args.events,
         "batch": BATCH,
         "clients": args.clients,
+        "workers": args.workers,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "raw_events_per_s": [round(r) for r in raws],

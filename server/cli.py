@@ -208,12 +208,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not host or not port_text.isdigit():
         raise ServerCommandError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:8443")
     storage = _storage(settings)
-    app = create_app(settings, storage, SystemClock())
     ssl: dict[str, Any] = {}
     if settings.tls_cert and settings.tls_key:
         ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    target: Any
+    if settings.workers > 1:
+        # Worker processes build their own app from the environment (server/asgi.py).
+        import os
+
+        from server.settings import ENV_CONFIG, ENV_DB
+
+        storage.dispose()
+        if args.config is not None:
+            os.environ[ENV_CONFIG] = str(args.config)
+        os.environ[ENV_DB] = settings.db_url
+        target = "server.asgi:app_from_environment"
+        ssl.update(factory=True, workers=settings.workers)
+    else:
+        target = create_app(settings, storage, SystemClock())
     uvicorn.run(
-        app,
+        target,
         host=host.strip("[]"),
         port=int(port_text),
         log_level="warning",

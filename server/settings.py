@@ -6,6 +6,7 @@ listen = "0.0.0.0:8443"
 trusted_keys = ["/etc/mamori/policy-signing.pub"]   # verify uploaded policy bundles; never a signing key
 tls_cert = "/etc/mamori/server.pem"                  # optional; else run behind a TLS-terminating proxy
 tls_key = "/etc/mamori/server.key"
+workers = 2                                          # processes; use the cores (SQLite or PostgreSQL)
 ```
 """
 
@@ -45,6 +46,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     default_group: str = "default"
+    workers: int = 1  # server processes (uvicorn workers); SQLite writes are serialised across them
     # request limits (SPEC.md: 413 oversize)
     max_body_bytes: int = 8 * 1024 * 1024  # as received (gzip or not)
     max_decompressed_bytes: int = 64 * 1024 * 1024

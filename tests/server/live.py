@@ -130,7 +130,8 @@ class ThreadServer:
 class ServerProcess:
     """`mamori server run` as a real process; ``kill()`` sends SIGKILL."""
 
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
+    def __init__(self, db_url: str, port: int, log: Path, extra: tuple[str, ...] = ()) -> None:
+        self.extra = extra
         self.db_url = db_url
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -167,6 +168,14 @@ class ServerProcess:
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            if "--config" in self.extra:
+                # several workers: SIGTERM lets the uvicorn supervisor take its children down with it
+                self.proc.terminate()
+                try:
+                    self.proc.wait(15)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 

@@ -1,0 +1,131 @@
+"""Many agents against one server: ingest latency percentiles (SPEC.md target: 10 000 simulated agents,
+p99 ingest latency < 100 ms).
+
+10 000 devices are enrolled (rows written directly, tokens hashed like real enrollment), then each sends one
+gzip NDJSON batch of EVENTS events to a real ``mamori server run`` process over loopback. Arrivals are
+open-loop at RATE requests/s (default 167/s: every agent uploading once a minute), spread over a pool of
+client threads with keep-alive sessions; latency is measured per request from send to the 200 (after commit).
+The client runs on the same 2 cores as the server, so the figures include its CPU contention.
+
+Usage: python -m benchmarks.ingest_agents [--agents 10000] [--rate 167] [--events 5] [--db URL] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from benchmarks.ingest_sqlite import make_batches
+from server import auth
+from server.storage import Storage, devices
+from tests.server.live import ServerProcess, free_port, migrated, reset_pg
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=167.0, help="requests per second (open loop)")
+    parser.add_argument("--events", type=int, default=5, help="events per batch")
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        url = args.db or f"sqlite:///{folder / 'server.db'}"
+        if url.startswith("postgresql"):
+            reset_pg(url)
+        storage: Storage = migrated(url)
+        tokens = [f"mdt_agent-{i}" for i in range(args.agents)]
+        with storage.write() as conn:
+            conn.execute(
+                devices.insert(),
+                [
+                    {
+                        "id": f"dagent{i}",
+                        "token_hash": auth.token_hash(t),
+                        "group_name": "default",
+                        "enrolled_at": 0,
+                    }
+                    for i, t in enumerate(tokens)
+                ],
+            )
+        storage.dispose()
+        bodies = [make_batches(f"dagent{i}", args.events)[0] for i in range(args.agents)]
+        server = ServerProcess(url, free_port(), folder / "server.log")
+        server.start()
+        local = threading.local()
+        latencies: list[float] = []
+        lateness: list[float] = []
+        errors: list[str] = []
+
+        def send(i: int, due: float) -> None:
+            session = getattr(local, "session", None)
+            if session is None:
+                session = local.session = requests.Session()
+            start = time.perf_counter()
+            lateness.append(start - due)
+            response = session.post(
+                server.url + "/v1/events",
+                data=bodies[i],
+                headers={
+                    "Authorization": f"Bearer {tokens[i]}",
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/x-ndjson",
+                },
+                timeout=30,
+            )
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                errors.append(str(response.status_code))
+
+        try:
+            began = time.perf_counter()
+            with ThreadPoolExecutor(args.threads) as pool:
+                for i in range(args.agents):
+                    due = began + i / args.rate
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    pool.submit(send, i, due)
+            elapsed = time.perf_counter() - began
+        finally:
+            server.kill()
+    latencies.sort()
+    lateness.sort()
+    result = {
+        "benchmark": "ingest_agents",
+        "db": "postgresql" if url.startswith("postgresql") else "sqlite",
+        "agents": args.agents,
+        "events_per_batch": args.events,
+        "target_rate": args.rate,
+        "achieved_rate": round(args.agents / elapsed, 1),
+        "cpus": os.cpu_count(),
+        "errors": len(errors),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
+        "client_lateness_p99_ms": round(percentile(lateness, 0.99) * 1000, 1),
+        "target_p99_ms": 100,
+    }
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
