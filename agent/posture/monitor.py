@@ -5,8 +5,9 @@ Events (agent.report.stream.Kind): ``POSTURE_FINDING`` whenever a check's status
 changes (data: check_id, status, previous, mode, enforcement none|warn|block), ``VPN_UP`` / ``VPN_DOWN`` per VPN
 interface that appears or disappears. Data carry check ids, statuses and interface names only.
 
-Latency: the network group (VPN, Wi-Fi, plaintext) is evaluated and published first; TLS handshakes follow in a
-second pass so that an unreachable TLS endpoint cannot delay covering windows after the VPN drops.
+Latency: the network group (VPN, Wi-Fi, plaintext) is evaluated and published first; the DNS canary and TLS
+handshakes follow in a second pass so that a resolver or endpoint timing out cannot delay covering windows after
+the VPN drops.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class PostureMonitor:
                 if self._network_changed.is_set():
                     self._network_changed.clear()
                     self.evaluate(("network",))
-                    self.evaluate(("tls",))
+                    self.evaluate(("probes",))
                 if self._periodic_due or self._clock.monotonic() >= next_periodic:
                     self._periodic_due = False
                     self.evaluate(GROUPS)

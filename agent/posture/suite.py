@@ -1,7 +1,7 @@
 """Run every posture check the policy asks for, in a stable order, grouped by cost.
 
-Groups: ``network`` (VPN, Wi-Fi, plaintext: cheap, re-run on every network change), ``tls`` (handshakes: run
-right after), ``device`` (disk, firewall, screen lock: periodic only). A check whose mode is "off" is not run and
+Groups: ``network`` (VPN interfaces and routes, Wi-Fi, plaintext: cheap, re-run on every network change),
+``probes`` (DNS canary and TLS handshakes, which may wait for timeouts: run right after), ``device`` (disk, firewall, screen lock: periodic only). A check whose mode is "off" is not run and
 is listed as ``skip`` so that ``mamori agent check`` shows what the policy disabled.
 """
 
@@ -16,11 +16,11 @@ from agent.posture.device import check_disk_encryption, check_firewall, check_sc
 from agent.posture.plaintext import RuleFor, check_plaintext, process_rule_matcher
 from agent.posture.tls import check_id as tls_check_id
 from agent.posture.tls import check_tls
-from agent.posture.vpn import check_vpn, effective_mode
+from agent.posture.vpn import check_dns_canary, check_vpn, effective_mode
 from agent.posture.wifi import check_wifi
 from policy.model import Device, Mode, Policy
 
-GROUPS: tuple[str, ...] = ("network", "tls", "device")
+GROUPS: tuple[str, ...] = ("network", "probes", "device")
 DeviceCheckFn = Callable[[Device, HostProbe, Translator | None], CheckResult]
 
 
@@ -64,10 +64,15 @@ def evaluate(
             matcher = rule_for or process_rule_matcher(policy.customer_apps)
             items.append(check_plaintext(net.plaintext, matcher, t))
         out["network"] = items
-    if "tls" in groups:
-        out["tls"] = [
+    if "probes" in groups:
+        probes: list[CheckResult] = []
+        dns = check_dns_canary(net.vpn, host, t) if effective_mode(net.vpn) != "off" else None
+        if dns is not None:
+            probes.append(dns)
+        probes.extend(
             _off(tls_check_id(e), t) if e.mode == "off" else check_tls(e, t, tls_timeout) for e in net.tls
-        ]
+        )
+        out["probes"] = probes
     if "device" in groups:
         dev = policy.device
         items = []

@@ -161,8 +161,6 @@ def check_vpn(vpn: Vpn, host: HostProbe, translator: Translator | None = None) -
         results.append(_check_routes(vpn, host, set(up), mode, t))
     if vpn.full_tunnel:
         results.append(_check_full_tunnel(host, set(up), mode, t))
-    if vpn.dns_canary is not None:
-        results.append(_check_dns(vpn, host, mode, t))
     return VpnReport(results, up)
 
 
@@ -260,6 +258,14 @@ def _check_full_tunnel(host: HostProbe, up: set[str], mode: Mode, t: Translator 
             interface=v6,
         )
     return result("vpn.full_tunnel", "pass", mode, "posture.vpn.full_tunnel.ok", translator=t)
+
+
+def check_dns_canary(vpn: Vpn, host: HostProbe, translator: Translator | None = None) -> CheckResult | None:
+    """``vpn.dns``, or None without a canary. Separate from :func:`check_vpn` because a resolver can take
+    seconds to time out when the VPN (and the corporate DNS) is gone; the monitor runs it after the fast checks."""
+    if vpn.dns_canary is None:
+        return None
+    return _check_dns(vpn, host, effective_mode(vpn), translator)
 
 
 def _check_dns(vpn: Vpn, host: HostProbe, mode: Mode, t: Translator | None) -> CheckResult:

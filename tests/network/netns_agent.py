@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
     policy = load_policy(path.read_bytes(), str(path))
     if command == "once":
         ev = evaluate(
-            policy, default_host(), groups=argv[2].split(",") if len(argv) > 2 else ("network", "tls")
+            policy, default_host(), groups=argv[2].split(",") if len(argv) > 2 else ("network", "probes")
         )
         results = [r.to_json("en") for rs in ev.results.values() for r in rs]
         emit({"results": results, "vpn": list(ev.vpn_interfaces or ())})

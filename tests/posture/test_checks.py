@@ -6,7 +6,7 @@ from agent.posture.base import DeviceFact, LockTimeout, NetInterface, ProbeError
 from agent.posture.device import check_disk_encryption, check_firewall, check_screen_lock
 from agent.posture.fake import FakeHost
 from agent.posture.plaintext import Connection, find_violations, process_rule_matcher
-from agent.posture.vpn import check_vpn, is_vpn_interface, route_targets
+from agent.posture.vpn import check_dns_canary, check_vpn, is_vpn_interface, route_targets
 from agent.posture.wifi import check_wifi
 from policy.model import CustomerApp, Device, DeviceCheck, DnsCanary, ScreenLockCheck, Vpn, Wifi
 
@@ -63,12 +63,10 @@ def test_vpn_up_with_routes_full_tunnel_and_dns() -> None:
     vpn = Vpn(routes=("10.99.0.0/24",), full_tunnel=True, dns_canary=DnsCanary("canary.corp", ("10.0.0.53",)))
     report = check_vpn(vpn, host)
     assert report.interfaces == ("tun0",)
-    assert statuses(report.results) == {
-        "vpn": "pass",
-        "vpn.routes": "pass",
-        "vpn.full_tunnel": "pass",
-        "vpn.dns": "pass",
-    }
+    assert statuses(report.results) == {"vpn": "pass", "vpn.routes": "pass", "vpn.full_tunnel": "pass"}
+    dns = check_dns_canary(vpn, host)
+    assert dns is not None and dns.status == "pass"
+    assert check_dns_canary(Vpn(), host) is None
 
 
 def test_corporate_cidr_routed_outside_the_tunnel_fails() -> None:
@@ -99,8 +97,10 @@ def test_full_tunnel_split_and_ipv6_leak() -> None:
 
 def test_dns_canary_wrong_answer() -> None:
     host = FakeHost(nics=[TUN], dns={"canary.corp": ["203.0.113.9"]})
-    results = check_vpn(Vpn(dns_canary=DnsCanary("canary.corp", ("10.0.0.53",))), host).results
-    assert statuses(results)["vpn.dns"] == "fail"
+    result = check_dns_canary(Vpn(dns_canary=DnsCanary("canary.corp", ("10.0.0.53",))), host)
+    assert result is not None and result.status == "fail" and "203.0.113.9" in result.detail.en
+    unresolved = check_dns_canary(Vpn(dns_canary=DnsCanary("canary.corp")), FakeHost(nics=[TUN]))
+    assert unresolved is not None and unresolved.status == "fail"
 
 
 def test_vpn_down_and_not_required() -> None:
