@@ -51,7 +51,13 @@ class Netns:
         self.name = f"mamori-{role}-{uuid.uuid4().hex[:8]}"
         sh("ip", "netns", "add", self.name)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.etc = Path("/etc/netns") / self.name
         self.exec("ip", "link", "set", "lo", "up")
+
+    def set_resolver(self, nameserver: str) -> None:
+        """``ip netns exec`` bind-mounts /etc/netns/NAME/* over /etc: this namespace's own resolv.conf."""
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:1 attempts:1\n")
 
     def argv(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -75,6 +81,7 @@ class Netns:
                     proc.kill()
                     proc.wait(timeout=5)
         sh("ip", "netns", "del", self.name, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
 
 
 def veth_pair(a: Netns, a_addr: str, b: Netns, b_addr: str, prefix: int = 30) -> tuple[str, str]:

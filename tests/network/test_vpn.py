@@ -213,3 +213,39 @@ def test_tunnel_interface_set_down_is_detected_within_2s(lab: VpnLab, tmp_path: 
     mark = agent.mark()
     lab.client.exec("ip", "link", "set", "tun0", "up")
     agent.wait_for(is_vpn("pass", False), 5, "VPN pass after link up", since=mark)
+
+
+def test_dns_canary_through_the_tunnel(lab: VpnLab, tmp_path: Path) -> None:
+    """The corporate DNS answers only through the VPN; `vpn.dns` follows it, and a resolver timing out after
+    the VPN drops does not delay the block (the canary runs after the fast checks)."""
+    log = tmp_path / "dns.log"
+    lab.server.popen(PYTHON, "-m", "tests.network.dnsserver", "canary.corp.test=10.99.0.53", log=log)
+    wait_for(lambda: b"ready" in log.read_bytes(), 10, "the DNS responder")
+    lab.client.set_resolver(TUN_SRV)
+
+    good = vpn_policy(
+        tmp_path, '[network.vpn.dns_canary]\nname = "canary.corp.test"\nexpect = ["10.99.0.53"]'
+    )
+    up = evaluate_in(lab.client, good, "network,probes")["results"]["vpn.dns"]
+    assert up["status"] == "pass", up
+
+    wrong = write_policy(
+        tmp_path / "wrong.toml",
+        ONLY_VPN.format(
+            vpn_extra='[network.vpn.dns_canary]\nname = "canary.corp.test"\nexpect = ["10.99.0.99"]'
+        ),
+    )
+    unexpected = evaluate_in(lab.client, wrong, "network,probes")["results"]["vpn.dns"]
+    assert unexpected["status"] == "fail" and "10.99.0.53" in unexpected["detail"]
+
+    agent = AgentProcess(lab.client, good)
+    agent.wait_for(
+        lambda line: line.get("checks", {}).get("vpn.dns") == "pass", 30, "canary pass in the monitor"
+    )
+    mark = agent.mark()
+    t0 = lab.disconnect()
+    down = agent.wait_for(is_vpn("fail", True), 5, "VPN fail + block", since=mark)
+    assert down["t"] - t0 <= 2.0
+    agent.wait_for(
+        lambda line: line.get("checks", {}).get("vpn.dns") == "fail", 10, "canary fail", since=mark
+    )
