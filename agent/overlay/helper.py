@@ -237,7 +237,8 @@ class Helper:
             cover.top.lift()
         if self.countdown is not None:
             self.countdown.lift()
-        self.root.after(RAISE_MS, self.keep_on_top)
+        idle = not self.covers and self.countdown is None
+        self.root.after(1000 if idle else RAISE_MS, self.keep_on_top)
 
     def run(self) -> None:
         createfilehandler = getattr(self.root.tk, "createfilehandler", None)
