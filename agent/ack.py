@@ -217,7 +217,8 @@ class AckFlow:
             AgentEvent(
                 Kind.POLICY_ACKNOWLEDGED,
                 ack.time,
-                {"policy_id": policy_id, "version": version, "acknowledged_at": ack.time.isoformat()},
+                # The event's time is the acknowledgement time; only allow-listed fields reach the server.
+                {"policy_id": policy_id, "version": version},
             )
         )
         self._set_cover(False)

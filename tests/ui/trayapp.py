@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--policy", type=Path)
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--show-ack", action="store_true")
+    parser.add_argument("--report-config", type=Path, help="agent.toml: send events to its server for real")
     args = parser.parse_args()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test dumps our stacks when we hang
     logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
@@ -87,8 +88,18 @@ def main() -> int:
             show_dialog=tray.show_ack_for if args.show_ack else None,
         )
         threading.Timer(0.5, flow.on_policy, args=(policy,)).start()
+    service = None
+    if args.report_config is not None:
+        from agent.config import load_config
+        from agent.report.service import ReportingService
+
+        service = ReportingService(load_config(args.report_config), stream, SystemClock(), batch_delay=0.2)
+        service.start()
     signal.signal(signal.SIGTERM, lambda *_: tray.stop())
     tray.run()
+    if service is not None:
+        service.flush(10)
+        service.stop()
     write({"stopped": True, "backend": tray.backend})
     return 0
 

@@ -28,6 +28,7 @@ class TrayApp:
         status: dict[str, Any],
         policy: str | None = None,
         show_ack: bool = False,
+        extra: list[str] | None = None,
     ) -> None:
         self.desk = desk
         self.status_file = workdir / "status.json"
@@ -51,6 +52,7 @@ class TrayApp:
             argv += ["--policy", str(workdir / "policy.toml")]
         if show_ack:
             argv.append("--show-ack")
+        argv += extra or []
         env = {**desk.env, "PYSTRAY_BACKEND": "xorg", "PYTHONPATH": str(ROOT), "MAMORI_PANEL": "light"}
         self.log = workdir / "trayapp.log"
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
