@@ -46,9 +46,10 @@ BUILTIN_DESCRIPTIONS: tuple[str, ...] = (
     "*Pulse Secure*",
     "*Ivanti*",
 )
-# Linux/Windows kinds that are a VPN by themselves. A bare "tap" is also what VMs use, and macOS creates utun
-# devices for iCloud Private Relay and others, so those count only by name or by carrying the routes.
-SELF_EVIDENT_KINDS: frozenset[str] = frozenset({"wireguard", "ppp", "ovpn-dco", "ipsec"})
+# Kinds that are a VPN by themselves: a layer-3 tun device is what OpenVPN, Tailscale, sing-box... create; a
+# bare "tap" is also what VMs use (libvirt vnet*, qemu tap*), and macOS creates utun devices for iCloud Private
+# Relay and others, so those two count only by name or by carrying the routes.
+SELF_EVIDENT_KINDS: frozenset[str] = frozenset({"tun", "wireguard", "ppp", "ovpn-dco", "ipsec"})
 # Route lookups for the full-tunnel check: one address in each half of IPv4 (OpenVPN's def1 installs 0/1 and
 # 128/1), from public and documentation ranges. Only the local routing table is consulted; nothing is sent.
 FULL_TUNNEL_PROBES_V4: tuple[str, ...] = ("9.9.9.9", "192.0.2.1", "203.0.113.1")

@@ -23,6 +23,7 @@ def test_vpn_interface_rules() -> None:
     assert not is_vpn_interface(NetInterface("tun0", False, "tun"), vpn)
     assert is_vpn_interface(NetInterface("wg-corp", True, "wireguard"), vpn)  # WireGuard by link type
     assert not is_vpn_interface(NetInterface("vmtap3", True, "tap"), vpn)  # a VM's tap is not a VPN
+    assert is_vpn_interface(NetInterface("tailscale0", True, "tun"), vpn)  # a layer-3 tun is
     win = NetInterface("corp", True, "virtual", "WireGuard Tunnel")
     assert is_vpn_interface(win, vpn)
     assert not is_vpn_interface(
