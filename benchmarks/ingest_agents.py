@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "achieved_rate": round(args.agents / elapsed, 1),
         "cpus": os.cpu_count(),
         "errors": len(errors),
+        "error_statuses": dict(Counter(errors)),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
