@@ -50,9 +50,10 @@ BUILTIN_DESCRIPTIONS: tuple[str, ...] = (
 # bare "tap" is also what VMs use (libvirt vnet*, qemu tap*), and macOS creates utun devices for iCloud Private
 # Relay and others, so those two count only by name or by carrying the routes.
 SELF_EVIDENT_KINDS: frozenset[str] = frozenset({"tun", "wireguard", "ppp", "ovpn-dco", "ipsec"})
-# Route lookups for the full-tunnel check: one address in each half of IPv4 (OpenVPN's def1 installs 0/1 and
-# 128/1), from public and documentation ranges. Only the local routing table is consulted; nothing is sent.
-FULL_TUNNEL_PROBES_V4: tuple[str, ...] = ("9.9.9.9", "192.0.2.1", "203.0.113.1")
+# Route lookups for the full-tunnel check: public resolver addresses in both halves of IPv4 (OpenVPN's def1
+# installs 0/1 and 128/1). Only the local routing table is consulted; nothing is sent. Documentation ranges
+# (192.0.2.0/24...) are avoided on purpose: lab and CI networks use them as their LAN, which is never tunneled.
+FULL_TUNNEL_PROBES_V4: tuple[str, ...] = ("9.9.9.9", "149.112.112.112")
 FULL_TUNNEL_PROBE_V6 = "2001:db8::1"
 
 
