@@ -172,7 +172,9 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
     reasons = status.get("cover_reasons") or []
     if isinstance(reasons, Sequence) and not isinstance(reasons, str) and reasons:
         names = []
-        for r in reasons:
+        # The runtime lists "away" and "step_away" for a step-away; the worker needs only the specific one.
+        shown = [r for r in reasons if not (r == "away" and "step_away" in reasons)]
+        for r in shown:
             try:
                 names.append(t(f"reason.{r}"))
             except KeyError:

@@ -216,3 +216,49 @@ def test_status_window_and_ack_dialog_in_worker_language(
         save_png(f"status-window.{lang}.png", xdesktop.screenshot(box))
     finally:
         assert app.stop() == 0
+
+
+RUNTIME_POLICY = """
+schema = 1
+id = "desk"
+version = 1
+
+[presence]
+warn_after = "10m"
+protect_after = "11m"
+lock_after = "20m"
+cover = "opaque"
+
+[[customer_apps]]
+name = "顧客台帳"
+processes = ["excel"]
+title = "顧客台帳"
+"""
+
+
+def test_step_away_from_the_status_window_covers_the_customer_window(
+    xdesktop: XDesktop, tmp_path: Path
+) -> None:
+    """The real runtime behind the tray: Step away (status window) -> the customer window is covered and the
+    tray icon follows the presence stage to "covered"."""
+    customer = xdesktop.open_window("顧客台帳 - Excel", text="03-1234-5678", process="excel", x=40, y=420)
+    assert xdesktop.can_read("03-1234-5678", customer.rect())
+    app = TrayApp(xdesktop, tmp_path, "en", {}, policy=RUNTIME_POLICY, extra=["--runtime"])
+    try:
+        icon = app.icon_box()
+        wait_for(lambda: icon_shows(xdesktop, icon, TrayState.PROTECTED), timeout=15, what="protected icon")
+        xdesktop.click(*icon.center)
+        win = find_window(xdesktop, "Mamori status")
+        box = xdesktop.window_box(win)
+        settle()
+        click_text(xdesktop, box, "Step")
+        wait_for(lambda: "step_away" in app.commands(), timeout=5, what="step_away command")
+        wait_for(
+            lambda: not xdesktop.can_read("03-1234-5678", customer.rect()),
+            timeout=15,
+            what="the customer window to be covered",
+        )
+        wait_for(lambda: icon_shows(xdesktop, icon, TrayState.COVERED), timeout=10, what="covered icon")
+        save_png("step-away-covered.en.png", xdesktop.screenshot())
+    finally:
+        assert app.stop() == 0

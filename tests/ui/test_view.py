@@ -108,3 +108,8 @@ def test_runtime_status_shape() -> None:
     assert view.ack_needed
     assert "Cover windows: unavailable" in view.lines
     assert not view.permissions.allow_pause
+
+
+def test_step_away_reason_is_not_doubled() -> None:
+    view = build_view(EN, {"presence": "protect", "cover_reasons": ["away", "step_away"]})
+    assert "Covered because: stepped away" in view.lines

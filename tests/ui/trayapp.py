@@ -38,6 +38,9 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--show-ack", action="store_true")
     parser.add_argument("--report-config", type=Path, help="agent.toml: send events to its server for real")
+    parser.add_argument(
+        "--runtime", action="store_true", help="drive the real agent runtime (X11 + cover helper)"
+    )
     args = parser.parse_args()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test dumps our stacks when we hang
     logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
@@ -70,10 +73,26 @@ def main() -> int:
                 event = events.get_nowait()
                 write({"event": event.kind.value, "data": dict(event.data)})
 
+    runtime = None
+    if args.runtime:
+        # The real agent: X11 backend, cover helper process, presence loop; the tray reads runtime.status().
+        from agent.commands import build_agent
+        from agent.config import AgentConfig
+
+        config = AgentConfig(state_dir=state_dir, lock_command=("true",), language=args.lang, tray=True)
+        runtime = build_agent(config, args.policy, hotkey=False).runtime
+        runtime.start()
+        status = runtime.status  # type: ignore[assignment]
+
+    def dispatch(command: str) -> None:
+        on_command(command)
+        if runtime is not None and command == "step_away":
+            runtime.step_away()
+
     tray = Tray(
         t,
         status,
-        on_command,
+        dispatch,
         reported_provider=lambda: [{"class_uid": 2003, "activity_id": 1, "message": "policy.acknowledged"}],
         policy_provider=lambda: policy,
         refresh_interval=0.2,
@@ -100,6 +119,8 @@ def main() -> int:
     if service is not None:
         service.flush(10)
         service.stop()
+    if runtime is not None:
+        runtime.stop()
     write({"stopped": True, "backend": tray.backend})
     return 0
 
