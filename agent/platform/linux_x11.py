@@ -29,6 +29,7 @@ from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Wind
 logger = logging.getLogger(__name__)
 
 LOGIND_INTERVAL = 2.0
+LOCKER_GRACE = 10.0  # how long after a lock request a keyboard grab counts as the locker's
 SCREENSAVER_ON = 1  # MIT-SCREEN-SAVER QueryInfo state
 SKIP_TYPES = ("_NET_WM_WINDOW_TYPE_DOCK", "_NET_WM_WINDOW_TYPE_DESKTOP")
 
@@ -64,6 +65,9 @@ class X11Desktop:
         self._session = logind.Session.for_current()
         self._caps: Capabilities | None = None
         self._logind_checked = float("-inf")
+        self._locker: subprocess.Popen[bytes] | None = None
+        self._lock_requested_at: float | None = None
+        self._lock_seen = False
         self._logind_locked = False
 
     # ---- helpers ---------------------------------------------------------------------------------------
@@ -233,6 +237,8 @@ class X11Desktop:
                         return True
             except self._errors as err:
                 raise PlatformError(f"X screensaver query failed: {err}") from err
+        if self._locker_evidence():
+            return True
         if self._session is None:
             return False
         # logind is asked over D-Bus at most every LOGIND_INTERVAL seconds (CPU budget of the idle agent).
@@ -256,11 +262,43 @@ class X11Desktop:
         methods = self._lock_methods()
         if not methods:
             raise PlatformError("no lock method: set lock_command in agent.toml or install loginctl")
-        failures = [
-            f"{name}: {problem}" for name, argv in methods if (problem := run_locker(argv)) is not None
-        ]
-        if len(failures) == len(methods):
-            raise PlatformError("cannot lock the session (" + "; ".join(failures) + ")")
+        failures = []
+        for name, argv in methods:
+            problem, running = start_locker(argv)
+            if problem is None:
+                self._locker = running
+                self._lock_requested_at = time.monotonic()
+                self._lock_seen = False
+                return
+            failures.append(f"{name}: {problem}")
+        raise PlatformError("cannot lock the session (" + "; ".join(failures) + ")")
+
+    def _locker_evidence(self) -> bool:
+        """After our lock request: is a screen locker holding the session?
+
+        Lockers such as i3lock or xsecurelock neither start the X screensaver nor tell logind. They do grab the
+        keyboard, or keep running until unlocked. This is only asked after a lock request, because ordinary
+        programs grab the keyboard briefly (menus, drags).
+        """
+        if self._lock_requested_at is None:
+            return False
+        if self._locker is not None and self._locker.poll() is None:
+            return True
+        grabbed = self._keyboard_grabbed_elsewhere()
+        if grabbed:
+            self._lock_seen = True
+        elif self._lock_seen or time.monotonic() - self._lock_requested_at > LOCKER_GRACE:
+            self._lock_requested_at = None  # unlocked again, or no locker ever grabbed: stop asking
+        return grabbed
+
+    def _keyboard_grabbed_elsewhere(self) -> bool:
+        X = self._X
+        with self._lock:
+            status = self._root.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
+            if status == X.GrabSuccess:
+                self._d.ungrab_keyboard(X.CurrentTime)
+                self._d.flush()
+        return bool(status == X.AlreadyGrabbed)
 
     def watch_sleep(self, before_sleep: Callable[[], None]) -> None:
         if self._session is None:
@@ -274,17 +312,24 @@ class X11Desktop:
 
 def run_locker(argv: Sequence[str], settle: float = 1.0) -> str | None:
     """Start a lock program; None when it succeeded or is still running (many lockers block until unlock)."""
+    return start_locker(argv, settle)[0]
+
+
+def start_locker(
+    argv: Sequence[str], settle: float = 1.0
+) -> tuple[str | None, subprocess.Popen[bytes] | None]:
+    """Start a lock program: (problem or None, the process when it is still running after ``settle``)."""
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
     except OSError as err:
-        return f"cannot run {argv[0]}: {err.strerror}"
+        return f"cannot run {argv[0]}: {err.strerror}", None
     try:
         _, err_out = proc.communicate(timeout=settle)
     except subprocess.TimeoutExpired:
-        return None
+        return None, proc
     if proc.returncode != 0:
         text = err_out.decode(errors="replace").strip().splitlines()
-        return f"{argv[0]} exited {proc.returncode}" + (f": {text[-1]}" if text else "")
-    return None
+        return f"{argv[0]} exited {proc.returncode}" + (f": {text[-1]}" if text else ""), None
+    return None, None

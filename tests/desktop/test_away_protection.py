@@ -368,3 +368,23 @@ def test_hotkey_steps_away(xdesktop: XDesktop) -> None:
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     xdesktop.key("ctrl+alt+m")
     assert proc.wait(timeout=15) == 0, "the hotkey callback did not run"
+
+
+def test_locker_that_only_grabs_the_keyboard_is_verified(xdesktop: XDesktop, make_agent, tmp_path) -> None:
+    xdesktop.open_window("顧客台帳 - Excel", text=PHONE, process="excel", x=40, y=150)
+    pidfile = tmp_path / "locker.pid"
+    locker = Path(__file__).with_name("locker.py")
+    # Forks like i3lock: the command exits at once, the locker keeps the keyboard grabbed.
+    lock = ["sh", "-c", f"DISPLAY={xdesktop.display} {sys.executable} {locker} {pidfile} &"]
+    agent = make_agent(xdesktop, lock_after="3s", lock_command=lock)
+    agent.start()
+    try:
+        wait_for(lambda: agent.events(Kind.SESSION_LOCKED), timeout=10, what="session locked")
+        assert not agent.events(Kind.LOCK_FAILED)
+        assert agent.events(Kind.SESSION_LOCKED)[0]["method"] == "command"
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    xdesktop.nudge()  # the worker unlocked and is back
+    wait_for(lambda: agent.events(Kind.SESSION_UNLOCKED), timeout=5, what="session unlocked")
+    agent.wait_covered(0, timeout=3)
