@@ -73,6 +73,7 @@ class PostureMonitor:
         self._lock = threading.RLock()
         self._groups: dict[str, list[CheckResult]] = {}
         self._state: EnforcementState | None = None
+        self._last_status: dict[str, str] = {}
         self._vpn: tuple[str, ...] | None = None
         self._wake = threading.Event()
         self._network_changed = threading.Event()
@@ -129,7 +130,7 @@ class PostureMonitor:
         )
         with self._lock:
             self.evaluations += 1
-            before = {r.id: r for r in self.results}
+            before = dict(self._last_status)  # survives set_policy, so "previous" stays right across versions
             self._groups.update(run.results)
             results = self.results
             previous = self._state
@@ -137,12 +138,13 @@ class PostureMonitor:
             self._state = state
             now = self._clock.now()
             self._publish_findings(before, results, previous, state, now)
+            self._last_status.update({r.id: r.status for r in results})
             if run.vpn_interfaces is not None:
                 self._publish_vpn(run.vpn_interfaces, now)
             changed = (
                 previous is None
                 or not state.same_decision(previous)
-                or any(before.get(r.id) is None or before[r.id].status != r.status for r in results)
+                or any(before.get(r.id) != r.status for r in results)
             )
         if changed:
             try:
@@ -153,7 +155,7 @@ class PostureMonitor:
 
     def _publish_findings(
         self,
-        before: dict[str, CheckResult],
+        before: dict[str, str],
         results: list[CheckResult],
         previous: EnforcementState | None,
         state: EnforcementState,
@@ -165,7 +167,7 @@ class PostureMonitor:
             old = before.get(r.id)
             action = _enforcement_label(state.actions.get(r.id, "none"))
             old_action = _enforcement_label(previous.actions.get(r.id, "none")) if previous else None
-            if old is not None and old.status == r.status and old_action == action:
+            if old == r.status and old_action == action:
                 continue
             self._stream.publish(
                 AgentEvent(
@@ -174,7 +176,7 @@ class PostureMonitor:
                     {
                         "check_id": r.id,
                         "status": r.status,
-                        "previous": old.status if old is not None else None,
+                        "previous": old,
                         "mode": r.mode,
                         "enforcement": action,
                     },

@@ -230,3 +230,17 @@ def test_status_and_run_until() -> None:
         stop.set()
         worker.join(10)
     assert not worker.is_alive()
+
+
+def test_previous_status_survives_a_policy_update() -> None:
+    host = FakeHost(nics=[TUN])
+    stream = EventStream()
+    q = stream.subscribe()
+    monitor, _ = make(host, FakeClock(), stream)
+    monitor.evaluate()
+    drain(q)
+    host.nics = []
+    monitor.set_policy(load_policy(POLICY.replace(b"version = 1", b"version = 2")))
+    monitor.evaluate()
+    [vpn] = [e for e in drain(q) if e.kind is Kind.POSTURE_FINDING]
+    assert vpn.data["previous"] == "pass" and vpn.data["status"] == "fail"
