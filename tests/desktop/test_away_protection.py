@@ -37,7 +37,7 @@ version = 1
 
 [presence]
 warn_after = "1s"
-protect_after = "2s"
+protect_after = "{protect_after}"
 lock_after = "{lock_after}"
 cover = "{cover}"
 reveal = "{reveal}"
@@ -53,9 +53,19 @@ title = "顧客台帳"
 
 
 def policy_text(
-    cover: str = "blur", lock_after: str = "1h", max_inhibit: str = "1h", reveal: str = "activity"
+    cover: str = "blur",
+    lock_after: str = "1h",
+    max_inhibit: str = "1h",
+    reveal: str = "activity",
+    protect_after: str = "2s",
 ) -> str:
-    return POLICY.format(cover=cover, lock_after=lock_after, max_inhibit=max_inhibit, reveal=reveal)
+    return POLICY.format(
+        cover=cover,
+        lock_after=lock_after,
+        max_inhibit=max_inhibit,
+        reveal=reveal,
+        protect_after=protect_after,
+    )
 
 
 class SplitMonitors(X11Desktop):
@@ -83,6 +93,7 @@ class Agent:
         lock_command: list[str] | None = None,
         split: bool = False,
         reveal: str = "activity",
+        protect_after: str = "2s",
     ) -> None:
         self.desk = desk
         self.stream = EventStream()
@@ -92,7 +103,9 @@ class Agent:
             if split
             else X11Desktop(desk.display, lock_command=lock_command)
         )
-        policy = load_policy(policy_text(cover, lock_after, max_inhibit, reveal).encode(), "policy.toml")
+        policy = load_policy(
+            policy_text(cover, lock_after, max_inhibit, reveal, protect_after).encode(), "policy.toml"
+        )
         holder: list[Runtime] = []
         self.overlay = OverlaySupervisor(env=desk.env, on_click=lambda key: holder[0].reveal(key))  # noqa: PLW0108 - bound later
         self.runtime = Runtime(
@@ -283,7 +296,7 @@ def test_cli_run_status_and_step_away(xdesktop: XDesktop, tmp_path: Path) -> Non
     config = tmp_path / "agent.toml"
     config.write_text(f'state_dir = "{tmp_path / "state"}"\ntray = false\nlock_command = ["true"]\n')
     policy = tmp_path / "policy.toml"
-    text = policy_text(lock_after="2h").replace('protect_after = "2s"', 'protect_after = "1h"')
+    text = policy_text(lock_after="2h", protect_after="1h")
     policy.write_text(text.replace('warn_after = "1s"', 'warn_after = "50m"'))
     env = {**xdesktop.env, "MAMORI_DESKTOP_BACKEND": "x11"}
     proc = subprocess.Popen(
@@ -388,3 +401,22 @@ def test_locker_that_only_grabs_the_keyboard_is_verified(xdesktop: XDesktop, mak
     xdesktop.nudge()  # the worker unlocked and is back
     wait_for(lambda: agent.events(Kind.SESSION_UNLOCKED), timeout=5, what="session unlocked")
     agent.wait_covered(0, timeout=3)
+
+
+def test_warn_countdown_is_shown_and_input_dismisses_it(xdesktop: XDesktop, make_agent) -> None:
+    win = xdesktop.open_window("顧客台帳 - Excel", text=PHONE, process="excel", x=40, y=200)
+    agent = make_agent(xdesktop, protect_after="30s")
+    baseline = set(xdesktop.override_redirect_windows())
+    agent.start()
+    wait_for(lambda: agent.runtime.status()["presence"]["stage"] == "warn", timeout=5, what="warn stage")
+    banner = wait_for(
+        lambda: [b for b in xdesktop.override_redirect_windows() if b not in baseline and b.y == 40],
+        timeout=3,
+        what="countdown banner",
+    )[0]
+    text = xdesktop.ocr(banner)
+    assert "hidden in" in text and "Move the mouse" in text, text
+    assert xdesktop.can_read(PHONE, win.rect()), "warn does not cover yet"
+    xdesktop.nudge()
+    wait_for(lambda: agent.runtime.status()["presence"]["stage"] == "active", timeout=3, what="active again")
+    wait_for(lambda: banner not in xdesktop.override_redirect_windows(), timeout=3, what="banner gone")
