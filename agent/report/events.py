@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, TypeGuard
+from typing import Any
 
 from agent import __version__
 from agent.report.stream import AgentEvent, Kind
@@ -613,10 +613,6 @@ _TOP_KEYS = frozenset(
 _META_KEYS = frozenset({"uid", "sequence", "event_code", "product", "version"})
 
 
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
     # JSON objects are dicts and lists: exact type checks keep this cheap on the ingest path.
     if type(value) is dict:
@@ -660,82 +656,134 @@ def _holds_forbidden_key(record: dict[str, Any]) -> bool:
     return False
 
 
+def _server_rules(value: Any, _ctx: Context) -> Any:
+    # The server does not know the device's policy: rule names must at least look like names.
+    if type(value) is list and len(value) <= 64 and all(type(v) is str and 0 < len(v) <= 64 for v in value):
+        return value
+    raise _Reject
+
+
+def _server_app(value: Any, _ctx: Context) -> Any:
+    if type(value) is str and 0 < len(value) <= 64:
+        return value
+    raise _Reject
+
+
+def _redacted(value: Any, _ctx: Context) -> Any:
+    if (
+        type(value) is list
+        and len(value) <= 64
+        and all(type(v) is str and (v == "?" or _CODE.match(v)) for v in value)
+    ):
+        return value
+    raise _Reject
+
+
+def _hex64(value: Any, _ctx: Context) -> Any:
+    if type(value) is str and _HEX64.match(value):
+        return value
+    raise _Reject
+
+
+_SERVER_SHAPES: dict[Checker, Checker] = {_rules: _server_rules, _share_app: _server_app}
+# What the validator accepts in ``unmapped`` per kind: the builder's checkers, with the two that need the
+# device's policy (rule names, share-app names) replaced by shape checks.
+_UNMAPPED: dict[str, dict[str, Checker]] = {
+    kind: {
+        **{name: _SERVER_SHAPES.get(checker, checker) for name, checker in spec.fields.items()},
+        "redacted": _redacted,
+        "title_hash": _hex64,
+    }
+    for kind, spec in KINDS.items()
+}
+_NO_CONTEXT = Context()
+_DEVICE_KEYS = frozenset({"uid", "type_id"})
+_FINDING_KEYS = frozenset({"uid", "title"})
+
+
 def validate_record(record: Any, *, require_device: bool = True, require_sequence: bool = True) -> list[str]:
-    """Every problem of one record as "dotted.path: message" strings; empty when valid."""
-    if not isinstance(record, dict):
+    """Every problem of one record as "dotted.path: message" strings; empty when valid.
+
+    Used by the agent before storing and by the server on ingest (the hot path: keep it cheap)."""
+    if type(record) is not dict:
         return ["(top): must be a JSON object"]
     problems: list[str] = []
-    for key in sorted(set(record) - _TOP_KEYS):
-        problems.append(f"{key}: unknown field")
+    extra = record.keys() - _TOP_KEYS
+    if extra:
+        problems.extend(f"{key}: unknown field" for key in sorted(extra))
     if _holds_forbidden_key(record):
         problems.extend(f"{p}: field not allowed (privacy)" for p in _forbidden_paths(record))
     class_uid = record.get("class_uid")
     activity_id = record.get("activity_id")
-    if not _is_int(class_uid) or class_uid not in CLASSES:
+    if type(class_uid) is not int or class_uid not in CLASSES:
         problems.append(f"class_uid: must be one of {sorted(CLASSES)}")
     elif record.get("category_uid") != CLASSES[class_uid][1]:
         problems.append(f"category_uid: must be {CLASSES[class_uid][1]} for class {class_uid}")
-    if not _is_int(activity_id) or not (0 <= activity_id <= 99):
+    if type(activity_id) is not int or not (0 <= activity_id <= 99):
         problems.append("activity_id: must be an integer 0..99")
-    elif _is_int(class_uid) and record.get("type_uid") != class_uid * 100 + activity_id:
+    elif type(class_uid) is int and record.get("type_uid") != class_uid * 100 + activity_id:
         problems.append("type_uid: must be class_uid*100+activity_id")
-    if record.get("severity_id") not in SEVERITIES:
+    severity = record.get("severity_id")
+    if type(severity) is not int or severity not in SEVERITIES:
         problems.append("severity_id: must be 0..6")
     when = record.get("time")
-    if not _is_int(when) or not (0 < when < 2**53):
+    if type(when) is not int or not (0 < when < 2**53):
         problems.append("time: must be epoch milliseconds")
     meta = record.get("metadata")
     kind = ""
-    if not isinstance(meta, dict):
+    if type(meta) is not dict:
         problems.append("metadata: must be an object")
     else:
-        for key in sorted(set(meta) - _META_KEYS):
-            problems.append(f"metadata.{key}: unknown field")
-        if not (isinstance(meta.get("uid"), str) and _UUID7.match(meta["uid"])):
+        extra = meta.keys() - _META_KEYS
+        if extra:
+            problems.extend(f"metadata.{key}: unknown field" for key in sorted(extra))
+        uid = meta.get("uid")
+        if type(uid) is not str or not _UUID7.match(uid):
             problems.append("metadata.uid: must be a lowercase UUIDv7")
         seq = meta.get("sequence")
-        if require_sequence and not (_is_int(seq) and 1 <= seq < 2**63):
+        if require_sequence and not (type(seq) is int and 1 <= seq < 2**63):
             problems.append("metadata.sequence: must be a positive integer")
         code = meta.get("event_code")
-        kind = code if isinstance(code, str) else ""
+        kind = code if type(code) is str else ""
         if kind not in KINDS:
             problems.append("metadata.event_code: unknown event kind")
         product = meta.get("product")
-        if not (isinstance(product, dict) and isinstance(product.get("name"), str)):
+        if not (type(product) is dict and type(product.get("name")) is str):
             problems.append("metadata.product: must be an object with a name")
-        if not isinstance(meta.get("version"), str):
+        if type(meta.get("version")) is not str:
             problems.append("metadata.version: must be the OCSF version string")
     device = record.get("device")
     if require_device or device is not None:
-        if not (
-            isinstance(device, dict)
-            and isinstance(device.get("uid"), str)
-            and _DEVICE_ID.match(device["uid"])
-        ):
+        device_uid = device.get("uid") if type(device) is dict else None
+        if type(device_uid) is not str or not _DEVICE_ID.match(device_uid):
             problems.append("device.uid: must be the enrolled device id")
-        elif set(device) - {"uid", "type_id"}:
+        elif device.keys() - _DEVICE_KEYS:  # type: ignore[union-attr]
             problems.append("device: only uid and type_id are reported")
     if kind in KINDS:
         spec = KINDS[kind]
         if class_uid != spec.class_uid or activity_id != spec.activity_id:
             problems.append(f"class_uid/activity_id: do not match event kind {kind}")
+        finding = record.get("finding_info")
+        if finding is not None and not (
+            type(finding) is dict
+            and finding.keys() <= _FINDING_KEYS
+            and finding.get("title") in (spec.title, None)
+        ):
+            problems.append("finding_info: only uid and the fixed title of the event kind")
         unmapped = record.get("unmapped", {})
-        if not isinstance(unmapped, dict):
+        if type(unmapped) is not dict:
             problems.append("unmapped: must be an object")
         else:
-            allowed = set(spec.fields) | {"redacted", "title_hash"}
-            for key in sorted(set(unmapped) - allowed):
-                problems.append(f"unmapped.{key}: not reported for {kind}")
-            finding = record.get("finding_info")
-            if finding is not None and not (
-                isinstance(finding, dict)
-                and set(finding) <= {"uid", "title"}
-                and finding.get("title") in (spec.title, None)
-            ):
-                problems.append("finding_info: only uid and the fixed title of the event kind")
-            th = unmapped.get("title_hash")
-            if th is not None and not (isinstance(th, str) and _HEX64.match(th)):
-                problems.append("unmapped.title_hash: must be a hex SHA-256")
+            checkers = _UNMAPPED[kind]
+            for key, value in unmapped.items():
+                checker = checkers.get(key)
+                if checker is None:
+                    problems.append(f"unmapped.{str(key)[:64]}: not reported for {kind}")
+                    continue
+                try:
+                    checker(value, _NO_CONTEXT)
+                except _Reject:
+                    problems.append(f"unmapped.{key}: value not allowed for {kind}")
     return problems
 
 

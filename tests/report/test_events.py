@@ -181,3 +181,16 @@ def test_the_fast_key_check_agrees_with_the_path_scan(record: dict[str, object])
     from agent.report.events import _forbidden_paths, _holds_forbidden_key
 
     assert _holds_forbidden_key(record) == bool(list(_forbidden_paths(record)))
+
+
+def test_the_validator_checks_values_not_only_names() -> None:
+    record = full(Kind.LOCK_FAILED, {"method": "loginctl", "reason": "timeout"})
+    assert validate_record(record) == []
+    record["unmapped"]["reason"] = "Could not lock: 顧客 山田太郎"  # type: ignore[index]
+    record["unmapped"]["redacted"] = ["Mr Yamada"]  # type: ignore[index]
+    problems = validate_record(record)
+    assert "unmapped.reason: value not allowed for session.lock_failed" in problems
+    assert "unmapped.redacted: value not allowed for session.lock_failed" in problems
+    share = full(Kind.SHARE_STARTED, {"app": "Zoom"})
+    share["unmapped"]["app"] = "x" * 65  # type: ignore[index]
+    assert validate_record(share) == ["unmapped.app: value not allowed for share.started"]
