@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ def default_config_path() -> Path:
         return Path(env)
     if os.name == "nt":
         return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Mamori" / "agent.toml"
-    if Path("/Library").is_dir() and os.uname().sysname == "Darwin":
+    if sys.platform == "darwin":
         return Path("/Library/Application Support/Mamori/agent.toml")
     return Path("/etc/mamori/agent.toml")
 
