@@ -107,16 +107,21 @@ def _sleep_loop(before_sleep: Callable[[], None]) -> None:
     from jeepney.io.blocking import open_dbus_connection
 
     manager = DBusAddress(MANAGER_PATH, bus_name=BUS_NAME, interface=f"{BUS_NAME}.Manager")
-    rule = MatchRule(
+    # The bus daemon resolves the well-known sender name; messages carry logind's unique name (":1.5"), so the
+    # local filter must not compare the sender.
+    bus_rule = MatchRule(
         type="signal",
         sender=BUS_NAME,
         interface=f"{BUS_NAME}.Manager",
         member="PrepareForSleep",
         path=MANAGER_PATH,
     )
+    local_rule = MatchRule(
+        type="signal", interface=f"{BUS_NAME}.Manager", member="PrepareForSleep", path=MANAGER_PATH
+    )
     try:
         with open_dbus_connection(bus="SYSTEM", enable_fds=True) as conn:
-            conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=2)
+            conn.send_and_get_reply(message_bus.AddMatch(bus_rule), timeout=2)
 
             def inhibit() -> Any:
                 msg = new_method_call(
@@ -124,8 +129,8 @@ def _sleep_loop(before_sleep: Callable[[], None]) -> None:
                 )
                 return conn.send_and_get_reply(msg, timeout=2).body[0]
 
-            fd = inhibit()
-            with conn.filter(rule) as signals:
+            with conn.filter(local_rule) as signals:
+                fd = inhibit()
                 while True:
                     going_to_sleep = bool(conn.recv_until_filtered(signals).body[0])
                     if going_to_sleep:
