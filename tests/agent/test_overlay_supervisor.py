@@ -47,7 +47,7 @@ def test_runtime_locks_when_covering_is_impossible(tmp_path: Path) -> None:
     holder: list[Runtime] = []
     sup = OverlaySupervisor(
         env=no_display_env(),
-        on_failure=lambda r: holder[0].overlay_failed(r),
+        on_failure=lambda r: holder[0].overlay_failed(r),  # noqa: PLW0108 - bound later
         max_restarts=1,
         ping_interval=0,
     )
