@@ -46,6 +46,7 @@ class OverlaySupervisor:
         *,
         env: Mapping[str, str] | None = None,
         python: str | None = None,
+        command: Sequence[str] | None = None,
         on_click: Callable[[str], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
         max_restarts: int = 5,
@@ -57,7 +58,8 @@ class OverlaySupervisor:
         path = base.get("PYTHONPATH")
         base["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + path if path else "")
         self._env = base
-        self._python = python or sys.executable
+        # A frozen build (PyInstaller) has no `-m`: the installer passes its own helper command line.
+        self._command = list(command) if command else [python or sys.executable, "-m", "agent.overlay.helper"]
         self._on_click = on_click
         self._on_failure = on_failure
         self._max_restarts = max_restarts
@@ -109,7 +111,7 @@ class OverlaySupervisor:
     def _spawn(self) -> None:
         try:
             proc = subprocess.Popen(
-                [self._python, "-m", "agent.overlay.helper"],
+                self._command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
