@@ -41,6 +41,8 @@ PolicyProvider = Callable[[], Policy | None]
 # The label of the first active reason in this order is shown on opaque covers.
 REASON_ORDER = ("lock_failed", "posture", "share", "ack", "away")
 AWAY = "away"
+MAX_RESTART_DELAY = 5.0
+HEALTHY_RUN = 60.0
 LOCK_FAILED = "lock_failed"
 
 
@@ -226,17 +228,23 @@ class Runtime:
         thread.start()
 
     def _supervise(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        """Run ``target`` until stop; restart it when it raises or returns, with a backoff capped at
+        MAX_RESTART_DELAY (protection must come back soon) that resets after a long healthy run."""
         delay = self._supervise_delay
         while not self._stop.is_set():
+            started = self.clock.monotonic()
             try:
                 target(self._stop)
             except Exception:
                 logger.exception("worker %s crashed; restarting in %.1fs", name, delay)
+                self._report_degraded(f"worker.{name}", "crashed")
             if self._stop.is_set():
                 return
+            if self.clock.monotonic() - started > HEALTHY_RUN:
+                delay = self._supervise_delay
             self._restarts[name] = self._restarts.get(name, 0) + 1
             self._stop.wait(delay)
-            delay = min(max(delay, 0.1) * 2, 30.0)
+            delay = min(max(delay, 0.1) * 2, MAX_RESTART_DELAY)
 
     # ---- the presence loop -----------------------------------------------------------------------------
     def _presence_loop(self, stop: threading.Event) -> None:

@@ -239,6 +239,7 @@ def test_crashing_worker_is_restarted(parts) -> None:
     finally:
         rt.stop()
     assert len(runs) == 3 and rt.status()["restarts"]["flaky"] == 2
+    assert "worker.flaky" in rt.status()["degraded"]
 
 
 def test_policy_provider_is_reread(tmp_path: Path) -> None:
