@@ -189,7 +189,9 @@ class X11Desktop:
                         title=self._text(win),
                         pid=pid,
                         process_name=self._process_name(pid),
-                        rect=Rect(-origin.x, -origin.y, int(geom.width), int(geom.height)),
+                        rect=self._frame_rect(
+                            win, Rect(-origin.x, -origin.y, int(geom.width), int(geom.height))
+                        ),
                         wm_class=wm_class[1] if wm_class else "",
                         active=int(xid) == active_id,
                         fullscreen=self._atom("_NET_WM_STATE_FULLSCREEN") in state,
@@ -199,6 +201,17 @@ class X11Desktop:
             except self._errors:
                 continue
         return out
+
+    def _frame_rect(self, win: Any, client: Rect) -> Rect:
+        """The client area grown by the window manager's decorations (EWMH ``_NET_FRAME_EXTENTS``): the title
+        bar shows the window title, which may itself be customer data (a customer's name in a CRM tab)."""
+        extents = self._prop(win, "_NET_FRAME_EXTENTS", self._Xatom.CARDINAL)
+        if extents is None or len(extents) != 4:
+            return client
+        left, right, top, bottom = (int(v) for v in extents)
+        return Rect(
+            client.x - left, client.y - top, client.width + left + right, client.height + top + bottom
+        )
 
     def monitors(self) -> list[Monitor]:
         with self._lock:

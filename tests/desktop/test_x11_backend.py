@@ -28,8 +28,9 @@ def test_windows_carry_title_pid_process_geometry_and_state(xdesktop: XDesktop, 
     wa, wb = windows[a.xid], windows[b.xid]
     assert wa.title == "顧客台帳.xlsx - Excel" and wa.pid == a.pid and wa.process_name == "excel"
     assert wa.wm_class == "Xlmain"
-    box = a.rect()
-    assert wa.rect == Rect(box.x, box.y, box.width, box.height)
+    box, frame = a.rect(), a.frame_rect()
+    assert frame.height > box.height  # openbox's title bar
+    assert wa.rect == Rect(frame.x, frame.y, frame.width, frame.height)  # decorations included
     assert wb.active and not wa.active
     assert [w.id for w in x11.windows()][-1] == b.xid  # topmost last
     b.set_fullscreen(True)

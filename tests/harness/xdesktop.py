@@ -117,6 +117,10 @@ class TkWindow:
         """The client area (without openbox decorations) in root coordinates."""
         return self.desk.window_box(self.xid)
 
+    def frame_rect(self) -> Box:
+        """The window with openbox's decorations (title bar, borders): what a viewer sees of it."""
+        return self.desk.frame_box(self.xid)
+
     def move(self, x: int, y: int) -> None:
         """Move the window the way a user would (through the window manager), and wait until it moved."""
         before = self.rect()
@@ -316,6 +320,16 @@ class XDesktop:
         geom = win.get_geometry()
         coords = win.translate_coords(self._x.screen().root, 0, 0)
         return Box(-coords.x, -coords.y, geom.width, geom.height)
+
+    def frame_box(self, xid: int) -> Box:
+        """``window_box`` grown by the EWMH ``_NET_FRAME_EXTENTS`` (left, right, top, bottom) the WM set."""
+        box = self.window_box(xid)
+        win = self._x.create_resource_object("window", xid)
+        prop = win.get_full_property(self._x.intern_atom("_NET_FRAME_EXTENTS"), 0)
+        if prop is None or len(prop.value) != 4:
+            return box
+        left, right, top, bottom = (int(v) for v in prop.value)
+        return Box(box.x - left, box.y - top, box.width + left + right, box.height + top + bottom)
 
     def window_at(self, x: int, y: int) -> int | None:
         """The top-level window (not the openbox frame) visible at (x, y), via xdotool."""
