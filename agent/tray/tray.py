@@ -227,7 +227,11 @@ class Tray:
     def _apply_to(self, icon: Any, view: StatusView) -> None:
         if view.state != self.state:
             logger.debug("tray state %s -> %s", self.state, view.state)
-            icon.icon = icon_image(view.state, self.panel, 64)
+            image = icon_image(view.state, self.panel, 64)
+            if self._pump is not None:
+                self._pump.set_image(image)
+            else:
+                icon.icon = image
             self.state = view.state
             logger.debug("tray icon now %s", view.state)
         title = self._title(view)
@@ -457,6 +461,16 @@ class _XorgPump:
     def post(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
 
+    def set_image(self, image: Any) -> None:
+        """Draw a new icon image without pystray's ``_update_icon``, which re-sends a dock request on every
+        update: the tray manager then re-embeds the window, and a redraw racing the re-embedding left the icon
+        blank or stale (seen in tests/ui/test_tray_desktop.py)."""
+        icon = self._icon
+        icon._icon = image
+        icon._icon_data = None  # pystray's cache of the image scaled to the window
+        icon._draw()
+        icon._icon_valid = True
+
     def ensure_docked(self) -> None:
         """Dock (again) when the icon is not embedded in a tray: the icon must never go missing.
 
@@ -476,7 +490,8 @@ class _XorgPump:
             logger.debug("tray window gone: %s", err)
             return
         if icon._systray_manager is not None and parent.id != root.id:
-            return  # embedded
+            icon._draw()  # embedded; repaint once a second in case an Expose was lost during (re-)embedding
+            return
         try:
             icon._assert_docked()
         except AssertionError:
