@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=167.0, help="requests per second (open loop)")
     parser.add_argument("--events", type=int, default=5, help="events per batch")
     parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (server.toml workers)")
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         storage.dispose()
         bodies = [make_batches(f"dagent{i}", args.events)[0] for i in range(args.agents)]
-        server = ServerProcess(url, free_port(), folder / "server.log")
+        extra: tuple[str, ...] = ()
+        if args.workers > 1:
+            (folder / "server.toml").write_text(f"workers = {args.workers}\n")
+            extra = ("--config", str(folder / "server.toml"))
+        server = ServerProcess(url, free_port(), folder / "server.log", extra)
         server.start()
         local = threading.local()
         latencies: list[float] = []
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "ingest_agents",
         "db": "postgresql" if url.startswith("postgresql") else "sqlite",
         "agents": args.agents,
+        "workers": args.workers,
         "events_per_batch": args.events,
         "target_rate": args.rate,
         "achieved_rate": round(args.agents / elapsed, 1),

@@ -182,7 +182,9 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pool_pre_ping (a round trip per checkout on the ingest path); recycle instead, and a dropped
+    # connection surfaces as OperationalError -> 503 + Retry-After, which the agent retries.
+    return sa.create_engine(url, pool_recycle=300, pool_size=10, max_overflow=20)
 
 
 class Storage:

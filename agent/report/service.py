@@ -29,7 +29,7 @@ from agent.clock import Clock
 from agent.config import AgentConfig
 from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
 from agent.report.events import Context, build_record, rule_context
-from agent.report.outbox import Outbox, Pending
+from agent.report.outbox import Outbox, OutboxError, Pending
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.report.uploader import Backoff, PolicyFetcher, Uploader
 
@@ -138,7 +138,13 @@ class ReportingService:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        alive = [t.name for t in self._threads if t.is_alive()]
         self._threads.clear()
+        if alive:
+            # A request is still hanging (server not answering): leave the outbox open for that daemon thread;
+            # everything is already on disk.
+            logger.warning("reporting threads still busy at stop: %s", ", ".join(alive))
+            return
         self.outbox.close()
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -236,7 +242,15 @@ class ReportingService:
                         events.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._persist(events)
+                while True:
+                    try:
+                        self._persist(events)
+                        break
+                    except OutboxError as err:
+                        # Disk full or unwritable: keep the events in memory and retry; never drop silently.
+                        logger.error("%s", err)
+                        if self._stopping.wait(1.0):
+                            return
         finally:
             self._persist_done.set()
 
@@ -311,6 +325,18 @@ class ReportingService:
         return self._enrollment
 
     def _upload_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._upload_cycle()
+            except Exception:  # the uploader must outlive any bug or disk error; events stay in the outbox
+                logger.exception("reporting upload loop failed; restarting it in 5 s")
+                self._stopping.wait(5.0)
+        try:
+            self._final()
+        except Exception:
+            logger.exception("final upload at stop failed")
+
+    def _upload_cycle(self) -> None:
         now = self.clock.monotonic()
         next_heartbeat = now + self._heartbeat_interval()
         next_policy = now
@@ -335,7 +361,6 @@ class ReportingService:
                 self._retry_at = 0.0
                 self.uploader.backoff.reset()
                 next_heartbeat = next_policy = 0.0
-        self._final()
 
     def _upload_due(self, now: float) -> bool:
         pending = self.outbox.pending_count()
