@@ -30,7 +30,7 @@ from agent.decide.presence import PresenceDecision, PresenceInput, PresenceMachi
 from agent.i18n import Translator, detect_language
 from agent.overlay.protocol import CoverSpec
 from agent.overlay.supervisor import CoverSink
-from agent.platform.base import ESSENTIAL, Desktop, PlatformError, SleepWatcher, Window
+from agent.platform.base import ESSENTIAL, Desktop, PlatformError, Rect, SleepWatcher, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
 from policy.model import Policy, Presence
 
@@ -350,12 +350,15 @@ class Runtime:
                 label = self._label(reasons[top].message_key)
                 style = presence.cover if only_away else "opaque"
                 clickable = only_away and presence.reveal == "click"
-                covers = [
-                    CoverSpec(f"w:{m.window.id}", m.window.rect, style, label, clickable) for m in matches
-                ]
+                covers = []
+                for m in matches:
+                    covers.append(CoverSpec(f"w:{m.window.id}", m.window.rect, style, label, clickable))
+                    strip = title_strip(m.window)
+                    if strip is not None:
+                        covers.append(CoverSpec(f"w:{m.window.id}:title", strip, "opaque", "", clickable))
             self._matches = matches
             rule_names = sorted({m.rule for m in matches})
-            self._announce(reasons, rule_names, len(covers))
+            self._announce(reasons, rule_names, len(matches) if matches else len(covers))
             changed = covers != self._last_covers
             self._last_covers = covers
         if changed and self.overlay is not None:
@@ -539,7 +542,7 @@ class Runtime:
             if AWAY in reasons and reasons[AWAY].event_reason == "step_away":
                 cover_reasons.append("step_away")
             rules = sorted({m.rule for m in self._matches}) if reasons else []
-            count = len(self._last_covers or [])
+            count = len(self._matches) if self._matches else len(self._last_covers or [])
             out: dict[str, Any] = {
                 "presence": {
                     "stage": (d.stage if d else Stage.ACTIVE).value,
@@ -588,6 +591,14 @@ class Runtime:
             self.step_away()
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def title_strip(window: Window) -> Rect | None:
+    """The decorations above the client area (the title bar), when the backend reports them separately."""
+    frame, rect = window.frame, window.rect
+    if frame is None or frame.y >= rect.y:
+        return None
+    return Rect(frame.x, frame.y, frame.width, rect.y - frame.y)
 
 
 def _known(key: str) -> bool:

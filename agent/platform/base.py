@@ -39,6 +39,9 @@ class Window:
     active: bool = False
     fullscreen: bool = False
     minimized: bool = False
+    # The window with its decorations when they lie outside ``rect`` (X11: the WM's title bar, from EWMH
+    # _NET_FRAME_EXTENTS). The title bar shows the title, which can be customer data, so it is covered too.
+    frame: Rect | None = None
 
 
 @dataclass(frozen=True)

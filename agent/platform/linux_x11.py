@@ -183,15 +183,15 @@ class X11Desktop:
                 pid_value = self._prop(win, "_NET_WM_PID", self._Xatom.CARDINAL)
                 pid = int(pid_value[0]) if pid_value is not None and len(pid_value) else None
                 wm_class = win.get_wm_class()
+                client = Rect(-origin.x, -origin.y, int(geom.width), int(geom.height))
                 out.append(
                     Window(
                         id=int(xid),
                         title=self._text(win),
                         pid=pid,
                         process_name=self._process_name(pid),
-                        rect=self._frame_rect(
-                            win, Rect(-origin.x, -origin.y, int(geom.width), int(geom.height))
-                        ),
+                        rect=client,
+                        frame=self._frame_rect(win, client),
                         wm_class=wm_class[1] if wm_class else "",
                         active=int(xid) == active_id,
                         fullscreen=self._atom("_NET_WM_STATE_FULLSCREEN") in state,
@@ -202,12 +202,12 @@ class X11Desktop:
                 continue
         return out
 
-    def _frame_rect(self, win: Any, client: Rect) -> Rect:
+    def _frame_rect(self, win: Any, client: Rect) -> Rect | None:
         """The client area grown by the window manager's decorations (EWMH ``_NET_FRAME_EXTENTS``): the title
         bar shows the window title, which may itself be customer data (a customer's name in a CRM tab)."""
         extents = self._prop(win, "_NET_FRAME_EXTENTS", self._Xatom.CARDINAL)
-        if extents is None or len(extents) != 4:
-            return client
+        if extents is None or len(extents) != 4 or not any(extents):
+            return None
         left, right, top, bottom = (int(v) for v in extents)
         return Rect(
             client.x - left, client.y - top, client.width + left + right, client.height + top + bottom

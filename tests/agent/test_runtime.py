@@ -283,3 +283,19 @@ def test_control_commands(parts) -> None:
     assert reply["ok"] and reply["status"]["covered"]["rules"] == ["crm"]
     assert reply["status"]["presence"]["stage"] == "protect"
     assert rt.handle_control({"cmd": "reboot"})["ok"] is False
+
+
+def test_title_bar_outside_the_client_area_is_covered_too(tmp_path: Path) -> None:
+    framed = window(
+        5, "顧客台帳 - 山田 太郎", "excel", Rect(100, 130, 600, 400), frame=Rect(99, 100, 602, 431)
+    )
+    desk = FakeDesktop([framed])
+    sink = RecordingSink()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=sink)
+    desk.set_idle(95)
+    rt.step()
+    assert [(c.key, c.rect) for c in sink.current] == [
+        ("w:5", Rect(100, 130, 600, 400)),
+        ("w:5:title", Rect(99, 100, 602, 30)),
+    ]
+    assert rt.status()["covered"] == {"rules": ["ledger"], "count": 1}

@@ -25,7 +25,7 @@ from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
 from policy.load import load_policy
-from tests.harness.xdesktop import Box, XDesktop, wait_for
+from tests.harness.xdesktop import Box, TkWindow, XDesktop, wait_for
 
 PHONE = "03-1234-5678"
 OTHER = "090-8765-4321"
@@ -153,6 +153,11 @@ def make_agent(tmp_path: Path) -> Iterator[object]:
         agent.stop()
 
 
+def title_bar(win: TkWindow) -> Box:
+    client, frame = win.rect(), win.frame_rect()
+    return Box(frame.x, frame.y, frame.width, client.y - frame.y)
+
+
 def cover_at(desk: XDesktop, box: Box) -> bool:
     return any(b == box for b in desk.override_redirect_windows())
 
@@ -167,9 +172,7 @@ def test_idle_covers_customer_window_input_reveals_idle_covers_again(xdesktop: X
 
     agent.wait_covered(1)
     assert agent.runtime.status()["covered"]["rules"] == ["ledger"]
-    assert cover_at(xdesktop, win.frame_rect()), (
-        "the cover spans the title bar too (titles can be customer data)"
-    )
+    assert cover_at(xdesktop, win.rect()), "the cover spans the title bar too (titles can be customer data)"
     assert not xdesktop.can_read(PHONE, box), "the covered phone number must be unreadable"
     assert xdesktop.can_read(OTHER, other_box), "the window beside it stays readable"
 
@@ -194,7 +197,7 @@ def test_cover_follows_move_and_close_removes_it(xdesktop: XDesktop, make_agent)
     agent.wait_covered(1)
     win.move(500, 380)
     moved = win.rect()
-    wait_for(lambda: cover_at(xdesktop, win.frame_rect()), timeout=2, what="cover at the new position")
+    wait_for(lambda: cover_at(xdesktop, win.rect()), timeout=2, what="cover at the new position")
     assert not xdesktop.can_read(PHONE, moved)
     win.close()
     agent.wait_covered(0, timeout=3)
@@ -214,7 +217,7 @@ def test_two_monitors_and_failed_lock_covers_every_screen(
     agent.start()
     agent.wait_covered(1)
     box = right.rect()
-    assert box.x >= 1280 and cover_at(desk, right.frame_rect())
+    assert box.x >= 1280 and cover_at(desk, box) and cover_at(desk, title_bar(right))
     assert not desk.can_read(PHONE, box)
     assert desk.can_read(OTHER, left.rect())
 
@@ -255,7 +258,7 @@ def test_fullscreen_inhibitor_delays_lock_not_cover(xdesktop: XDesktop, make_age
     started = time.monotonic()
     agent.wait_covered(1)
     assert time.monotonic() - started < 4, "the cover is not delayed by the inhibitor"
-    assert cover_at(xdesktop, win.frame_rect())
+    assert cover_at(xdesktop, win.rect())
     wait_for(
         lambda: agent.runtime.status()["presence"]["lock_inhibited_by"] == ["fullscreen"],
         timeout=5,
@@ -277,7 +280,7 @@ def test_killing_the_helper_covers_again_within_one_second(xdesktop: XDesktop, m
     killed = time.monotonic()
     wait_for(lambda: agent.overlay.pid not in (None, pid), timeout=1, interval=0.01, what="new helper")
     assert agent.overlay.wait_applied(1.0)
-    wait_for(lambda: cover_at(xdesktop, win.frame_rect()), timeout=1.0, interval=0.02, what="cover back")
+    wait_for(lambda: cover_at(xdesktop, win.rect()), timeout=1.0, interval=0.02, what="cover back")
     assert time.monotonic() - killed < 1.0
     assert not xdesktop.can_read(PHONE, win.rect())
 

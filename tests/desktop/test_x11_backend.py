@@ -30,7 +30,8 @@ def test_windows_carry_title_pid_process_geometry_and_state(xdesktop: XDesktop, 
     assert wa.wm_class == "Xlmain"
     box, frame = a.rect(), a.frame_rect()
     assert frame.height > box.height  # openbox's title bar
-    assert wa.rect == Rect(frame.x, frame.y, frame.width, frame.height)  # decorations included
+    assert wa.rect == Rect(box.x, box.y, box.width, box.height)
+    assert wa.frame == Rect(frame.x, frame.y, frame.width, frame.height)  # decorations, for the title cover
     assert wb.active and not wa.active
     assert [w.id for w in x11.windows()][-1] == b.xid  # topmost last
     b.set_fullscreen(True)
