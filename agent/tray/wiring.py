@@ -1,0 +1,169 @@
+"""Attach the worker-facing parts (tray, notifications, acknowledgement) to a running agent.
+
+For ``mamori agent run``::
+
+    ui = attach_ui(agent.runtime, agent.stream, config, reporting=service)   # after runtime.start()
+    if ui.tray is not None and not args.no_tray:
+        ui.tray.run()          # main thread, until ui.tray.stop()
+    else:
+        runtime.run()
+
+What it does: an :class:`AckFlow` (acknowledgements in ``state_dir``, the "ack" cover reason on the runtime,
+``POLICY_ACKNOWLEDGED`` on the stream) fed by a worker that watches the runtime's policy; a
+:class:`NotificationBridge` from the event stream to the OS notifier; the tray with its commands routed to
+the runtime. The runtime has no pause API yet: a pause request is reported (``PROTECTION_PAUSED`` with reason
+and minutes) and the status shows it, but protection keeps running (safe default) until the runtime implements
+``pause(minutes)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent.ack import AckFlow, AckStore
+from agent.config import AgentConfig
+from agent.i18n import Translator, detect_language
+from agent.notify import NotificationBridge, Notifier, select_backend
+from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.tray.tray import Tray
+from policy.model import Policy
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeLike(Protocol):
+    """What the wiring needs from :class:`agent.runtime.Runtime`."""
+
+    clock: Any
+
+    def policy(self) -> Policy | None: ...
+    def status(self) -> dict[str, Any]: ...
+    def step_away(self) -> None: ...
+    def stop(self) -> None: ...
+    def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None: ...
+    def add_status_provider(self, name: str, provider: Callable[[], object]) -> None: ...
+    def add_worker(self, name: str, target: Callable[[threading.Event], None]) -> None: ...
+
+
+class ReportingLike(Protocol):
+    def recent_sent(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class UI:
+    tray: Tray | None
+    ack: AckFlow
+    notifications: NotificationBridge
+    notifier: Notifier
+
+
+def translator_for(config: AgentConfig, policy: Policy | None) -> Translator:
+    overrides: Mapping[str, Mapping[str, str]] = (
+        {"ja": policy.messages.ja, "en": policy.messages.en} if policy is not None else {}
+    )
+    return Translator(detect_language(config.language), overrides)
+
+
+def handle_command(command: str, runtime: RuntimeLike, ack: AckFlow, stream: EventStream) -> None:
+    """Carry out one tray command (see agent.tray.tray for the list)."""
+    parts = command.split()
+    if not parts:
+        return
+    verb = parts[0]
+    if verb == "step_away":
+        runtime.step_away()
+    elif verb == "acknowledge" and len(parts) == 3 and parts[2].isdigit():
+        ack.acknowledge(parts[1], int(parts[2]))
+    elif verb == "pause" and len(parts) == 3 and parts[1].isdigit():
+        policy = runtime.policy()
+        if policy is None or not policy.worker.allow_pause:
+            logger.warning("pause refused: the policy does not allow it")
+            return
+        minutes = max(1, min(int(parts[1]), int(policy.worker.pause_max // 60)))
+        stream.publish(
+            AgentEvent(
+                Kind.PROTECTION_PAUSED, runtime.clock.now(), {"reason_code": parts[2], "minutes": minutes}
+            )
+        )
+        pause = getattr(runtime, "pause", None)
+        if callable(pause):
+            pause(minutes)
+    elif verb == "resume":
+        resume = getattr(runtime, "resume", None)
+        if callable(resume):
+            resume()
+        stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, runtime.clock.now(), {}))
+    elif verb == "quit":
+        policy = runtime.policy()
+        if policy is not None and policy.worker.allow_quit:
+            runtime.stop()
+    else:
+        logger.warning("unknown tray command %s", verb)
+
+
+def attach_ui(
+    runtime: RuntimeLike,
+    stream: EventStream,
+    config: AgentConfig,
+    *,
+    reporting: ReportingLike | None = None,
+    tray: bool = True,
+) -> UI:
+    policy = runtime.policy()
+    t = translator_for(config, policy)
+    holder: dict[str, Tray] = {}
+
+    def set_cover(active: bool) -> None:
+        runtime.set_cover_reason("ack", active, "cover.ack")
+
+    def show_dialog(p: Policy) -> None:
+        if "tray" in holder:
+            holder["tray"].show_ack_for(p)
+
+    ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, set_cover, show_dialog)
+    runtime.add_status_provider("ack", ack.status)
+
+    def degraded(reason: str) -> None:
+        stream.publish(
+            AgentEvent(
+                Kind.CAPABILITY_DEGRADED,
+                runtime.clock.now(),
+                {"capability": "notifications", "reason": "unavailable"},
+            )
+        )
+        logger.warning("notifications unavailable: %s", reason)
+
+    notifier = Notifier(select_backend(), runtime.clock, on_degraded=degraded)
+    bridge = NotificationBridge(stream, notifier, t).start()
+
+    the_tray: Tray | None = None
+    if tray and config.tray:
+        recent: Callable[[], Sequence[Mapping[str, Any]]] = reporting.recent_sent if reporting else list
+        the_tray = Tray(
+            t,
+            runtime.status,
+            lambda command: handle_command(command, runtime, ack, stream),
+            reported_provider=recent,
+            policy_provider=runtime.policy,
+        )
+        holder["tray"] = the_tray
+
+    def watch_policy(stop: threading.Event) -> None:
+        seen: tuple[str, int] | None = None
+        while not stop.wait(1.0):
+            current = runtime.policy()
+            key = (current.id, current.version) if current is not None else None
+            if key != seen and current is not None:
+                seen = key
+                new_t = translator_for(config, current)
+                bridge.translator = new_t
+                if the_tray is not None:
+                    the_tray.set_translator(new_t)
+                ack.on_policy(current)
+
+    runtime.add_worker("ui-policy", watch_policy)
+    return UI(the_tray, ack, bridge, notifier)

@@ -1,0 +1,107 @@
+"""The UI wiring against the real Runtime (fake desktop): tray commands, the ack cover, pause reporting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.clock import SystemClock
+from agent.config import AgentConfig
+from agent.platform.fake import FakeDesktop
+from agent.report.stream import EventStream, Kind
+from agent.runtime import Runtime
+from agent.tray.view import build_view
+from agent.tray.wiring import attach_ui, handle_command
+from policy.load import load_policy
+
+POLICY = """
+schema = 1
+id = "wired"
+version = {version}
+
+[acknowledgement]
+required = true
+text = {{ ja = "同意します", en = "I agree" }}
+
+[worker]
+allow_pause = {pause}
+pause_max = "15m"
+allow_quit = false
+"""
+
+
+def make_runtime(
+    tmp_path: Path, version: int = 1, pause: bool = True
+) -> tuple[Runtime, EventStream, AgentConfig]:
+    policy = load_policy(POLICY.format(version=version, pause=str(pause).lower()).encode())
+    config = AgentConfig(state_dir=tmp_path / "state", language="en")
+    stream = EventStream()
+    return Runtime(config, policy, FakeDesktop(), stream, SystemClock()), stream, config
+
+
+def wait(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_ack_covers_until_acknowledged_through_the_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAMORI_NOTIFY_BACKEND", "none")
+    runtime, stream, config = make_runtime(tmp_path)
+    events = stream.subscribe()
+    ui = attach_ui(runtime, stream, config, tray=False)
+    runtime.start()
+    try:
+        wait(lambda: "ack" in runtime.status()["cover_reasons"])
+        view = build_view(lambda key, **kw: key, runtime.status())
+        assert view.ack_needed and view.state.value == "covered"
+        handle_command("acknowledge wired 1", runtime, ui.ack, stream)
+        assert "ack" not in runtime.status()["cover_reasons"]
+        assert runtime.status()["ack"]["pending"] is False
+        kinds = []
+        while not events.empty():
+            kinds.append(events.get_nowait().kind)
+        assert Kind.POLICY_ACKNOWLEDGED in kinds
+        assert ui.notifier.degraded_reason is not None  # notifications disabled here, and said so
+    finally:
+        runtime.stop()
+        ui.notifications.stop()
+
+
+def test_pause_is_reported_clamped_and_refused_when_not_allowed(tmp_path: Path) -> None:
+    runtime, stream, config = make_runtime(tmp_path)
+    events = stream.subscribe()
+    from agent.ack import AckFlow, AckStore
+
+    ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
+    handle_command("pause 60 meeting", runtime, ack, stream)
+    event = events.get_nowait()
+    assert event.kind is Kind.PROTECTION_PAUSED and dict(event.data) == {
+        "reason_code": "meeting",
+        "minutes": 15,
+    }
+
+    strict, stream2, _ = make_runtime(tmp_path / "b", pause=False)
+    events2 = stream2.subscribe()
+    handle_command("pause 5 meeting", strict, ack, stream2)
+    handle_command("quit", strict, ack, stream2)
+    assert events2.empty() and not strict.stopped
+
+
+def test_step_away_reaches_the_runtime(tmp_path: Path) -> None:
+    runtime, stream, config = make_runtime(tmp_path)
+    from agent.ack import AckFlow, AckStore
+
+    ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
+    handle_command("step_away", runtime, ack, stream)
+    runtime.step()
+    # No cover helper in this runtime: the safer fallback of "protect" is "lock" (SPEC.md, Cover).
+    assert runtime.status()["presence"]["stage"] == "lock"
