@@ -21,7 +21,7 @@ from server import auth
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage, devices
-from tests.server.live import admin_token, migrated, signed_policy, signing_key
+from tests.server.live import admin_token, migrated, pg_url, reset_pg, signed_policy, signing_key
 
 DEVICE_ID = "dfuzz0000000000000000001"
 DEVICE_TOKEN = "mdt_fuzz-device-token"
@@ -62,10 +62,17 @@ NDJSON = st.one_of(
 schemathesis.openapi.media_type("application/x-ndjson", NDJSON)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, dict[str, str]]]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    storage: Storage = migrated(f"sqlite:///{tmp / 'fuzz.db'}")
+    if request.param == "postgres":
+        url = pg_url()
+        reset_pg(url)
+    else:
+        url = f"sqlite:///{tmp / 'fuzz.db'}"
+    storage: Storage = migrated(url)
     with storage.write() as conn:
         conn.execute(
             devices.insert().values(
