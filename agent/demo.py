@@ -17,6 +17,7 @@ Every step runs the real command line in a child process, so the demo exercises 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -180,7 +181,9 @@ class Demo:
                 "[4/4] agent running without a display: posture checks and reporting only (no tray, no covers)"
             )
         else:
-            self.say("[4/4] agent running with the tray icon")
+            self.say(
+                f"[4/4] agent running: mamori agent run --config {config}  (log: {self.workdir / 'agent.log'})"
+            )
 
     def reporting_only(self, config: Path) -> None:
         """Headless fallback: one posture check, then a reporting loop (heartbeats) in a child process."""
@@ -248,15 +251,16 @@ class Demo:
         """Agent first (it sends its clean-stop notice to the server), then the server."""
         for name, proc in reversed(self.children):
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+                # SIGTERM to the process only: the agent stops its own cover helper; signalling the whole group
+                # would kill the helper first and the agent would report a crash.
+                proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.kill()
                     proc.wait()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its session
             self.say(f"stopped {name}")
         self.children.clear()
 
