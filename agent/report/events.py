@@ -205,7 +205,8 @@ def _rules(value: Any, ctx: Context) -> list[str]:
     """Rule names of the current policy only; anything else (a title, a file name) is dropped."""
     if not isinstance(value, list | tuple | frozenset | set):
         raise _Reject
-    kept = sorted({v for v in value if isinstance(v, str) and v in ctx.rule_names})
+    # 64 characters: what the server accepts for a rule name (validate_record).
+    kept = sorted({v for v in value if isinstance(v, str) and v in ctx.rule_names and len(v) <= 64})
     if len(kept) != len(set(value)):
         # Some names were not rule names: keep the known ones, flag the field as partly redacted.
         raise _PartialReject(kept)

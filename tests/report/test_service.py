@@ -293,3 +293,47 @@ def test_a_tiny_outbox_keeps_findings_and_the_server_gets_the_gap_counts(
     device = admin_get(live, storage, "/v1/admin/devices")["devices"][0]
     dropped_total = sum(sum(g["dropped"].values()) + sum(g["coalesced"].values()) for g in gaps)
     assert device["missing_events"] == dropped_total  # the server's sequence gaps agree with the gap events
+
+
+def test_events_the_server_refuses_are_set_aside_and_reported(tmp_path: Path) -> None:
+    from agent.report.enrollment import Enrollment, save_enrollment
+
+    from .recording_server import RecordingServer
+
+    def refuse_vpn_down(lines: list[dict[str, Any]]) -> tuple[int, dict[str, str], Any]:
+        bad = [
+            {"index": i, "uid": e["metadata"]["uid"], "reason": "unmapped.interface: value not allowed"}
+            for i, e in enumerate(lines)
+            if e["metadata"]["event_code"] == "vpn.down"
+        ]
+        return 200, {}, {"accepted": len(lines) - len(bad), "duplicate": 0, "rejected": bad}
+
+    server = RecordingServer(refuse_vpn_down)
+    try:
+        config = AgentConfig(state_dir=tmp_path / "agent")
+        save_enrollment(config.state_dir, Enrollment(server.url, "dtest", "mdt_x"))
+        stream = EventStream()
+        service = ReportingService(
+            config, stream, SystemClock(), batch_delay=0.05, policy_interval=1e9, heartbeat=1e9
+        )
+        service.start()
+        for kind in (Kind.VPN_UP, Kind.VPN_DOWN, Kind.VPN_UP):
+            stream.publish(AgentEvent(kind, SystemClock().now(), {"interface": "wg0"}))
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "report.rejected" not in {
+            e["metadata"]["event_code"] for e in server.events
+        }:
+            time.sleep(0.05)
+        assert service.flush(10)
+        refused = [e for e in server.events if e["metadata"]["event_code"] == "vpn.down"]
+        report = next(e for e in server.events if e["metadata"]["event_code"] == "report.rejected")
+        assert report["unmapped"]["count"] == 1
+        assert report["unmapped"]["uids"] == [refused[0]["metadata"]["uid"]]
+        assert report["unmapped"]["reasons"] == {"unmapped.interface": 1}
+        assert [r.kind for r in service.outbox.rejected()] == ["vpn.down"]  # kept locally, never resent
+        assert len(refused) == 1
+        service.stop()
+    finally:
+        server.close()
