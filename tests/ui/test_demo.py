@@ -16,6 +16,7 @@ import requests
 
 from agent.demo import demo_policy, free_port
 from policy.load import load_policy
+from tests.harness.xdesktop import XDesktop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,18 +29,14 @@ def test_demo_policy_has_short_timers_and_no_blocking() -> None:
     assert '"block"' not in "".join(line.split("#")[0] for line in text.splitlines() if "mode" in line)
 
 
-@pytest.mark.slow
-def test_demo_starts_server_and_agent_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    if not (ROOT / "policy" / "examples" / "standard.toml").exists():
-        pytest.skip("policy/examples/standard.toml is not in this tree")
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env.update(
-        {
-            "MAMORI_DEMO_DIR": str(tmp_path / "demo"),
-            "MAMORI_DEMO_PORT": str(free_port()),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
+def run_demo(env: dict[str, str], tmp_path: Path) -> str:
+    """Start `mamori demo`, check the dashboard and the enrolled device, Ctrl-C it; return its whole output."""
+    env = {
+        **env,
+        "MAMORI_DEMO_DIR": str(tmp_path / "demo"),
+        "MAMORI_DEMO_PORT": str(free_port()),
+        "PYTHONPATH": str(ROOT),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "demo"],
         cwd=ROOT,
@@ -64,7 +61,6 @@ def test_demo_starts_server_and_agent_and_stops_on_ctrl_c(tmp_path: Path) -> Non
                 break
         out = "\n".join(lines)
         assert url is not None, out
-        assert "No display: the agent runs its posture checks and reporting only" in out
         assert requests.get(url, timeout=10).status_code == 200  # the dashboard answers
         assert requests.get(url + "healthz", timeout=10).json()
         token = next(line.split(": ", 1)[1] for line in lines if line.startswith("Admin token"))
@@ -79,3 +75,21 @@ def test_demo_starts_server_and_agent_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     assert "stopped server" in rest
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=3)
+    return out + "\n" + rest
+
+
+@pytest.mark.slow
+def test_demo_headless(tmp_path: Path) -> None:
+    if not (ROOT / "policy" / "examples" / "standard.toml").exists():
+        pytest.skip("policy/examples/standard.toml is not in this tree")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    out = run_demo(env, tmp_path)
+    assert "No display: the agent runs its posture checks and reporting only" in out
+
+
+@pytest.mark.slow
+def test_demo_on_a_desktop(xdesktop: XDesktop, tmp_path: Path) -> None:
+    out = run_demo(dict(xdesktop.env), tmp_path)
+    assert "[4/4] agent running: mamori agent run" in out, out
+    assert "stay idle 30 s to see the cover" in out
+    assert "stopped agent" in out
