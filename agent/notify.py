@@ -310,13 +310,18 @@ class Notifier:
         self._limiter.forget(key)
 
 
-def notification_for(event: AgentEvent, t: Translate) -> Notification | None:
-    """Pure: the notification an agent event deserves, in the translator's language, or None."""
+def notification_for(
+    event: AgentEvent, t: Translate, seconds_left: float | None = None
+) -> Notification | None:
+    """Pure: the notification an agent event deserves, in the translator's language, or None.
+
+    ``seconds_left`` is the countdown the runtime reports (its status), used when the event does not carry it.
+    """
     from agent.tray.view import check_name, remedy
 
     d = event.data
     if event.kind is Kind.PRESENCE_STAGE and d.get("stage") == "warn":
-        seconds = d.get("seconds_left", d.get("countdown", 30))
+        seconds = d.get("seconds_left", seconds_left if seconds_left is not None else 30)
         return Notification(
             "countdown",
             t("notify.countdown.title"),
@@ -360,7 +365,14 @@ def notification_for(event: AgentEvent, t: Translate) -> Notification | None:
 class NotificationBridge:
     """Subscribes to the event stream and notifies; runs on its own thread until :meth:`stop`."""
 
-    def __init__(self, stream: EventStream, notifier: Notifier, translator: Translate) -> None:
+    def __init__(
+        self,
+        stream: EventStream,
+        notifier: Notifier,
+        translator: Translate,
+        seconds_left: Callable[[], float | None] | None = None,
+    ) -> None:
+        self._seconds_left = seconds_left
         self._events = stream.subscribe()
         self._notifier = notifier
         self.translator = translator
@@ -371,7 +383,12 @@ class NotificationBridge:
         if event.kind is Kind.PRESENCE_STAGE and event.data.get("stage") == "active":
             self._notifier.reset("countdown")  # a new away period gets its own countdown
             return False
-        n = notification_for(event, self.translator)
+        left = (
+            self._seconds_left()
+            if self._seconds_left is not None and event.kind is Kind.PRESENCE_STAGE
+            else None
+        )
+        n = notification_for(event, self.translator, left)
         return n is not None and self._notifier.notify(n)
 
     def start(self) -> NotificationBridge:

@@ -2,11 +2,9 @@
 
 For ``mamori agent run``::
 
-    ui = attach_ui(agent.runtime, agent.stream, config, reporting=service)   # after runtime.start()
-    if ui.tray is not None and not args.no_tray:
-        ui.tray.run()          # main thread, until ui.tray.stop()
-    else:
-        runtime.run()
+    runtime.start()
+    ui = attach_ui(agent.runtime, agent.stream, config, reporting=service, tray=not args.no_tray)
+    run_ui(ui, agent.runtime)  # the tray on the main thread, or the runtime alone without a tray
 
 What it does: an :class:`AckFlow` (acknowledgements in ``state_dir``, the "ack" cover reason on the runtime,
 ``POLICY_ACKNOWLEDGED`` on the stream) fed by a worker that watches the runtime's policy; a
@@ -20,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -138,7 +137,13 @@ def attach_ui(
         logger.warning("notifications unavailable: %s", reason)
 
     notifier = Notifier(select_backend(), runtime.clock, on_degraded=degraded)
-    bridge = NotificationBridge(stream, notifier, t).start()
+
+    def seconds_left() -> float | None:
+        presence = runtime.status().get("presence") or {}
+        left = presence.get("seconds_left") if isinstance(presence, dict) else None
+        return float(left) if isinstance(left, int | float) else None
+
+    bridge = NotificationBridge(stream, notifier, t, seconds_left).start()
 
     the_tray: Tray | None = None
     if tray and config.tray:
@@ -167,3 +172,48 @@ def attach_ui(
 
     runtime.add_worker("ui-policy", watch_policy)
     return UI(the_tray, ack, bridge, notifier)
+
+
+def run_ui(ui: UI, runtime: RuntimeLike) -> None:
+    """Block on the main thread: the tray while it runs, else the runtime. Stopping either stops both.
+
+    A tray that cannot start (no system tray, no display) is a degraded state, not a failure: it is reported
+    as ``agent.degraded`` (capability "tray") and the agent keeps protecting without it.
+    """
+    from agent.tray.tray import TrayUnavailableError
+
+    if ui.tray is not None:
+        tray = ui.tray
+        stopper = threading.Thread(
+            target=_stop_tray_with(runtime, tray), name="mamori-tray-stop", daemon=True
+        )
+        stopper.start()
+        try:
+            tray.run()
+            runtime.stop()  # the tray ended (Quit): the agent ends with it
+            ui.notifications.stop()
+            return
+        except TrayUnavailableError as err:
+            logger.warning("%s", err)
+            stream = getattr(runtime, "stream", None)
+            if isinstance(stream, EventStream):
+                stream.publish(
+                    AgentEvent(
+                        Kind.CAPABILITY_DEGRADED,
+                        runtime.clock.now(),
+                        {"capability": "tray", "reason": "unavailable"},
+                    )
+                )
+    wait = getattr(runtime, "run", None)
+    if callable(wait):
+        wait()
+    ui.notifications.stop()
+
+
+def _stop_tray_with(runtime: RuntimeLike, tray: Tray) -> Callable[[], None]:
+    def watch() -> None:
+        while not bool(getattr(runtime, "stopped", False)):
+            time.sleep(0.5)
+        tray.stop()
+
+    return watch

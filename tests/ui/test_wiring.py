@@ -105,3 +105,35 @@ def test_step_away_reaches_the_runtime(tmp_path: Path) -> None:
     runtime.step()
     # No cover helper in this runtime: the safer fallback of "protect" is "lock" (SPEC.md, Cover).
     assert runtime.status()["presence"]["stage"] == "lock"
+
+
+def test_without_a_tray_the_agent_runs_and_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from agent.tray.wiring import run_ui
+
+    monkeypatch.setenv("MAMORI_NOTIFY_BACKEND", "none")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("PYSTRAY_BACKEND", "xorg")  # no X display: this backend cannot load
+    runtime, stream, config = make_runtime(tmp_path)
+    events = stream.subscribe()
+    runtime.start()
+    ui = attach_ui(runtime, stream, config)
+    assert ui.tray is not None
+
+    def stop_when_reported() -> None:
+        seen = []
+        while True:
+            event = events.get(timeout=30)
+            seen.append(event)
+            if event.kind is Kind.CAPABILITY_DEGRADED and event.data.get("capability") == "tray":
+                runtime.stop()
+                return
+
+    stopper = threading.Thread(target=stop_when_reported, daemon=True)
+    stopper.start()
+    run_ui(ui, runtime)  # returns once the runtime stops
+    stopper.join(5)
+    assert runtime.stopped
