@@ -192,7 +192,7 @@ class Runtime:
         self._start_sleep_watch()
         if self._hotkey_wanted:
             self._start_hotkey()
-        self.stream.publish(AgentEvent(Kind.AGENT_STARTED, self.clock.now(), {"backend": caps.backend}))
+        self.stream.publish(AgentEvent(Kind.AGENT_STARTED, self.clock.now(), {}))
         self._start_thread("presence", self._presence_loop)
         for name, target in self._workers.items():
             self._start_thread(name, target)
@@ -448,9 +448,7 @@ class Runtime:
                     if self.desktop.is_locked():
                         self._was_locked = True
                         self.stream.publish(
-                            AgentEvent(
-                                Kind.SESSION_LOCKED, self.clock.now(), {"method": method, "reason": reason}
-                            )
+                            AgentEvent(Kind.SESSION_LOCKED, self.clock.now(), {"method": method})
                         )
                         return
                 except PlatformError as err:
@@ -482,14 +480,16 @@ class Runtime:
             self.desktop.lock()
             self.stream.publish(
                 AgentEvent(
-                    Kind.SESSION_LOCKED, self.clock.now(), {"method": caps.lock_method, "reason": "sleep"}
+                    Kind.SESSION_LOCKED, self.clock.now(), {"method": caps.lock_method or caps.backend}
                 )
             )
         except PlatformError as err:
             logger.error("lock before sleep failed: %s", err)
             self.stream.publish(
                 AgentEvent(
-                    Kind.LOCK_FAILED, self.clock.now(), {"method": caps.lock_method, "reason": "sleep"}
+                    Kind.LOCK_FAILED,
+                    self.clock.now(),
+                    {"method": caps.lock_method or caps.backend, "reason": "sleep"},
                 )
             )
 

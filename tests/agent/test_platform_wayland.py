@@ -82,4 +82,4 @@ def test_runtime_on_wayland_reports_degraded_and_locks_at_protect(tmp_path) -> N
     rt.join_lock()
     assert bus.calls.count("org.gnome.ScreenSaver.Lock") == 1
     locked = [dict(e.data) for e in stream.recent() if e.kind is Kind.SESSION_LOCKED]
-    assert locked == [{"method": "gnome-screensaver", "reason": "away"}]
+    assert locked == [{"method": "gnome-screensaver"}]

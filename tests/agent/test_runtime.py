@@ -102,7 +102,7 @@ def test_lock_once_and_verified(parts) -> None:
         rt.step()
         rt.join_lock()
     assert desk.lock_calls == 1
-    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake", "reason": "away"}]
+    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake"}]
     assert not rt.status()["lock_failed"]
 
 
@@ -272,7 +272,7 @@ def test_lock_before_sleep(tmp_path: Path) -> None:
     finally:
         rt.stop()
     assert desk.lock_calls == 1
-    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake", "reason": "sleep"}]
+    assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake"}]
 
 
 def test_control_commands(parts) -> None:
@@ -299,3 +299,36 @@ def test_title_bar_outside_the_client_area_is_covered_too(tmp_path: Path) -> Non
         ("w:5:title", Rect(99, 100, 602, 30)),
     ]
     assert rt.status()["covered"] == {"rules": ["ledger"], "count": 1}
+
+
+def test_every_event_passes_the_report_allow_list_unredacted(tmp_path: Path) -> None:
+    from agent.report.events import Context, filter_data
+
+    monitors = [Monitor(Rect(0, 0, 1920, 1080), True)]
+    desk = FakeDesktop([CRM, NOTES], monitors=monitors, lock_works=False)
+    stream = EventStream()
+    rt = Runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
+    )
+    rt.start()
+    try:
+        rt.set_cover_reason("share", True, "share.cover")
+        desk.set_idle(70)
+        rt.step()
+        desk.set_idle(300)
+        rt.step()
+        rt.join_lock()
+        rt.step()
+        desk.sleep_now()
+        desk.input()
+        rt.set_cover_reason("share", False)
+        rt.step()
+    finally:
+        rt.stop()
+    ctx = Context(rule_names=frozenset({"crm", "ledger"}))
+    seen = set()
+    for event in stream.recent():
+        _, redacted = filter_data(event.kind, event.data, ctx)
+        assert redacted == [], (event.kind, dict(event.data))
+        seen.add(event.kind)
+    assert {Kind.PRESENCE_STAGE, Kind.PROTECTION_APPLIED, Kind.PROTECTION_REMOVED, Kind.LOCK_FAILED} <= seen
