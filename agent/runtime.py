@@ -105,7 +105,7 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._status_providers: dict[str, Callable[[], object]] = {}
         self._restarts: dict[str, int] = {}
-        self._supervise_delay = 0.5  # first restart delay of a crashed worker; doubles up to 30 s
+        self._supervise_delay = 0.5  # first restart delay of a crashed worker; doubles up to MAX_RESTART_DELAY
         self._hotkey_wanted = hotkey
         self._hotkey: Any = None
         self._started = False
@@ -122,6 +122,8 @@ class Runtime:
                 except Exception as err:  # keep the last-known-good policy (SPEC.md, "Policy")
                     logger.warning("policy provider failed: %s", type(err).__name__)
                     fresh = self._policy
+                if fresh is None:
+                    fresh = self._policy  # a provider that lost its policy: keep the last-known-good one
                 if fresh is not self._policy:
                     self._policy = fresh
                     self._machine.reconfigure(self._presence())

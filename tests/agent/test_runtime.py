@@ -258,6 +258,10 @@ def test_policy_provider_is_reread(tmp_path: Path) -> None:
     rt.step()
     assert [c.key for c in sink.current] == ["w:1"]
     assert rt.status()["policy"] == {"id": "test", "version": 1}
+    current["p"] = None  # the store lost it: keep the last-known-good policy
+    clock.advance(5)
+    rt.step()
+    assert [c.key for c in sink.current] == ["w:1"]
 
 
 def test_lock_before_sleep(tmp_path: Path) -> None:
