@@ -105,7 +105,8 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._status_providers: dict[str, Callable[[], object]] = {}
         self._restarts: dict[str, int] = {}
-        self._supervise_delay = 0.5  # first restart delay of a crashed worker; doubles up to MAX_RESTART_DELAY
+        # First restart delay of a crashed worker; it doubles up to MAX_RESTART_DELAY.
+        self._supervise_delay = 0.5
         self._hotkey_wanted = hotkey
         self._hotkey: Any = None
         self._started = False
