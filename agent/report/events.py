@@ -419,6 +419,7 @@ KINDS: dict[str, KindSpec] = {
         {
             "dropped": _counts_by_key,
             "coalesced": _counts_by_key,
+            "classes": _counts_by_key,
             "first_sequence": _opt_count,
             "last_sequence": _opt_count,
         },
@@ -572,9 +573,14 @@ def gap_record(
     last_sequence: int | None,
     when: datetime,
 ) -> dict[str, Any]:
+    by_class: dict[str, int] = {}
+    for kind, count in (*dropped.items(), *coalesced.items()):
+        key = str(KINDS[kind].class_uid) if kind in KINDS else "0"
+        by_class[key] = by_class.get(key, 0) + count
     data = {
         "dropped": dict(dropped),
         "coalesced": dict(coalesced),
+        "classes": by_class,
         "first_sequence": first_sequence,
         "last_sequence": last_sequence,
     }

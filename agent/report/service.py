@@ -153,7 +153,8 @@ class ReportingService:
         self._flushing = True
         try:
             while time.monotonic() < deadline:
-                if self._queue.empty() and not self.outbox.has_work():
+                # unfinished_tasks, not empty(): an event taken off the queue is not yet in the outbox.
+                if self._queue.unfinished_tasks == 0 and not self.outbox.has_work():
                     return True
                 self._wake.set()
                 time.sleep(0.05)
@@ -245,6 +246,8 @@ class ReportingService:
                 while True:
                     try:
                         self._persist(events)
+                        for _ in events:
+                            self._queue.task_done()  # flush() waits on these, not on an empty queue
                         break
                     except OutboxError as err:
                         # Disk full or unwritable: keep the events in memory and retry; never drop silently.

@@ -47,7 +47,9 @@ class Kind(StrEnum):
     POLICY_ACKNOWLEDGED = "policy.acknowledged"  # data: policy_id, version
     HEARTBEAT = "heartbeat"  # data: state, stage, failing, policy_id, policy_version, uptime_s
     # reporting itself (Device Config State Change 5019; built by agent/report, not published by producers)
-    REPORT_GAP = "report.gap"  # data: dropped {kind: n}, coalesced {kind: n}, first_sequence, last_sequence
+    REPORT_GAP = (
+        "report.gap"  # data: dropped/coalesced {kind: n}, classes {class_uid: n}, first/last_sequence
+    )
     REPORT_REJECTED = "report.rejected"  # data: count, uids, reasons {code: n}
 
 

@@ -94,6 +94,7 @@ def test_full_outbox_coalesces_heartbeats_then_drops_telemetry_before_findings(t
     assert gap["metadata"]["event_code"] == "report.gap"
     assert gap["unmapped"]["dropped"] == {"heartbeat": 1, "vpn.up": 2}
     assert gap["unmapped"]["coalesced"] == {"heartbeat": 5}
+    assert gap["unmapped"]["classes"] == {"5019": 6, "4014": 2}  # counts per OCSF class, all lost events
     # the gap event itself needed room: the last telemetry event went, and is counted for the next gap event
     assert box.pending_drops() == {"vpn.up": (1, 0)}
     assert box.pending_count() == 10

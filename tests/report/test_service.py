@@ -129,7 +129,10 @@ def test_no_window_title_or_typed_text_reaches_outbox_or_server(
     )
     stream.publish(AgentEvent(Kind.SHARE_STARTED, clock.now(), {"app": TITLE}))
     # Before upload: the outbox on disk (database and WAL) holds none of it.
-    service._persist(list(iter_queue(service)))
+    taken = list(iter_queue(service))
+    service._persist(taken)
+    for _ in taken:
+        service._queue.task_done()
     outbox_bytes = all_bytes(config.state_dir)
     assert service.flush(20)
     server_bytes = all_bytes(Path(server_url.removeprefix("sqlite:///")).parent)
