@@ -1,7 +1,8 @@
 """`mamori agent run | status | step-away` (SPEC.md, "Command line").
 
-``run`` builds the real objects (desktop backend, cover helper, runtime, control socket) and blocks; the tray
-and the other monitors are attached by the wiring in :func:`build_agent` callers. ``status`` and ``step-away``
+``run`` builds the real objects (desktop backend, cover helper, runtime, control socket), attaches the
+monitors (agent.assemble: policy drop, posture, screen share, reporting) and the worker's UI (agent.tray.wiring:
+tray, notifications, acknowledgement), and blocks. ``status`` and ``step-away``
 talk to the running agent over its control socket.
 """
 
@@ -115,19 +116,29 @@ def build_agent(config: Any, unsigned_policy: Path | None = None, hotkey: bool =
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.assemble import attach_monitors
     from agent.config import load_config
+    from agent.tray.wiring import attach_ui, run_ui
 
     config = load_config(args.config)
     agent = build_agent(config, args.unsigned_policy)
+    runtime = agent.runtime
+    attached = attach_monitors(runtime, agent.stream, config, runtime.clock)
+    ui = attach_ui(runtime, agent.stream, config, reporting=attached.reporting, tray=not args.no_tray)
     agent.control.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: agent.runtime.stop())
+            signal.signal(sig, lambda _s, _f: runtime.stop())
+    if attached.reporting is not None:
+        attached.reporting.start()
     try:
-        agent.runtime.run()
+        runtime.start()
+        run_ui(ui, runtime)
     finally:
-        agent.runtime.stop()
+        runtime.stop()
         agent.control.stop()
+        if attached.reporting is not None:
+            attached.reporting.stop()
     return 0
 
 

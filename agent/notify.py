@@ -327,8 +327,22 @@ def notification_for(
             t("notify.countdown.title"),
             t("notify.countdown.body", seconds=int(seconds) if isinstance(seconds, int | float) else 30),
         )
+    if event.kind is Kind.SHARE_STARTED:
+        # Once per share (SPEC.md, "Screen share"): the share's own words, not "reappear when you return".
+        return Notification(
+            "share",
+            t("notify.covered.title"),
+            t("share.notice", apps=str(d.get("app", "?"))),
+            urgency="normal",
+        )
+    if event.kind is Kind.SHARE_SELFCHECK_FAILED:
+        return Notification(
+            "share.selfcheck", t("notify.covered.title"), t("share.selfcheck_failed"), urgency="critical"
+        )
     if event.kind is Kind.PROTECTION_APPLIED:
         reason = str(d.get("reason", "away"))
+        if reason in ("share", "posture"):
+            return None  # told by the share notice and the posture "action needed" notification
         try:
             reason_text = t(f"reason.{reason}")
         except KeyError:

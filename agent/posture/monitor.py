@@ -45,6 +45,13 @@ def _enforcement_label(action: str) -> str:
     return action if action in ("warn", "block") else "none"
 
 
+def _check_enforcement(state: EnforcementState, check_id: str) -> str:
+    """What the worker sees of one check right now: "block", "warn" or "none" (tray icon state)."""
+    if check_id in state.blocking:
+        return "block"
+    return "warn" if check_id in state.warnings else "none"
+
+
 class PostureMonitor:
     """Thread-safe; ``evaluate()`` may be called directly (CLI, tests) or by the monitor's own thread."""
 
@@ -103,7 +110,15 @@ class PostureMonitor:
             "blocking": list(state.blocking),
             "warnings": list(state.warnings),
             "block_at": state.block_at.isoformat() if state.block_at else None,
-            "checks": {r.id: r.status for r in self.results},
+            "checks": [
+                {
+                    "id": r.id,
+                    "status": r.status,
+                    "mode": r.mode,
+                    "enforcement": _check_enforcement(state, r.id),
+                }
+                for r in self.results
+            ],
         }
 
     def set_policy(self, policy: Policy) -> None:

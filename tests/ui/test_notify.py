@@ -163,7 +163,14 @@ def _event(kind: Kind, **data: object) -> AgentEvent:
             "まもなく画面を保護します",
             "30 秒後",
         ),
-        ("ja", _event(Kind.PROTECTION_APPLIED, reason="share"), "顧客データの画面を隠しました", "画面共有中"),
+        (
+            "ja",
+            _event(Kind.SHARE_STARTED, app="Zoom"),
+            "顧客データの画面を隠しました",
+            "画面共有または録画を検出しました（Zoom）",
+        ),
+        ("en", _event(Kind.PROTECTION_APPLIED, reason="away"), "Customer-data windows covered", "reappear"),
+        ("en", _event(Kind.SHARE_SELFCHECK_FAILED), "Customer-data windows covered", "Stop sharing now"),
         (
             "ja",
             _event(Kind.POSTURE_FINDING, check_id="vpn", status="fail", enforcement="block"),
@@ -195,6 +202,9 @@ def test_events_become_notifications_in_the_worker_language(
 def test_uninteresting_events_are_silent() -> None:
     t = Translator("en")
     assert notification_for(_event(Kind.HEARTBEAT), t) is None
+    # a share or a posture block is told by its own notice, not a second "covered" one
+    assert notification_for(_event(Kind.PROTECTION_APPLIED, reason="share"), t) is None
+    assert notification_for(_event(Kind.PROTECTION_APPLIED, reason="posture"), t) is None
     assert (
         notification_for(_event(Kind.POSTURE_FINDING, check_id="vpn", status="fail", enforcement="warn"), t)
         is None
