@@ -2,8 +2,8 @@
 
 Publishes posture findings numbered 1..TOTAL through the real ReportingService (stream -> outbox -> uploader)
 at RATE events/s, then flushes and exits. After a SIGKILL it resumes from the outbox: an event counts as
-emitted once it is in the outbox, exactly as in the real agent. Prints ``UPLOAD n`` just before each upload
-request so the test can kill it mid-upload, ``EMITTED i`` every 500 events and ``DONE`` at the end.
+emitted once it is in the outbox, exactly as in the real agent. Prints ``UPLOAD`` before each upload request and
+``ANSWERED status`` when its answer arrived, ``EMITTED i`` every 500 events and ``DONE`` at the end.
 """
 
 from __future__ import annotations
@@ -11,19 +11,30 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from agent.clock import SystemClock
 from agent.config import AgentConfig
-from agent.report.outbox import Pending
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.report.uploader import Backoff
 
 
-def announce(batch: Sequence[Pending]) -> None:
-    print(f"UPLOAD {len(batch)}", flush=True)
+class AnnouncingSession(requests.Session):
+    """A real session that says when an upload starts and when its answer arrived, so the test can kill
+    the process between the two and prove it did."""
+
+    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        events = str(url).endswith("/v1/events")
+        if events:
+            print("UPLOAD", flush=True)
+        response = super().post(url, *args, **kwargs)
+        if events:
+            print(f"ANSWERED {response.status_code}", flush=True)
+        return response
 
 
 def main(argv: list[str]) -> int:
@@ -39,7 +50,7 @@ def main(argv: list[str]) -> int:
         policy_interval=1e9,
         heartbeat=1e9,
         backoff=Backoff(base=0.05, cap=1.0, rng=random.Random()),
-        on_send=announce,
+        session=AnnouncingSession(),
         policy_provider=lambda: None,
     )
     start = service.outbox.last_sequence() + 1

@@ -33,8 +33,9 @@ AGENT_KILLS_AT = (3_000, 9_000, 15_000, 18_000)
 class AgentProcess:
     def __init__(self, state: Path) -> None:
         self.state = state
-        self.lines: queue.Queue[str] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader: threading.Thread | None = None
         self.emitted = 0
         self.done = False
 
@@ -43,20 +44,27 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        proc = self.proc
+        proc, lines = self.proc, queue.Queue[str]()
+        self.lines = lines
 
         def read() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
-                self.lines.put(line.strip())
+                lines.put(line.strip())
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
 
-    def kill(self) -> None:
-        assert self.proc is not None
+    def kill(self) -> bool:
+        """SIGKILL; True when the process died between an UPLOAD and its ANSWERED (mid-upload)."""
+        assert self.proc is not None and self.reader is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        self.lines = queue.Queue()
+        self.reader.join(10)  # everything it printed before dying
+        rest = []
+        while not self.lines.empty():
+            rest.append(self.lines.get_nowait())
+        return not any(line.startswith("ANSWERED") for line in rest)
 
     def next_line(self, timeout: float) -> str | None:
         try:
@@ -82,7 +90,8 @@ def test_no_event_lost_or_duplicated_through_server_and_agent_kills(tmp_path: Pa
     agent = AgentProcess(state)
     agent.start()
     server_kills: list[int] = []
-    agent_kills: list[int] = []
+    agent_kills: list[int] = []  # kills that landed mid-upload
+    missed = 0  # kills that came just after the answer: retried at the next upload
     deadline = time.monotonic() + 200
     try:
         while not agent.done:
@@ -97,9 +106,11 @@ def test_no_event_lost_or_duplicated_through_server_and_agent_kills(tmp_path: Pa
                 time.sleep(0.5)  # the agent meets a dead server for a while
                 server.start()
             due_agent = [k for k in AGENT_KILLS_AT if k <= agent.emitted and k not in agent_kills]
-            if due_agent and line is not None and line.startswith("UPLOAD"):
-                agent.kill()  # right after it announced a request: mid-upload
-                agent_kills.append(due_agent[0])
+            if due_agent and line == "UPLOAD":
+                if agent.kill():  # right after it announced a request
+                    agent_kills.append(due_agent[0])
+                else:
+                    missed += 1
                 agent.start()
             if line is None and agent.proc is not None and agent.proc.poll() not in (None, 0):
                 pytest.fail(f"agent died with {agent.proc.returncode}")
@@ -109,7 +120,7 @@ def test_no_event_lost_or_duplicated_through_server_and_agent_kills(tmp_path: Pa
             agent.kill()
         server.kill()
 
-    assert len(server_kills) >= 5 and len(agent_kills) >= 3
+    assert len(server_kills) >= 5 and len(agent_kills) >= 3, (server_kills, agent_kills, missed)
     check = Storage(db_url)
     with check.engine.connect() as conn:
         rows = conn.execute(
