@@ -35,6 +35,7 @@ def default_db_url() -> str:
     import platformdirs
 
     folder = Path(platformdirs.user_data_dir("mamori-server", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return f"sqlite:///{folder / 'mamori.db'}"
 
 
