@@ -110,8 +110,8 @@ class PolicyDropWatcher:
 class PostureFollower:
     """Runs the posture monitor on the runtime's current policy and turns a block into the "posture" cover."""
 
-    def __init__(self, host: Host, stream: EventStream, clock: Clock, **monitor_options: Any) -> None:
-        self.host = host
+    def __init__(self, runtime: Host, stream: EventStream, clock: Clock, **monitor_options: Any) -> None:
+        self.host = runtime
         self.stream = stream
         self.clock = clock
         self._options = monitor_options

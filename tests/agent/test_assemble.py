@@ -1,0 +1,154 @@
+"""agent.assemble: the MDM/GPO policy drop and the posture follower, with real keys, store and monitor."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.assemble import PolicyDropWatcher, PostureFollower
+from agent.clock import FakeClock
+from agent.config import AgentConfig
+from agent.posture.base import NetInterface
+from agent.posture.fake import FakeHost
+from agent.report.stream import EventStream, Kind
+from policy.keys import public_key_pem
+from policy.load import load_policy
+from policy.model import Policy
+from policy.signing import sign_policy
+from policy.store import TrustedStore
+
+POLICY = """
+schema = 1
+id = "drop-test"
+version = {version}
+[network.vpn]
+mode = "block"
+[network.wifi]
+mode = "off"
+[network.plaintext]
+mode = "off"
+[device.disk_encryption]
+mode = "off"
+[device.firewall]
+mode = "off"
+[device.screen_lock]
+mode = "off"
+[enforcement]
+grace = "0s"
+"""
+
+
+def _setup(tmp_path: Path) -> tuple[AgentConfig, Ed25519PrivateKey, Path]:
+    key = Ed25519PrivateKey.generate()
+    pub = tmp_path / "policy-signing.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    drop = tmp_path / "policy.dsse.json"
+    config = AgentConfig(state_dir=tmp_path / "state", trusted_keys=(pub,), policy_bundle=drop)
+    return config, key, drop
+
+
+def _bundle(key: Ed25519PrivateKey, version: int) -> bytes:
+    return sign_policy(POLICY.format(version=version).encode(), key)
+
+
+def test_drop_is_applied_once_and_a_bad_drop_keeps_the_last_good_policy(tmp_path: Path) -> None:
+    config, key, drop = _setup(tmp_path)
+    stream = EventStream()
+    events = stream.subscribe()
+    watcher = PolicyDropWatcher(config, stream, FakeClock())
+    store = TrustedStore(config.state_dir)
+
+    assert watcher.check_once() is None  # nothing dropped yet
+    drop.write_bytes(_bundle(key, 3))
+    assert watcher.check_once() == "accepted"
+    applied = events.get_nowait()
+    assert applied.kind is Kind.POLICY_APPLIED and dict(applied.data) == {
+        "policy_id": "drop-test",
+        "version": 3,
+    }
+    assert watcher.check_once() is None  # same file: not re-read
+
+    # An attacker (or a broken MDM push) replaces the file with a tampered bundle.
+    tampered = _bundle(key, 4).replace(b'"sig":"', b'"sig":"AAAA', 1)
+    drop.write_bytes(tampered)
+    reason = watcher.check_once()
+    assert reason in ("malformed", "bad_signature")
+    rejected = events.get_nowait()
+    assert rejected.kind is Kind.POLICY_REJECTED and rejected.data == {"reason": reason}
+    current = store.current()
+    assert current is not None and current.version == 3
+
+    # A rollback to an older signed version is refused too.
+    drop.write_bytes(_bundle(key, 2))
+    assert watcher.check_once() == "rollback"
+    assert events.get_nowait().data["reason"] == "rollback"
+
+    drop.write_bytes(_bundle(key, 5))
+    assert watcher.check_once() == "accepted"
+    current = store.current()
+    assert current is not None and current.version == 5
+
+
+def test_drop_signed_by_an_unknown_key_is_rejected(tmp_path: Path) -> None:
+    config, _key, drop = _setup(tmp_path)
+    stream = EventStream()
+    events = stream.subscribe()
+    drop.write_bytes(_bundle(Ed25519PrivateKey.generate(), 1))
+    assert PolicyDropWatcher(config, stream, FakeClock()).check_once() == "unknown_key"
+    assert events.get_nowait().data == {"reason": "unknown_key"}
+    assert TrustedStore(config.state_dir).current() is None
+
+
+class RecordingHost:
+    """The runtime's API as the follower uses it, recording the cover reasons it is given."""
+
+    def __init__(self, policy: Policy | None) -> None:
+        self.current = policy
+        self.reasons: list[tuple[str, bool, str | None]] = []
+        self.changed = threading.Event()
+
+    def policy(self) -> Policy | None:
+        return self.current
+
+    def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None:
+        self.reasons.append((source, active, message_key))
+        self.changed.set()
+
+    def add_worker(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        raise AssertionError("not used")
+
+    def add_status_provider(self, name: str, provider: Callable[[], object]) -> None:
+        raise AssertionError("not used")
+
+
+class NoWatcher:
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+
+    def stop(self) -> None:
+        pass
+
+
+def test_posture_follower_covers_while_the_vpn_check_blocks(tmp_path: Path) -> None:
+    host = RecordingHost(None)
+    nets = FakeHost(nics=[NetInterface("eth0", True, "ethernet")])
+    follower = PostureFollower(host, EventStream(), FakeClock(), host=nets, watcher_factory=NoWatcher)
+    assert follower.status()["checks"] == []  # no policy yet: nothing evaluated, nothing blocked
+    stop = threading.Event()
+    worker = threading.Thread(target=follower.run, args=(stop,))
+    host.current = load_policy(POLICY.format(version=1).encode())
+    worker.start()
+    try:
+        assert host.changed.wait(10)
+        source, active, key = host.reasons[-1]
+        assert (source, active) == ("posture", True) and key is not None and "vpn" in key
+        checks = follower.status()["checks"]
+        assert {"id": "vpn", "status": "fail", "mode": "block", "enforcement": "block"} in checks  # type: ignore[operator]
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert follower.status()["checks"] == []
