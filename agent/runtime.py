@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.clock import Clock
@@ -110,6 +111,8 @@ class Runtime:
         self._hotkey_wanted = hotkey
         self._hotkey: Any = None
         self._started = False
+        self._paused_until: float | None = None  # monotonic deadline of a worker's pause of away protection
+        self._paused_until_wall: datetime | None = None
 
     # ---- policy ----------------------------------------------------------------------------------------
     def policy(self) -> Policy | None:
@@ -157,8 +160,43 @@ class Runtime:
 
     def step_away(self) -> None:
         with self._lock:
+            self._paused_until = self._paused_until_wall = None  # stepping away ends a pause
             self._machine.step_away(self.clock.monotonic())
         self._wake.set()
+
+    def pause(self, minutes: float) -> float:
+        """Pause away protection (idle stages) for at most the policy's ``worker.pause_max``.
+
+        Only the away stages pause: covers for a screen share, a blocking posture check or a pending
+        acknowledgement stay. Returns the minutes granted (0 when the policy does not allow pausing); the
+        caller reports ``agent.paused``, the runtime reports ``agent.resumed`` when the pause ends by itself.
+        """
+        policy = self.policy()
+        if policy is None or not policy.worker.allow_pause:
+            return 0.0
+        seconds = max(0.0, min(minutes * 60.0, policy.worker.pause_max))
+        with self._lock:
+            self._paused_until = self.clock.monotonic() + seconds
+            self._paused_until_wall = self.clock.now() + timedelta(seconds=seconds)
+        self._wake.set()
+        return seconds / 60.0
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused_until = self._paused_until_wall = None
+        self._wake.set()
+
+    def _paused(self) -> bool:
+        """True while a pause runs; publishes ``agent.resumed`` once when it runs out."""
+        with self._lock:
+            until = self._paused_until
+            if until is None:
+                return False
+            if self.clock.monotonic() < until:
+                return True
+            self._paused_until = self._paused_until_wall = None
+        self.stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, self.clock.now(), {"reason_code": "expired"}))
+        return False
 
     def reveal(self, key: str = "") -> None:
         """A cover was clicked (reveal = "click")."""
@@ -272,10 +310,11 @@ class Runtime:
             locked = False
         self._track_os_lock(locked)
         overlay_ok = self.overlay is not None and self.overlay.available()
+        paused = self._paused()
         with self._lock:
             inhibitors = frozenset(self._inhibitors | self._window_inhibitors())
             sample = PresenceInput(
-                idle=idle,
+                idle=0.0 if paused else idle,  # a pause holds the away stages at "active"
                 locked=locked,
                 inhibitors=inhibitors,
                 can_cover=caps.window_list and caps.cover and overlay_ok,
@@ -557,6 +596,7 @@ class Runtime:
                 "cover_reasons": cover_reasons,
                 "covered": {"rules": rules, "count": count},
                 "lock_failed": self._lock_failed,
+                "paused_until": self._paused_until_wall.isoformat() if self._paused_until_wall else None,
                 "inhibitors": sorted(self._inhibitors | self._window_inhibitors()),
                 "capabilities": {
                     "backend": caps.backend,

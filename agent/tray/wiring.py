@@ -9,9 +9,8 @@ For ``mamori agent run``::
 What it does: an :class:`AckFlow` (acknowledgements in ``state_dir``, the "ack" cover reason on the runtime,
 ``POLICY_ACKNOWLEDGED`` on the stream) fed by a worker that watches the runtime's policy; a
 :class:`NotificationBridge` from the event stream to the OS notifier; the tray with its commands routed to
-the runtime. The runtime has no pause API yet: a pause request is reported (``PROTECTION_PAUSED`` with reason
-and minutes) and the status shows it, but protection keeps running (safe default) until the runtime implements
-``pause(minutes)``.
+the runtime. A pause holds the away stages for at most the policy's ``worker.pause_max`` (share, posture and
+acknowledgement covers stay) and is reported as ``PROTECTION_PAUSED`` with the reason code and the minutes granted.
 """
 
 from __future__ import annotations
@@ -42,6 +41,8 @@ class RuntimeLike(Protocol):
     def policy(self) -> Policy | None: ...
     def status(self) -> dict[str, Any]: ...
     def step_away(self) -> None: ...
+    def pause(self, minutes: float) -> float: ...
+    def resume(self) -> None: ...
     def stop(self) -> None: ...
     def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None: ...
     def add_status_provider(self, name: str, provider: Callable[[], object]) -> None: ...
@@ -78,24 +79,20 @@ def handle_command(command: str, runtime: RuntimeLike, ack: AckFlow, stream: Eve
     elif verb == "acknowledge" and len(parts) == 3 and parts[2].isdigit():
         ack.acknowledge(parts[1], int(parts[2]))
     elif verb == "pause" and len(parts) == 3 and parts[1].isdigit():
-        policy = runtime.policy()
-        if policy is None or not policy.worker.allow_pause:
+        granted = runtime.pause(float(parts[1]))
+        if granted <= 0:
             logger.warning("pause refused: the policy does not allow it")
             return
-        minutes = max(1, min(int(parts[1]), int(policy.worker.pause_max // 60)))
         stream.publish(
             AgentEvent(
-                Kind.PROTECTION_PAUSED, runtime.clock.now(), {"reason_code": parts[2], "minutes": minutes}
+                Kind.PROTECTION_PAUSED,
+                runtime.clock.now(),
+                {"reason_code": parts[2], "minutes": max(1, round(granted))},
             )
         )
-        pause = getattr(runtime, "pause", None)
-        if callable(pause):
-            pause(minutes)
     elif verb == "resume":
-        resume = getattr(runtime, "resume", None)
-        if callable(resume):
-            resume()
-        stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, runtime.clock.now(), {}))
+        runtime.resume()
+        stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, runtime.clock.now(), {"reason_code": "worker"}))
     elif verb == "quit":
         policy = runtime.policy()
         if policy is not None and policy.worker.allow_quit:

@@ -336,3 +336,37 @@ def test_every_event_passes_the_report_allow_list_unredacted(tmp_path: Path) -> 
         assert redacted == [], (event.kind, dict(event.data))
         seen.add(event.kind)
     assert {Kind.PRESENCE_STAGE, Kind.PROTECTION_APPLIED, Kind.PROTECTION_REMOVED, Kind.LOCK_FAILED} <= seen
+
+
+def test_pause_holds_away_stages_within_the_policy_maximum(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    base = policy()
+    allowed = replace(base, worker=replace(base.worker, allow_pause=True, pause_max=600.0))
+    desk = FakeDesktop([CRM])
+    sink = RecordingSink()
+    stream = EventStream()
+    clock = FakeClock()
+    rt = Runtime(AgentConfig(state_dir=tmp_path), allowed, desk, stream, clock, overlay=sink)
+    assert rt.pause(60) == 10.0  # capped at pause_max (10 min)
+    assert rt.status()["paused_until"] is not None
+    desk.set_idle(95)
+    rt.step()
+    assert sink.current == []  # paused: idle does not cover
+    rt.set_cover_reason("share", True)
+    rt.step()
+    assert [c.style for c in sink.current] == ["opaque"]  # a share still covers during a pause
+    rt.set_cover_reason("share", False)
+    clock.advance(601)
+    rt.step()  # the pause ran out: away protection is back, and it is reported
+    assert [e.kind for e in stream.recent()].count(Kind.PROTECTION_RESUMED) == 1
+    assert rt.status()["paused_until"] is None
+    assert [c.style for c in sink.current] == ["blur"]
+
+
+def test_pause_refused_when_the_policy_does_not_allow_it(parts) -> None:
+    desk, sink, _, rt = parts
+    assert rt.pause(5) == 0.0
+    desk.set_idle(95)
+    rt.step()
+    assert len(sink.current) == 1
