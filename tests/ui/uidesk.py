@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tests.harness.xdesktop import Box, XDesktop, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 TRAYAPP = Path(__file__).with_name("trayapp.py")
 DOCS_IMG = ROOT / "docs" / "img"
+SCRATCH_IMG = Path(tempfile.gettempdir()) / "mamori-test-img"
 
 
 class TrayApp:
@@ -186,8 +188,11 @@ def squash(text: str) -> str:
 
 
 def save_png(name: str, png: bytes) -> Path:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    path = DOCS_IMG / name
+    """Keep a screenshot: under docs/img/ for the user guides when MAMORI_UPDATE_DOCS_IMAGES=1, else in a
+    temporary folder (a test run must not rewrite tracked files)."""
+    folder = DOCS_IMG if os.environ.get("MAMORI_UPDATE_DOCS_IMAGES") == "1" else SCRATCH_IMG
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     path.write_bytes(png)
     return path
 
