@@ -182,6 +182,8 @@ def attach_monitors(
     if reporting:
         from agent.report.service import ReportingService
 
-        service = ReportingService(config, stream, clock, policy_provider=runtime.policy)
+        # The service reads the trusted store itself: it reloads on "policy.applied", which the drop watcher and
+        # the server pull publish right after the store changed (the runtime's cached view may lag by a tick).
+        service = ReportingService(config, stream, clock)
         runtime.add_status_provider("reporting", service.status)
     return Attached(posture, share, service, drop)

@@ -1,0 +1,3 @@
+"""Whole-product tests use the real X desktop fixtures of tests/harness."""
+
+from tests.harness.desktop import *  # noqa: F403
