@@ -87,6 +87,22 @@ def result(
     )
 
 
+def probe_failed(check_id: str, mode: Mode, err: Exception, translator: Translator | None) -> CheckResult:
+    """The result of a check whose probe raised: "skip" when this OS cannot tell (ProbeUnavailable), else
+    "error" (which enforcement.on_check_error decides about)."""
+    if isinstance(err, ProbeUnavailable):
+        return result(check_id, "skip", mode, "posture.skip", translator=translator, reason=str(err))
+    return result(
+        check_id,
+        "error",
+        mode,
+        "posture.error",
+        remediation_key="posture.remedy.check_error",
+        translator=translator,
+        reason=str(err),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- facts
 
 

@@ -14,7 +14,7 @@ from agent.posture.base import (
     DeviceFact,
     HostProbe,
     PostureError,
-    ProbeUnavailable,
+    probe_failed,
     result,
 )
 from policy.model import Device, Mode, format_duration
@@ -25,18 +25,8 @@ def _fact_check(
 ) -> CheckResult:
     try:
         fact = probe()
-    except ProbeUnavailable as err:
-        return result(check_id, "skip", mode, "posture.skip", translator=t, reason=str(err))
     except PostureError as err:
-        return result(
-            check_id,
-            "error",
-            mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed(check_id, mode, err, t)
     if fact.state == "ok":
         return result(check_id, "pass", mode, f"posture.{key}.ok", translator=t, reason=fact.reason)
     if fact.state == "bad":
@@ -66,18 +56,8 @@ def check_screen_lock(device: Device, host: HostProbe, t: Translator | None = No
     limit = device.screen_lock.max_timeout
     try:
         lock = host.screen_lock()
-    except ProbeUnavailable as err:
-        return result(check_id, "skip", mode, "posture.skip", translator=t, reason=str(err))
     except PostureError as err:
-        return result(
-            check_id,
-            "error",
-            mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed(check_id, mode, err, t)
     if lock.seconds is None:
         return result(
             check_id,

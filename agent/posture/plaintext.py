@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from agent.decide.match import process_matches
 from agent.i18n import Translator
-from agent.posture.base import CheckResult, PostureError, ProbeUnavailable, result
+from agent.posture.base import CheckResult, PostureError, probe_failed, result
 from policy.model import CustomerApp, Plaintext
 
 logger = logging.getLogger(__name__)
@@ -108,18 +108,8 @@ def check_plaintext(
     t = translator
     try:
         found = find_violations(connections(rule_for), plaintext.forbidden_ports, rule_for)
-    except ProbeUnavailable as err:
-        return result(CHECK_ID, "skip", plaintext.mode, "posture.skip", translator=t, reason=str(err))
     except (PostureError, OSError) as err:
-        return result(
-            CHECK_ID,
-            "error",
-            plaintext.mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed(CHECK_ID, plaintext.mode, err, t)
     if found:
         listing = ", ".join(f"{v.rule} -> port {v.port}" for v in found)
         return result(

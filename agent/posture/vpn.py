@@ -23,6 +23,7 @@ from agent.posture.base import (
     NetInterface,
     PostureError,
     ProbeUnavailable,
+    probe_failed,
     result,
 )
 from policy.model import Mode, Vpn
@@ -192,18 +193,8 @@ def _check_routes(vpn: Vpn, host: HostProbe, up: set[str], mode: Mode, t: Transl
                 if iface not in up:
                     outside.append(f"{entry} -> {iface or 'no route'}")
                     break
-    except ProbeUnavailable as err:
-        return result("vpn.routes", "skip", mode, "posture.skip", translator=t, reason=str(err))
     except PostureError as err:
-        return result(
-            "vpn.routes",
-            "error",
-            mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed("vpn.routes", mode, err, t)
     if outside:
         return result(
             "vpn.routes",
@@ -227,18 +218,8 @@ def _check_full_tunnel(host: HostProbe, up: set[str], mode: Mode, t: Translator 
             }
         )
         v6 = host.route_interface(FULL_TUNNEL_PROBE_V6)
-    except ProbeUnavailable as err:
-        return result("vpn.full_tunnel", "skip", mode, "posture.skip", translator=t, reason=str(err))
     except PostureError as err:
-        return result(
-            "vpn.full_tunnel",
-            "error",
-            mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed("vpn.full_tunnel", mode, err, t)
     if leaks:
         return result(
             "vpn.full_tunnel",

@@ -7,7 +7,14 @@ fails whatever the VPN does. The SSID stays on the PC: the detail names the inte
 from __future__ import annotations
 
 from agent.i18n import Translator
-from agent.posture.base import UNTRUSTED_WIFI, CheckResult, HostProbe, PostureError, ProbeUnavailable, result
+from agent.posture.base import (
+    UNTRUSTED_WIFI,
+    CheckResult,
+    HostProbe,
+    PostureError,
+    probe_failed,
+    result,
+)
 from policy.model import Wifi
 
 CHECK_ID = "wifi"
@@ -20,18 +27,8 @@ def check_wifi(
     mode = wifi.mode
     try:
         links = host.wifi()
-    except ProbeUnavailable as err:
-        return result(CHECK_ID, "skip", mode, "posture.skip", translator=t, reason=str(err))
     except PostureError as err:
-        return result(
-            CHECK_ID,
-            "error",
-            mode,
-            "posture.error",
-            remediation_key="posture.remedy.check_error",
-            translator=t,
-            reason=str(err),
-        )
+        return probe_failed(CHECK_ID, mode, err, t)
     if not links:
         return result(CHECK_ID, "pass", mode, "posture.wifi.none", translator=t)
     untrusted = [link for link in links if link.security in UNTRUSTED_WIFI]
