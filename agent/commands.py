@@ -64,13 +64,17 @@ def policy_provider(config: Any, unsigned: Path | None = None) -> Any:
         logger.warning("using an UNSIGNED policy file (development only): %s", unsigned)
         return lambda: fixed
 
+    from policy.keys import load_trusted_keys
     from policy.store import TrustedStore
 
     store = TrustedStore(config.state_dir)
     cache: dict[str, Any] = {}
 
     def current() -> Any:
-        verified = store.current()
+        # The signature is checked again on every read, against today's trusted_keys: trusted.json lives in the
+        # worker's own state directory, and a hand-edited file must never become the policy in force
+        # (docs/policy-signing.md, "The trusted store"). A failure raises; the runtime keeps its last good policy.
+        verified = store.current(load_trusted_keys(config.trusted_keys))
         if verified is None:
             return None
         key = (verified.policy.id, verified.policy.version)

@@ -210,7 +210,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         meta = store.metadata() or {}
         doc = {
             "source": str(store.path),
-            "verified": True,
+            # Only a check made now counts: the file is in a directory others may write (policy-signing.md).
+            "verified": bool(args.pub),
             "applied_at": meta.get("applied_at"),
         }
         policy, payload_sha, keyid = verified.policy, verified.sha256, verified.keyid

@@ -140,10 +140,12 @@ class TrustedStore:
         candidate = verify_bundle(bundle, trusted, now)  # before taking the lock: pure and possibly slow
         with self._locked():
             try:
-                current = self.current()
+                # Checked against the same keys: a stored policy no trusted key signed (a hand-edited file, or a
+                # revoked key) is no known-good policy and must not hold the version line against real ones.
+                current = self.current(trusted)
             except StoreError as err:
                 # A damaged store holds no known-good policy; a verified bundle is the way to recover.
-                logger.warning("replacing a damaged trusted policy: %s", err)
+                logger.warning("replacing a damaged or untrusted trusted policy: %s", err)
                 current = None
             try:
                 check_update(current, candidate)

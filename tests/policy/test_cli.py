@@ -279,3 +279,19 @@ def test_show_state_dir_rechecks_with_todays_keys(
     )
     assert code == 1
     assert "no longer signed by a trusted key (unknown_key)" in err
+
+
+def test_show_state_dir_claims_verified_only_when_checked(
+    capsys: pytest.CaptureFixture[str], keys: Path, tmp_path: Path
+) -> None:
+    # Before the fix `show --state-dir` printed verified: True without checking any signature.
+    bundle, state = tmp_path / "b.json", str(tmp_path / "state")
+    sign(capsys, keys, EXAMPLES / "standard.toml", bundle)
+    pub = str(keys / "policy-signing.pub")
+    assert run(capsys, "policy", "apply", str(bundle), "--pub", pub, "--state-dir", state)[0] == 0
+    code, out, _ = run(capsys, "policy", "show", "--state-dir", state, "--json")
+    assert code == 0 and json.loads(out)["verified"] is False
+    code, out, _ = run(capsys, "policy", "show", "--state-dir", state)
+    assert "NOT checked" in out
+    code, out, _ = run(capsys, "policy", "show", "--state-dir", state, "--pub", pub, "--json")
+    assert code == 0 and json.loads(out)["verified"] is True

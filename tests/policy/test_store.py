@@ -242,3 +242,33 @@ def test_concurrent_applies_never_end_on_the_older_version(
         assert errors == []
         current = store.current()
         assert current is not None and current.version == 5
+
+
+def _forge(store: TrustedStore, payload: bytes) -> None:
+    """What a worker with write access to their own state directory could do: put an unsigned policy in place,
+    with self-consistent metadata (sha256) and a signature by no trusted key."""
+    import hashlib
+
+    forged = {
+        "payload": base64.b64encode(payload).decode(),
+        "payloadType": "application/vnd.mamori.policy+toml",
+        "signatures": [{"keyid": "f" * 64, "sig": base64.b64encode(b"\0" * 64).decode()}],
+    }
+    doc = json.loads(store.path.read_bytes())
+    doc.update(bundle=json.dumps(forged), sha256=hashlib.sha256(payload).hexdigest(), keyid="f" * 64)
+    store.path.write_text(json.dumps(doc))
+
+
+def test_a_forged_store_file_cannot_block_real_updates(
+    store: TrustedStore, signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
+    # Before the fix apply() compared against the forged file without its signature: version 999999 made
+    # every real policy a "rollback" for good.
+    store.apply(sign_policy(policy_bytes(version=1), signing_key), trusted, NOW)
+    _forge(store, policy_bytes(version=999999))
+    with pytest.raises(StoreError, match="no longer signed by a trusted key"):
+        store.current(trusted)
+    result = store.apply(sign_policy(policy_bytes(version=2), signing_key), trusted, NOW)
+    assert result.accepted
+    current = store.current(trusted)
+    assert current is not None and current.version == 2
