@@ -12,12 +12,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from agent.clock import SystemClock
-from server.app import create_app
+from server.app import create_app, shorten_gil_switch_interval
 from server.settings import ENV_CONFIG, ENV_DB, load_settings
 from server.storage import Storage
 
 
 def app_from_environment() -> FastAPI:
+    shorten_gil_switch_interval()
     config = os.environ.get(ENV_CONFIG)
     settings = load_settings(Path(config) if config else None).with_db(os.environ.get(ENV_DB))
     return create_app(settings, Storage(settings.db_url), SystemClock())

@@ -200,8 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from agent.clock import SystemClock
-    from server.app import create_app
+    from server.app import create_app, shorten_gil_switch_interval
 
+    shorten_gil_switch_interval()
     settings = _settings(args)
     listen = args.listen or settings.listen
     host, _, port_text = listen.rpartition(":")

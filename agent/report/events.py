@@ -12,6 +12,7 @@ Pure: no I/O; ``uid`` and ``time`` come from the caller's clock and random sourc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -61,47 +62,17 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9
 _UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-# Share/recording apps the agent may name. A value outside this list (or the policy's own signature names) is
-# reported as "other": a detector bug must not be able to ship a window title under the "app" key.
-KNOWN_SHARE_APPS: frozenset[str] = frozenset(
-    a.casefold()
-    for a in (
-        "Zoom",
-        "Microsoft Teams",
-        "Teams",
-        "Google Meet",
-        "Meet",
-        "Webex",
-        "Cisco Webex",
-        "OBS",
-        "OBS Studio",
-        "Slack",
-        "Discord",
-        "Skype",
-        "GoToMeeting",
-        "Chime",
-        "Amazon Chime",
-        "Whereby",
-        "Jitsi",
-        "QuickTime",
-        "QuickTime Player",
-        "macOS Screenshot",
-        "Screenshot",
-        "Xbox Game Bar",
-        "Game Bar",
-        "Snipping Tool",
-        "GNOME Screencast",
-        "Kazam",
-        "SimpleScreenRecorder",
-        "vokoscreen",
-        "Kooha",
-        "Loom",
-        "Camtasia",
-        "Bandicam",
-        "browser",
-        "other",
-    )
-)
+
+# Share/recording apps the agent may name: the app names of the built-in share signatures (the one source of
+# truth, agent/share/signatures.py) plus "other". A value outside this list (or the policy's own signature names)
+# is reported as "other": a detector bug must not be able to ship a window title under the "app" key.
+@functools.cache
+def known_share_apps() -> frozenset[str]:
+    """Casefolded share/recording app names the filter lets through without a policy signature."""
+    # Imported here: agent.share pulls in the share guard and monitors, which the server does not need.
+    from agent.share.signatures import builtin_app_names
+
+    return frozenset(a.casefold() for a in (*builtin_app_names(), "other"))
 
 
 @dataclass(frozen=True)
@@ -221,7 +192,7 @@ class _PartialReject(_Reject):
 
 def _share_app(value: Any, ctx: Context) -> str:
     if isinstance(value, str) and (
-        value.casefold() in KNOWN_SHARE_APPS or value.casefold() in ctx.share_apps
+        value.casefold() in known_share_apps() or value.casefold() in ctx.share_apps
     ):
         return value
     raise _PartialReject("other")
@@ -638,27 +609,41 @@ def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
 
 
 def _holds_forbidden_key(record: dict[str, Any]) -> bool:
-    """Fast yes/no over every key at every depth (the ingest hot path); paths are computed only on a hit."""
+    """Fast yes/no over every key at every depth (the ingest hot path); paths are computed only on a hit.
+
+    Keys the builder itself writes (``_SAFE_KEYS``, fixed at import) skip the casefold; any other key is
+    casefolded and looked up in FORBIDDEN_KEYS, as ``_forbidden_paths`` does."""
+    safe = _SAFE_KEYS
+    forbidden = FORBIDDEN_KEYS
     stack: list[Any] = []
     for key, value in record.items():
-        if type(key) is not str or key.casefold() in FORBIDDEN_KEYS:
+        if key not in safe and (type(key) is not str or key.casefold() in forbidden):
             return True
-        if key == "finding_info" and type(value) is dict:
-            # OCSF's finding_info.title is a fixed summary from KINDS (checked in validate_record).
-            stack.extend(v for k, v in value.items() if k != "title")
-            if any(type(k) is not str or k.casefold() in FORBIDDEN_KEYS for k in value if k != "title"):
-                return True
-        elif type(value) is dict or type(value) is list:
+        if type(value) is dict:
+            if key == "finding_info":
+                # OCSF's finding_info.title is a fixed summary from KINDS (checked in validate_record).
+                for inner_key, inner in value.items():
+                    if inner_key == "title":
+                        continue
+                    if inner_key not in safe and (
+                        type(inner_key) is not str or inner_key.casefold() in forbidden
+                    ):
+                        return True
+                    if type(inner) is dict or type(inner) is list:
+                        stack.append(inner)
+            else:
+                stack.append(value)
+        elif type(value) is list:
             stack.append(value)
     while stack:
         value = stack.pop()
         if type(value) is dict:
             for key, inner in value.items():
-                if type(key) is not str or key.casefold() in FORBIDDEN_KEYS:
+                if key not in safe and (type(key) is not str or key.casefold() in forbidden):
                     return True
                 if type(inner) is dict or type(inner) is list:
                     stack.append(inner)
-        elif type(value) is list:
+        else:
             stack.extend(v for v in value if type(v) is dict or type(v) is list)
     return False
 
@@ -704,6 +689,22 @@ _UNMAPPED: dict[str, dict[str, Checker]] = {
     for kind, spec in KINDS.items()
 }
 _NO_CONTEXT = Context()
+# Every key the builder writes, none of them forbidden (checked below): the forbidden-key scan skips their
+# casefold. Fixed at import, never grown from received data.
+_SAFE_KEYS: frozenset[str] = frozenset(
+    {
+        *_TOP_KEYS,
+        *_META_KEYS,
+        *PRODUCT,
+        "type_id",
+        "control",
+        "status",
+        "name",
+        *(name for checkers in _UNMAPPED.values() for name in checkers),
+        *KINDS,
+    }
+)
+assert not {k.casefold() for k in _SAFE_KEYS} & FORBIDDEN_KEYS, "a safe key is forbidden"
 _DEVICE_KEYS = frozenset({"uid", "type_id"})
 _FINDING_KEYS = frozenset({"uid", "title"})
 
@@ -715,9 +716,8 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
     if type(record) is not dict:
         return ["(top): must be a JSON object"]
     problems: list[str] = []
-    extra = record.keys() - _TOP_KEYS
-    if extra:
-        problems.extend(f"{key}: unknown field" for key in sorted(extra))
+    if not record.keys() <= _TOP_KEYS:  # a subset test builds no set in the common case
+        problems.extend(f"{key}: unknown field" for key in sorted(record.keys() - _TOP_KEYS))
     if _holds_forbidden_key(record):
         problems.extend(f"{p}: field not allowed (privacy)" for p in _forbidden_paths(record))
     class_uid = record.get("class_uid")
@@ -741,9 +741,8 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
     if type(meta) is not dict:
         problems.append("metadata: must be an object")
     else:
-        extra = meta.keys() - _META_KEYS
-        if extra:
-            problems.extend(f"metadata.{key}: unknown field" for key in sorted(extra))
+        if not meta.keys() <= _META_KEYS:
+            problems.extend(f"metadata.{key}: unknown field" for key in sorted(meta.keys() - _META_KEYS))
         uid = meta.get("uid")
         if type(uid) is not str or not _UUID7.match(uid):
             problems.append("metadata.uid: must be a lowercase UUIDv7")
@@ -764,7 +763,7 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
         device_uid = device.get("uid") if type(device) is dict else None
         if type(device_uid) is not str or not _DEVICE_ID.match(device_uid):
             problems.append("device.uid: must be the enrolled device id")
-        elif device.keys() - _DEVICE_KEYS:  # type: ignore[union-attr]
+        elif not device.keys() <= _DEVICE_KEYS:  # type: ignore[union-attr]
             problems.append("device: only uid and type_id are reported")
     if kind in KINDS:
         spec = KINDS[kind]

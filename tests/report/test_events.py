@@ -109,6 +109,26 @@ def test_free_text_in_code_fields_is_redacted() -> None:
     assert full(Kind.SHARE_STARTED, {"app": "zoom custom"})["unmapped"]["app"] == "zoom custom"
 
 
+def test_every_builtin_share_app_name_is_reported_by_name() -> None:
+    from agent.report.events import known_share_apps
+    from agent.share.signatures import builtin_app_names
+
+    names = builtin_app_names()
+    assert {
+        "Peek",
+        "recordMyDesktop",
+        "macOS Screen Sharing",
+        "macOS capture indicator",
+        "Screencast",
+    } <= names
+    for name in sorted(names):
+        share = build_record(AgentEvent(Kind.SHARE_STARTED, NOW, {"app": name}), rule_context())
+        assert share["unmapped"]["app"] == name and "redacted" not in share["unmapped"]
+    # One source of truth: nothing beyond the built-in signatures and "other" passes without a policy signature.
+    assert known_share_apps() == {n.casefold() for n in names} | {"other"}
+    assert full(Kind.SHARE_STARTED, {"app": "Slack"})["unmapped"]["app"] == "other"
+
+
 def test_hashed_titles_use_a_device_key() -> None:
     key = b"k" * 32
     ctx = rule_context(["crm"], window_titles="hashed", title_key=key)

@@ -57,6 +57,21 @@ def test_ingest_is_idempotent_and_tracks_gaps(store: Storage) -> None:
     assert store.gaps_of("dev1") == [] and store.count_events("dev1") == 5
 
 
+def test_large_batches_with_some_duplicates_store_exactly_the_new_events(store: Storage) -> None:
+    # 623 rows cut into multi-row INSERTs of several sizes on SQLite; the resend mixes old and new events.
+    store.create_enroll_secret("s", "default", 1, None, 0)
+    store.enroll("s", "dev1", "t", {}, 0)
+    assert store.ingest("dev1", rows(*range(1, 624)), 10) == (623, 0)
+    assert store.ingest("dev1", rows(*range(600, 700), 650, 5, 800), 11) == (77, 26)
+    assert [(g.first, g.last) for g in store.gaps_of("dev1")] == [(700, 799)]
+    assert store.count_events("dev1") == 700
+    assert store.ingest("dev1", rows(*range(700, 800)), 12) == (100, 0)
+    assert store.gaps_of("dev1") == [] and store.count_events("dev1") == 800
+    with store.engine.connect() as conn:
+        bodies = conn.execute(sa.text("SELECT count(*) FROM events WHERE received_at = 11")).scalar_one()
+    assert bodies == 77
+
+
 def test_concurrent_enrollment_never_overuses_a_secret(store: Storage) -> None:
     store.create_enroll_secret("s", "default", 3, None, 0)
     results: list[str] = []
@@ -91,3 +106,28 @@ def test_concurrent_resends_store_each_event_once(store: Storage) -> None:
         t.join()
     assert sum(a for a, _ in totals) == 200 and sum(d for _, d in totals) == 600
     assert store.count_events() == 200 and store.gaps_of("dev1") == []
+
+
+def test_two_sqlite_storages_on_one_file_serialise_their_writes(tmp_path: Path) -> None:
+    # Two Storage objects stand for two server processes (workers > 1): both write through the shared
+    # <database>.write-lock and every event of both is stored.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = migrated(url)
+    second = Storage(url)
+    first.create_enroll_secret("s", "default", 2, None, 0)
+    first.enroll("s", "dev1", "t1", {}, 0)
+    second.enroll("s", "dev2", "t2", {}, 0)
+
+    def send(storage: Storage, device: str) -> None:
+        for start in range(1, 400, 20):
+            storage.ingest(device, rows(*range(start, start + 20), prefix=device), 1)
+
+    threads = [threading.Thread(target=send, args=a) for a in ((first, "dev1"), (second, "dev2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert first.count_events("dev1") == second.count_events("dev2") == 400
+    assert (tmp_path / "s.db.write-lock").exists()
+    first.dispose()
+    second.dispose()
