@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +24,9 @@ from typing import TYPE_CHECKING
 from agent.clock import Clock
 from agent.errors import MamoriError
 from agent.report.stream import AgentEvent, EventStream, Kind
-from policy.model import Policy, format_duration
+from policy.errors import StoreError
+from policy.model import Policy
+from policy.store import atomic_write
 
 if TYPE_CHECKING:
     import tkinter as tk
@@ -101,15 +101,9 @@ class AckStore:
             acks[ack.policy_id] = ack
             data = {a.policy_id: {"version": a.version, "time": a.time.isoformat()} for a in acks.values()}
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ack-", suffix=".json")
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=1, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except OSError as err:
-                raise AckStoreError(self.path, f"cannot write ({err.strerror})") from err
+                atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+            except StoreError as err:
+                raise AckStoreError(self.path, err.reason) from err
 
 
 def policy_summary(t: Translate, policy: Policy) -> list[str]:
@@ -147,11 +141,12 @@ def _human(t: Translate, seconds: float) -> str:
     total = int(seconds)
     minutes, secs = divmod(total, 60)
     ja = getattr(t, "language", "en") == "ja"
-    if minutes and not secs:
-        return f"{minutes} 分" if ja else f"{minutes} min"
-    if not minutes:
-        return f"{secs} 秒" if ja else f"{secs} s"
-    return format_duration(seconds)
+    parts = []
+    if minutes:
+        parts.append(f"{minutes} 分" if ja else f"{minutes} min")
+    if secs or not minutes:
+        parts.append(f"{secs} 秒" if ja else f"{secs} s")
+    return " ".join(parts)
 
 
 class AckFlow:
@@ -212,7 +207,12 @@ class AckFlow:
             logger.info("ignoring acknowledgement of %s v%s: not the policy in effect", policy_id, version)
             return None
         ack = Acknowledgement(policy_id, version, self._clock.now())
-        self._store.record(ack)
+        try:
+            self._store.record(ack)
+        except AckStoreError as err:
+            # The worker did acknowledge: report it and lift the cover. Only the memory of it is lost, so the
+            # dialog comes back after a restart; an exception here would land in the UI thread instead.
+            logger.error("acknowledgement not saved: %s", err)
         self._stream.publish(
             AgentEvent(
                 Kind.POLICY_ACKNOWLEDGED,

@@ -74,20 +74,27 @@ class ControlServer:
         old = os.umask(0o177)
         try:
             sock.bind(str(self.path))
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old)
         return sock
 
     def _bind_tcp(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._token = secrets.token_urlsafe(24)
-        port_file = _port_file(self.path)
-        tmp = port_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"port": sock.getsockname()[1], "token": self._token}, fh)
-        os.replace(tmp, port_file)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            self._token = secrets.token_urlsafe(24)
+            port_file = _port_file(self.path)
+            tmp = port_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"port": sock.getsockname()[1], "token": self._token}, fh)
+            os.replace(tmp, port_file)
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     def _serve(self) -> None:
@@ -154,8 +161,12 @@ def request(path: Path, message: Mapping[str, Any], timeout: float = 5.0) -> dic
     try:
         if _use_unix():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(str(path))
+            try:
+                sock.settimeout(timeout)
+                sock.connect(str(path))
+            except OSError:
+                sock.close()  # no agent there: do not leak a descriptor per attempt (the agent pings at start)
+                raise
         else:
             info = json.loads(_port_file(path).read_text())
             body["token"] = info["token"]

@@ -13,11 +13,14 @@ Keys are unique across files. The policy's ``[messages]`` section overrides any 
 from __future__ import annotations
 
 import locale
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
+
+logger = logging.getLogger(__name__)
 
 LANGUAGES = ("ja", "en")
 DEFAULT_LANGUAGE = "en"
@@ -86,12 +89,21 @@ class Translator:
     def __call__(self, key: str, **params: object) -> str:
         override = self._overrides.get(self.language, {}).get(key)
         if override is not None:
-            template = override
-        else:
-            texts = catalog().get(key)
-            if texts is None:
-                raise KeyError(f"unknown message key {key!r}")
-            template = texts[self.language]
+            try:
+                return override.format(**params) if params else override
+            except (KeyError, IndexError, ValueError):
+                # A policy text with a placeholder this message does not have ({secs} for {seconds}) or a
+                # stray brace: show the built-in text rather than fail where the message is needed (a cover
+                # label, a notification). The key is logged, the text is the policy's and not worth repeating.
+                logger.warning(
+                    "policy message %s (%s) does not fit its placeholders; using the default",
+                    key,
+                    self.language,
+                )
+        texts = catalog().get(key)
+        if texts is None:
+            raise KeyError(f"unknown message key {key!r}")
+        template = texts[self.language]
         return template.format(**params) if params else template
 
     def both(self, key: str, **params: object) -> dict[str, str]:

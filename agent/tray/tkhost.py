@@ -42,6 +42,8 @@ class TkHost:
     def start(self, timeout: float = 10.0) -> TkHost:
         """Start the Tk thread; raises TkUnavailableError when Tk cannot open the display."""
         if self._thread is not None:
+            if self._error is not None:  # a Tk that could not start once does not start later either
+                raise TkUnavailableError(f"cannot open Tk windows ({self._error})") from self._error
             return self
         self._thread = threading.Thread(target=self._run, name="mamori-tk", daemon=True)
         self._thread.start()

@@ -124,6 +124,14 @@ def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TraySt
     return TrayState.PROTECTED
 
 
+def _local_time(iso: str) -> str:
+    """HH:MM on the worker's clock: the runtime reports UTC, a worker in Tokyo reads local time."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M")
+    except ValueError:
+        return "?"
+
+
 def permissions(status: Mapping[str, Any]) -> Permissions:
     worker = _mapping(status.get("worker"))
     pause_max = worker.get("pause_max", 0)
@@ -161,7 +169,7 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
     stage, left = _stage(status)
     if is_paused(status, now):
         until = status.get("paused_until")
-        when = str(until)[11:16] if isinstance(until, str) and len(until) >= 16 else "?"
+        when = _local_time(until) if isinstance(until, str) else "?"
         lines.append(t("status.paused_until", until=when))
     if stage == "warn" and left is not None:
         lines.append(t("status.presence.warn_countdown", seconds=max(0, round(left))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -67,3 +68,18 @@ def test_no_agent_is_a_one_line_hint(sock_path: Path) -> None:
     with pytest.raises(ControlError, match="mamori agent run") as info:
         request(sock_path, {"cmd": "status"})
     assert "\n" not in str(info.value) and info.value.exit_code == 3
+
+
+def test_a_failed_connect_closes_its_socket(sock_path: Path) -> None:
+    import gc
+    import warnings
+
+    # Before the fix the socket of a failed connect was left for the garbage collector (ResourceWarning).
+    gc.collect()  # earlier tests' garbage is not this test's business
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with contextlib.suppress(ControlError):
+            request(sock_path, {"cmd": "status"})
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning) and "family=1," in str(w.message)]
+    assert not leaks

@@ -61,7 +61,8 @@ def test_store_round_trip_and_corrupt_file(tmp_path: Path) -> None:
     store.record(Acknowledgement("other", 1, T0))
     assert store.load()["standard"] == Acknowledgement("standard", 2, T0)
     assert sorted(json.loads(store.path.read_text())) == ["other", "standard"]
-    assert not list(store.path.parent.glob(".ack-*"))  # temp files were replaced, not left behind
+    # temp files were replaced, not left behind
+    assert [p.name for p in store.path.parent.iterdir()] == ["acknowledgements.json"]
     store.path.write_text("{not json")
     assert store.load() == {}  # corrupt: ask again rather than assume acknowledged
 
@@ -124,3 +125,27 @@ def test_summary_in_both_languages() -> None:
     assert ja[0].startswith("4 分間操作がないと警告し")
     assert "顧客データとして扱うアプリ: CRM" in ja
     assert ja[-1] == "キー入力・画面・ウィンドウ名は PC の外に送信されません。"
+
+
+def test_summary_spells_mixed_durations_in_the_workers_language() -> None:
+    # Before the fix 90 s fell through to the policy notation: "1m30s" inside a Japanese sentence.
+    text = POLICY.format(version=1, required="true", cover="true").replace('"4m"', '"90s"')
+    policy = load_policy(text.encode(), "test")
+    assert policy_summary(Translator("ja"), policy)[0].startswith("1 分 30 秒間操作がないと警告し")
+    assert policy_summary(Translator("en"), policy)[0].startswith("After 1 min 30 s without activity")
+
+
+def test_a_failed_save_still_acknowledges_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    # Before the fix the AckStoreError went up into the dialog's button handler (the cover stayed, no event)
+    # and the temp file of the failed write stayed in state_dir.
+    store = AckStore(tmp_path)
+    store.path.mkdir()  # os.replace onto a directory fails
+    stream = EventStream()
+    events = stream.subscribe()
+    cover = CoverSpy()
+    flow = AckFlow(store, stream, FakeClock(T0), cover)
+    assert flow.on_policy(make_policy(1)) is True
+    assert flow.acknowledge("standard", 1) is not None
+    assert cover.calls == [True, False]
+    assert events.get_nowait().kind is Kind.POLICY_ACKNOWLEDGED
+    assert [p.name for p in tmp_path.iterdir()] == ["acknowledgements.json"]

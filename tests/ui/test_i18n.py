@@ -46,3 +46,13 @@ def test_override_only_in_its_language() -> None:
     t = Translator("ja", {"en": {"tray.menu.quit": "Exit"}})
     assert t("tray.menu.quit") == "終了"
     assert Translator("en", {"en": {"tray.menu.quit": "Exit"}})("tray.menu.quit") == "Exit"
+
+
+@pytest.mark.parametrize("bad", ["あと {secs} 秒", "あと {0} 秒", "あと { 秒"])
+def test_override_with_wrong_placeholders_falls_back_to_the_catalog(bad: str) -> None:
+    # Before the fix a policy text with a wrong placeholder raised KeyError/IndexError/ValueError wherever the
+    # message was needed (notifications, tray lines, cover labels).
+    t = Translator("ja", {"ja": {"notify.countdown.body": bad}})
+    assert t("notify.countdown.body", seconds=30) == Translator("ja")("notify.countdown.body", seconds=30)
+    good = Translator("ja", {"ja": {"notify.countdown.body": "あと {seconds} 秒"}})
+    assert good("notify.countdown.body", seconds=30) == "あと 30 秒"

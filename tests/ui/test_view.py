@@ -113,3 +113,19 @@ def test_runtime_status_shape() -> None:
 def test_step_away_reason_is_not_doubled() -> None:
     view = build_view(EN, {"presence": "protect", "cover_reasons": ["away", "step_away"]})
     assert "Covered because: stepped away" in view.lines
+
+
+def test_pause_end_is_shown_in_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    # Before the fix the tray cut HH:MM out of the runtime's UTC timestamp: a worker in Tokyo read 00:15
+    # for a pause ending at 09:15 their time.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        status = {"presence": "active", "paused_until": "2026-04-01T00:15:00+00:00"}
+        assert "一時停止中 (09:15 まで)" in build_view(JA, status).lines
+        assert "Paused until 09:15" in build_view(EN, status).lines
+    finally:
+        monkeypatch.undo()
+        time.tzset()
