@@ -97,7 +97,7 @@ class TkWindow:
         self.title = title
         self.text = text
         self.process = process
-        line = _readline(proc, timeout=10)
+        line = _readline(proc, timeout=30)  # generous: a loaded 2-core CI machine starts Tk slowly
         if not line:
             proc.kill()
             err = proc.stderr.read() if proc.stderr else ""
