@@ -92,11 +92,10 @@ def load_config(path: Path | None = None) -> AgentConfig:
             return None
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{target}: {key} must be a non-empty path string")
-        p = Path(os.path.expandvars(os.path.expanduser(value)))
-        return p if p.is_absolute() else base / p
+        return _resolve(value, base)
 
     keys = raw.get("trusted_keys", [])
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
         raise ConfigError(f"{target}: trusted_keys must be an array of paths")
     lock_command = raw.get("lock_command", [])
     if not isinstance(lock_command, list) or not all(isinstance(k, str) for k in lock_command):
@@ -114,7 +113,7 @@ def load_config(path: Path | None = None) -> AgentConfig:
         raise ConfigError(f"{target}: server must be an https:// URL")
     return AgentConfig(
         state_dir=as_path("state_dir") or default_state_dir(),
-        trusted_keys=tuple(p for p in (as_path_item(k, base) for k in keys)),
+        trusted_keys=tuple(_resolve(k, base) for k in keys),
         policy_bundle=as_path("policy_bundle"),
         server=server,
         server_ca=as_path("server_ca"),
@@ -125,6 +124,7 @@ def load_config(path: Path | None = None) -> AgentConfig:
     )
 
 
-def as_path_item(value: str, base: Path) -> Path:
+def _resolve(value: str, base: Path) -> Path:
+    """~ and $VARS expanded; a relative path is relative to the config file's directory."""
     p = Path(os.path.expandvars(os.path.expanduser(value)))
     return p if p.is_absolute() else base / p

@@ -84,9 +84,7 @@ def diagnose(config: AgentConfig, probes: Probes) -> list[Row]:
         cover_ok = caps.cover and tk_problem is None
         cover_fix = None
         if not cover_ok:
-            cover_fix = (
-                "doctor.fix.tk" if tk_problem and "tkinter" in tk_problem.lower() else _display_fix(probes)
-            )
+            cover_fix = "doctor.fix.tk" if tk_problem and _tk_missing(tk_problem) else _display_fix(probes)
         rows.append(Row("cover", cover_ok, True, tk_problem or ("" if caps.cover else notes), cover_fix))
         lock_ok = caps.lock or bool(config.lock_command)
         rows.append(
@@ -116,6 +114,14 @@ def diagnose(config: AgentConfig, probes: Probes) -> list[Row]:
     return rows
 
 
+def _tk_missing(problem: str) -> bool:
+    """Tk is not installed (import failed), as opposed to Tk that cannot open this display.
+
+    "_tkinter.TclError: couldn't connect to display" also names tkinter; installing Tk would not fix it.
+    """
+    return "ModuleNotFoundError" in problem or "ImportError" in problem
+
+
 def _notify_fix(reason: str | None, probes: Probes) -> str | None:
     if reason is None:
         return None
@@ -130,7 +136,8 @@ def _notify_fix(reason: str | None, probes: Probes) -> str | None:
 
 def _state_dir_row(state_dir: Path) -> Row:
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        # 0700 like every other creator of the state directory: it holds the outbox and the control socket.
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
             pass
     except OSError as err:

@@ -64,6 +64,18 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
 
 
+def run_notifier(backend: str, runner: Runner, argv: Sequence[str]) -> None:
+    """Run one backend's notification command; raises NotifyError with a one-line reason (its stderr)."""
+    try:
+        result = runner(argv)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise NotifyError(backend, str(err)) from err
+    if result.returncode != 0:
+        # PowerShell and GLib write several lines; the reason is logged as one (STYLE.md).
+        reason = " ".join((result.stderr or "").split())[:200]
+        raise NotifyError(backend, reason or f"exit status {result.returncode}")
+
+
 class NotifyBackend(Protocol):
     name: str
 
@@ -106,13 +118,7 @@ class LinuxNotifySend:
         ]
 
     def send(self, n: Notification) -> None:
-        try:
-            result = self._run(self.command(n))
-        except (OSError, subprocess.SubprocessError) as err:
-            raise NotifyError(self.name, str(err)) from err
-        if result.returncode != 0:
-            reason = (result.stderr or "").strip().splitlines()
-            raise NotifyError(self.name, reason[-1] if reason else f"exit status {result.returncode}")
+        run_notifier(self.name, self._run, self.command(n))
 
 
 def _b64(text: str) -> str:
@@ -166,14 +172,7 @@ class WindowsToast:
         ]
 
     def send(self, n: Notification) -> None:
-        try:
-            result = self._run(self.command(n))
-        except (OSError, subprocess.SubprocessError) as err:
-            raise NotifyError(self.name, str(err)) from err
-        if result.returncode != 0:
-            raise NotifyError(
-                self.name, (result.stderr or "").strip()[:200] or f"exit status {result.returncode}"
-            )
+        run_notifier(self.name, self._run, self.command(n))
 
 
 class MacOsNotification:
@@ -194,12 +193,7 @@ class MacOsNotification:
         return [*argv, n.title, n.body]
 
     def send(self, n: Notification) -> None:
-        try:
-            result = self._run(self.command(n))
-        except (OSError, subprocess.SubprocessError) as err:
-            raise NotifyError(self.name, str(err)) from err
-        if result.returncode != 0:
-            raise NotifyError(self.name, (result.stderr or "").strip() or f"exit status {result.returncode}")
+        run_notifier(self.name, self._run, self.command(n))
 
 
 class NullNotifications:

@@ -157,3 +157,22 @@ def test_doctor_for_real_on_an_x_desktop(xdesktop: XDesktop, tmp_path: Path) -> 
         assert "gir1.2-ayatanaappindicator3" in out
     assert "[NO] Notifications (optional)" in out and "D-Bus" in out
     assert os.path.isdir(tmp_path / "state")
+
+
+def test_tk_that_cannot_open_the_display_gets_the_display_fix(tmp_path: Path) -> None:
+    # Before the fix any Tk problem naming "tkinter" (also "_tkinter.TclError: couldn't connect to display")
+    # told the worker to install Tk.
+    rows = diagnose(
+        AgentConfig(state_dir=tmp_path),
+        probes(tk=lambda: '_tkinter.TclError: couldn\'t connect to display ":5"', environ={}),
+    )
+    assert row(rows, "cover").fix_key == "doctor.fix.display"
+
+
+def test_doctor_creates_the_state_dir_private(tmp_path: Path) -> None:
+    import stat
+
+    # Before the fix the doctor, when first to run, created the state directory with the umask's 0755.
+    state = tmp_path / "state"
+    diagnose(AgentConfig(state_dir=state), probes())
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700

@@ -221,3 +221,14 @@ def test_bridge_resets_countdown_on_return() -> None:
     bridge.handle(_event(Kind.PRESENCE_STAGE, stage="active"))
     assert bridge.handle(warn)  # a new away period gets its own countdown
     assert [n.key for n in backend.sent] == ["countdown", "countdown"]
+
+
+def test_a_multi_line_failure_is_one_reason_line() -> None:
+    # PowerShell errors span several lines; before the fix the Windows and macOS reasons kept the newlines.
+    rec = Recorder(1, 'Exception calling "Show"\n  + CategoryInfo : NotSpecified\n')
+    with pytest.raises(NotifyError) as info:
+        WindowsToast(rec).send(TRICKY)
+    assert info.value.reason == 'Exception calling "Show" + CategoryInfo : NotSpecified'
+    with pytest.raises(NotifyError) as info:
+        MacOsNotification(Recorder(1, "")).send(TRICKY)
+    assert info.value.reason == "exit status 1"

@@ -40,3 +40,11 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) ->
 def test_explicit_missing_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_an_empty_trusted_key_path_is_refused(tmp_path: Path) -> None:
+    # Before the fix "" became the config directory itself and failed later, at the first policy, as a key file.
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('trusted_keys = [""]\n')
+    with pytest.raises(ConfigError, match="trusted_keys must be an array of paths"):
+        load_config(cfg)
