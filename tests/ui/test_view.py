@@ -129,3 +129,24 @@ def test_pause_end_is_shown_in_local_time(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_every_reason_and_degraded_capability_the_agent_reports_has_a_japanese_name() -> None:
+    # Before the fix "lock_failed", "hotkey", "lock_before_sleep" and "status" (the tray's own) reached the
+    # Japanese tray and notifications as raw English identifiers.
+    from agent.notify import notification_for
+    from agent.report.stream import AgentEvent, Kind
+    from agent.runtime import REASON_ORDER
+
+    status = {
+        "presence": "active",
+        "cover_reasons": list(REASON_ORDER),
+        "degraded": ["cover", "idle", "lock_before_sleep", "hotkey", "share_detection", "status"],
+    }
+    for line in build_view(JA, status).lines:
+        assert not any(word in line for word in ("lock_failed", "hotkey", "lock_before_sleep", "status")), (
+            line
+        )
+    event = AgentEvent(Kind.PROTECTION_APPLIED, datetime(2026, 4, 1, tzinfo=UTC), {"reason": "lock_failed"})
+    n = notification_for(event, JA)
+    assert n is not None and "lock_failed" not in n.body
