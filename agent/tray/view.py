@@ -11,6 +11,7 @@ because the tray must keep showing *something* while parts of the agent start or
                    (or posture: {"checks": [...]})
     capabilities:  {"window_list": bool, "cover": bool, "lock": bool, "idle": bool, ...}
     degraded:      ["capability", ...]              (reported degraded; added to the missing capabilities)
+    notifications: {"available": bool}              (agent.tray.wiring; false adds "notifications")
     policy:        {"id", "version", "ack_required": bool, "acknowledged": bool} or null
     ack:           {"pending": bool, ...} (agent.ack.AckFlow.status)
     worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
@@ -87,6 +88,8 @@ def missing_capabilities(status: Mapping[str, Any]) -> list[str]:
     degraded = status.get("degraded")
     if isinstance(degraded, Sequence) and not isinstance(degraded, str):
         out += [str(d) for d in degraded if str(d) not in out]
+    if _mapping(status.get("notifications")).get("available") is False and "notifications" not in out:
+        out.append("notifications")
     return out
 
 

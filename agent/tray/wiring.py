@@ -134,6 +134,8 @@ def attach_ui(
         logger.warning("notifications unavailable: %s", reason)
 
     notifier = Notifier(select_backend(), runtime.clock, on_degraded=degraded)
+    # The status window and the tray say when notifications cannot be shown (user guide, "Notifications").
+    runtime.add_status_provider("notifications", lambda: {"available": notifier.degraded_reason is None})
 
     def seconds_left() -> float | None:
         presence = runtime.status().get("presence") or {}

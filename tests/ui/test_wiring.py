@@ -9,6 +9,7 @@ import pytest
 
 from agent.clock import SystemClock
 from agent.config import AgentConfig
+from agent.i18n import Translator
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
@@ -71,6 +72,9 @@ def test_ack_covers_until_acknowledged_through_the_runtime(
             kinds.append(events.get_nowait().kind)
         assert Kind.POLICY_ACKNOWLEDGED in kinds
         assert ui.notifier.degraded_reason is not None  # notifications disabled here, and said so
+        # ... also to the worker: before the fix the status window never showed it (user guide promises it).
+        en = build_view(Translator("en"), runtime.status())
+        assert "Notifications: unavailable" in en.lines
     finally:
         runtime.stop()
         ui.notifications.stop()
