@@ -18,6 +18,7 @@ Events carry rule names, counts and reason codes only — never titles, labels f
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Runtime:
         idle_tick: float = 1.0,
         lock_verify_timeout: float = 5.0,
         policy_refresh: float = 2.0,
+        policy_recheck: float = 60.0,
         hotkey: bool = False,
     ) -> None:
         self.config = config
@@ -81,7 +83,12 @@ class Runtime:
         self._policy_source = policy
         self._policy_refresh = policy_refresh
         self._policy: Policy | None = policy if isinstance(policy, Policy) or policy is None else None
+        self._policy_recheck = policy_recheck
         self._policy_checked = float("-inf")
+        # Reading the trusted store verifies and parses the policy (milliseconds): with a policy in hand it is
+        # re-read when the agent itself applied a new one (POLICY_APPLIED from the drop watcher or the server
+        # pull) and otherwise only every policy_recheck seconds, for an out-of-band `mamori policy apply`.
+        self._policy_events = stream.subscribe() if callable(policy) else None
         self._translator_fixed = translator
         self._translator = translator or Translator(detect_language(config.language))
         self._lock = threading.RLock()
@@ -119,7 +126,8 @@ class Runtime:
         source = self._policy_source
         if callable(source) and not isinstance(source, Policy):
             now = self.clock.monotonic()
-            if now - self._policy_checked >= self._policy_refresh:
+            interval = self._policy_refresh if self._policy is None else self._policy_recheck
+            if self._policy_applied() or now - self._policy_checked >= interval:
                 self._policy_checked = now
                 try:
                     fresh = source()
@@ -137,6 +145,18 @@ class Runtime:
                             {"ja": fresh.messages.ja, "en": fresh.messages.en},
                         )
         return self._policy
+
+    def _policy_applied(self) -> bool:
+        """True when POLICY_APPLIED was published since the last call (drains the runtime's subscription)."""
+        events = self._policy_events
+        applied = False
+        while events is not None:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                break
+            applied = applied or event.kind is Kind.POLICY_APPLIED
+        return applied
 
     def _presence(self) -> Presence:
         return self._policy.presence if self._policy is not None else Presence()
@@ -260,6 +280,10 @@ class Runtime:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` (True) or ``timeout`` (False), without polling."""
+        return self._stop.wait(timeout)
 
     def _start_thread(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(

@@ -2,7 +2,8 @@
 
 - idle: MIT-SCREEN-SAVER ``QueryInfo`` (the server's own input idle counter; XTEST input resets it too).
 - windows: EWMH ``_NET_CLIENT_LIST_STACKING`` (bottom to top), ``_NET_WM_NAME``, ``_NET_WM_PID``, ``_NET_WM_STATE``
-  (fullscreen, hidden), ``_NET_ACTIVE_WINDOW``; geometry translated to root coordinates.
+  (fullscreen, hidden), ``_NET_ACTIVE_WINDOW``; geometry translated to root coordinates. ``window_list_stamp``:
+  the stacking list alone (one round trip), so pollers re-read the windows only when it changes.
 - monitors: RandR 1.5 monitors, else Xinerama, else the root window.
 - locked: the X screensaver is on, or logind's ``LockedHint`` for this session.
 - lock: agent.toml ``lock_command``, else ``loginctl lock-session``, else ``xdg-screensaver lock``.
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 LOGIND_INTERVAL = 2.0
 LOCKER_GRACE = 10.0  # how long after a lock request a keyboard grab counts as the locker's
 SCREENSAVER_ON = 1  # MIT-SCREEN-SAVER QueryInfo state
+SS_REUSE = 0.05  # seconds one QueryInfo reply answers both idle_seconds() and is_locked()
 SKIP_TYPES = ("_NET_WM_WINDOW_TYPE_DOCK", "_NET_WM_WINDOW_TYPE_DESKTOP")
 
 
@@ -69,6 +71,9 @@ class X11Desktop:
         self._lock_requested_at: float | None = None
         self._lock_seen = False
         self._logind_locked = False
+        self._watch: _ListWatch | None = None
+        self._ss_cache: tuple[float, Any] | None = None
+        self._watch_failed = False
 
     # ---- helpers ---------------------------------------------------------------------------------------
     def _atom(self, name: str) -> int:
@@ -145,11 +150,24 @@ class X11Desktop:
         if not self._has_ss:
             raise PlatformError("the X server has no MIT-SCREEN-SAVER extension; idle time is unknown")
         try:
-            with self._lock:
-                info = self._root.screensaver_query_info()
+            info = self._screensaver_info()
         except self._errors as err:
             raise PlatformError(f"X idle query failed: {err}") from err
         return float(info.idle) / 1000.0
+
+    def _screensaver_info(self, reuse: bool = False) -> Any:
+        """MIT-SCREEN-SAVER QueryInfo. The runtime asks idle_seconds() then is_locked() back to back on every
+        presence tick: with ``reuse`` the reply idle_seconds() just got (at most SS_REUSE old) answers once,
+        so a tick costs one X round trip instead of two."""
+        now = time.monotonic()
+        with self._lock:
+            cached, self._ss_cache = self._ss_cache, None
+            if reuse and cached is not None and now - cached[0] < SS_REUSE:
+                return cached[1]
+            info = self._root.screensaver_query_info()
+            if not reuse:
+                self._ss_cache = (now, info)
+            return info
 
     def windows(self) -> list[Window]:
         try:
@@ -158,10 +176,48 @@ class X11Desktop:
         except self._errors as err:
             raise PlatformError(f"X window list failed: {err}") from err
 
-    def _windows(self) -> list[Window]:
+    def window_list_stamp(self) -> object:
+        """A cheap value that changes whenever a top-level window appears, disappears, is restacked or retitled.
+
+        Optional Desktop hook used by the share monitor (agent/share/monitor.py): it polls several times a
+        second, and a full :meth:`windows` costs about nine X round trips per window. The stamp is a counter
+        kept by a second, listen-only X connection (:class:`_ListWatch`): PropertyNotify on the root
+        (``_NET_CLIENT_LIST_STACKING``) and on every client (title, class, pid). While nothing changes it costs
+        one non-blocking read of that connection and no round trip. Without it (the watch could not start),
+        the stacking list itself is the stamp: one round trip, and titles changed in place are not seen.
+        """
+        watch = self._ensure_watch()
+        try:
+            if watch is not None:
+                return watch.stamp()
+            with self._lock:
+                ids = self._client_ids()
+        except self._errors as err:
+            raise PlatformError(f"X window list failed: {err}") from err
+        return tuple(int(xid) for xid in ids) if ids is not None else ()
+
+    @property
+    def window_list_stamp_titles(self) -> bool:
+        """Whether :meth:`window_list_stamp` also changes when a window is retitled in place."""
+        return self._ensure_watch() is not None
+
+    def _ensure_watch(self) -> _ListWatch | None:
+        if self._watch is None and not self._watch_failed:
+            try:
+                self._watch = _ListWatch(self.display_name)
+            except Exception as err:  # python-xlib raises many types on connect; the round-trip stamp remains
+                logger.warning("window list watch unavailable (%s); polling the client list", err)
+                self._watch_failed = True
+        return self._watch
+
+    def _client_ids(self) -> Any:
         ids = self._prop(self._root, "_NET_CLIENT_LIST_STACKING")
         if ids is None:
             ids = self._prop(self._root, "_NET_CLIENT_LIST")
+        return ids
+
+    def _windows(self) -> list[Window]:
+        ids = self._client_ids()
         if ids is None:
             return []
         active = self._prop(self._root, "_NET_ACTIVE_WINDOW")
@@ -245,9 +301,8 @@ class X11Desktop:
     def is_locked(self) -> bool:
         if self._has_ss:
             try:
-                with self._lock:
-                    if self._root.screensaver_query_info().state == SCREENSAVER_ON:
-                        return True
+                if self._screensaver_info(reuse=True).state == SCREENSAVER_ON:
+                    return True
             except self._errors as err:
                 raise PlatformError(f"X screensaver query failed: {err}") from err
         if self._locker_evidence():
@@ -317,6 +372,75 @@ class X11Desktop:
         if self._session is None:
             raise PlatformError("no logind session: lock before sleep is unavailable")
         logind.watch_sleep(before_sleep)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+        with self._lock, contextlib.suppress(*self._errors):
+            self._d.close()
+
+
+# The properties of a client whose change can change what the share detector sees (agent/share/detect.py).
+WATCHED_WINDOW_PROPS = ("_NET_WM_NAME", "WM_NAME", "WM_CLASS", "_NET_WM_PID")
+CLIENT_LISTS = ("_NET_CLIENT_LIST_STACKING", "_NET_CLIENT_LIST")
+
+
+class _ListWatch:
+    """A listen-only X connection: counts changes of the client list and of the clients' titles.
+
+    Events queue up in the connection's socket until :meth:`stamp` reads them, so an idle desktop costs
+    nothing between calls. New clients get PropertyChangeMask selected as soon as the list changes, before the
+    caller re-reads the windows, so a title set later is never missed. Callers serialise (one lock).
+    """
+
+    def __init__(self, display_name: str) -> None:
+        from Xlib import X, error
+        from Xlib import display as xdisplay
+
+        self._X = X
+        self._errors: tuple[type[BaseException], ...] = (error.XError, error.ConnectionClosedError)
+        self._d: Any = xdisplay.Display(display_name)
+        # A client may vanish before its events are selected: BadWindow arrives asynchronously and means nothing.
+        self._d.set_error_handler(lambda *_args: None)
+        self._root = self._d.screen().root
+        self._lists = [int(self._d.intern_atom(name)) for name in CLIENT_LISTS]
+        self._props = frozenset(int(self._d.intern_atom(name)) for name in WATCHED_WINDOW_PROPS)
+        self._lock = threading.Lock()
+        self._watched: set[int] = set()
+        self.generation = 0
+        self._root.change_attributes(event_mask=X.PropertyChangeMask)
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        ids: set[int] = set()
+        for atom in self._lists:
+            prop = self._root.get_full_property(atom, self._X.AnyPropertyType)
+            if prop is not None:
+                ids = {int(v) for v in prop.value}
+                break
+        for xid in ids - self._watched:
+            self._d.create_resource_object("window", xid).change_attributes(
+                event_mask=self._X.PropertyChangeMask
+            )
+        self._watched = ids
+        self._d.flush()
+
+    def stamp(self) -> int:
+        with self._lock:
+            list_changed = False
+            while self._d.pending_events():
+                event = self._d.next_event()
+                if event.type != self._X.PropertyNotify:
+                    continue
+                if event.window.id == self._root.id:
+                    if event.atom in self._lists:
+                        list_changed = True
+                elif event.atom in self._props:
+                    self.generation += 1
+            if list_changed:
+                self.generation += 1
+                self._rewatch()
+            return self.generation
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(*self._errors):

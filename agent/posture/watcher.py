@@ -9,6 +9,8 @@ emits a dozen messages) into one callback.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import sys
 import threading
@@ -41,13 +43,16 @@ class NetlinkWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._wake_r = self._wake_w = -1
 
     def start(self) -> None:
         if sys.platform != "linux":
             raise OSError("rtnetlink exists only on Linux")
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         sock.bind((0, NETLINK_GROUPS))
-        sock.settimeout(0.5)  # lets stop() end the thread
+        # The thread blocks in select() on the socket and this pipe; stop() writes to the pipe. No timeout
+        # polling: the idle agent must not wake up for nothing (SPEC.md, "Performance targets").
+        self._wake_r, self._wake_w = os.pipe()
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="mamori-netlink", daemon=True)
         self._thread.start()
@@ -56,21 +61,19 @@ class NetlinkWatcher:
         sock = self._sock
         assert sock is not None
         while not self._stop.is_set():
+            readable, _, _ = select.select([sock.fileno(), self._wake_r], [], [])
+            if self._stop.is_set() or self._wake_r in readable:
+                return
             try:
                 sock.recv(65536)
-            except TimeoutError:
-                continue
             except OSError as err:  # ENOBUFS after a burst: we lost messages, which still means "changed"
-                if self._stop.is_set():
-                    return
                 logger.debug("netlink recv: %s", err)
-            sock.settimeout(DEBOUNCE_S)
-            try:
-                while True:
+            # Debounce: swallow the rest of the burst (an interface going down emits a dozen messages).
+            while select.select([sock.fileno()], [], [], DEBOUNCE_S)[0]:
+                try:
                     sock.recv(65536)
-            except (TimeoutError, OSError):
-                pass
-            sock.settimeout(0.5)
+                except OSError:
+                    break
             try:
                 self._on_change()
             except Exception:
@@ -78,10 +81,15 @@ class NetlinkWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._sock is not None:
+            os.write(self._wake_w, b"\0")
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         if self._sock is not None:
             self._sock.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._sock = None
 
 
 class PollWatcher:

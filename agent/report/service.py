@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agent import __version__
 from agent.clock import Clock
@@ -48,6 +48,8 @@ RESUME_SLACK = (
 MAX_WAIT = 5.0
 AWAY_STAGES = frozenset({"protect", "lock", "locked", "away"})
 _NON_CODE = re.compile(r"[^a-z0-9_.-]+")
+# Put on the service's own subscription queue by stop() to end the persist loop's blocking get().
+_WAKE = cast(AgentEvent, object())
 
 
 def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESUME_SLACK) -> bool:
@@ -136,6 +138,7 @@ class ReportingService:
         """Persist everything published so far, try one last upload and a clean-stop checkin, then close."""
         self._stopping.set()
         self._wake.set()
+        self._queue.put(_WAKE)  # after every event published so far: the persist loop stores them, then ends
         for thread in self._threads:
             thread.join(timeout)
         alive = [t.name for t in self._threads if t.is_alive()]
@@ -231,18 +234,25 @@ class ReportingService:
     def _persist_loop(self) -> None:
         try:
             while True:
-                try:
-                    first = self._queue.get(timeout=0.2)
-                except queue.Empty:
+                # Blocks until an event (or stop()'s wake-up): no polling while the agent is idle.
+                first = self._queue.get()
+                if first is _WAKE:
+                    self._queue.task_done()
                     if self._stopping.is_set():
                         return
                     continue
                 events = [first]
+                wake = False
                 while len(events) < 1000:
                     try:
-                        events.append(self._queue.get_nowait())
+                        event = self._queue.get_nowait()
                     except queue.Empty:
                         break
+                    if event is _WAKE:
+                        self._queue.task_done()
+                        wake = True
+                        break
+                    events.append(event)
                 while True:
                     try:
                         self._persist(events)
@@ -254,6 +264,8 @@ class ReportingService:
                         logger.error("%s", err)
                         if self._stopping.wait(1.0):
                             return
+                if wake and self._stopping.is_set():
+                    return
         finally:
             self._persist_done.set()
 

@@ -1,8 +1,9 @@
 """The share/recording monitor: polls the desktop, decides with :func:`agent.share.detect.detect`, reports.
 
-Every ``interval`` (0.2 s by default, so a share is seen well within the 1 s budget of SPEC.md's
-performance table) it reads the window list, the process names and, on Wayland, PipeWire screencasts;
-then it
+Every ``interval`` (0.5 s by default: a share is seen within 0.5 s, and covered well within the 1 s budget of
+SPEC.md's performance table; a shorter interval costs idle CPU, see docs/performance-agent.md) it reads the
+process names, the window list when it may matter (only when its stamp changed, see ``_read_windows``) and, on
+Wayland, PipeWire screencasts; then it
 
 - calls ``on_change(state)`` when the state changes (and once for the first state);
 - sets or clears the runtime's "share" cover reason through ``set_cover_reason`` when given, honouring the
@@ -21,6 +22,8 @@ briefly unmapped (toolbar auto-hide, a redraw) does not uncover customer windows
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ SetCoverReason = Callable[[str, bool, str | None], None]
 
 
 _NO_POLICY = Policy(schema=1, id="builtin", version=1)
+_NO_WINDOWS: tuple[Window, ...] = ()  # "not needed": one object, so an unchanged poll is recognised
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,60 @@ class ShareNotice:
     key: str
     apps: tuple[str, ...]
     text: dict[str, str]
+
+
+def procfs_stamp() -> tuple[int, str] | None:
+    """Linux: a value that changes whenever a process starts or exits, for a few microseconds.
+
+    The link count of /proc is a constant plus the number of processes (fs/proc/root.c, ``proc_root_getattr``),
+    and the last field of /proc/loadavg is the most recently allocated pid of this pid namespace. A start moves
+    the pid; an exit without a start moves the count. None where this cannot be trusted: not Linux, or
+    /proc/loadavg replaced (lxcfs mounts its own over it in containers).
+    """
+    try:
+        count = os.stat("/proc").st_nlink
+        with open("/proc/loadavg", "rb") as f:
+            last_pid = f.read().rsplit(None, 1)[-1].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    return count, last_pid
+
+
+def _procfs_stamp_usable() -> bool:
+    if not sys.platform.startswith("linux") or procfs_stamp() is None:
+        return False
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            return not any(line.split()[4] == "/proc/loadavg" for line in f if len(line.split()) > 4)
+    except OSError:
+        return False
+
+
+class StampedProcessLister:
+    """Lists processes only when ``stamp()`` changed since the last call; otherwise returns the same snapshot.
+
+    The share monitor polls several times a second; listing /proc and diffing the pids is most of an idle
+    poll's cost, and on an idle desktop processes rarely start or exit (SPEC.md, idle CPU target).
+    """
+
+    def __init__(self, inner: ProcessLister, stamp: Callable[[], object]) -> None:
+        self._inner = inner
+        self._stamp = stamp
+        self._last: object = None
+        self._snapshot: Sequence[ProcessInfo] | None = None
+
+    def __call__(self) -> Sequence[ProcessInfo] | None:
+        stamp = self._stamp()
+        if stamp is not None and stamp == self._last and self._snapshot is not None:
+            return self._snapshot
+        snapshot = self._inner()
+        self._last, self._snapshot = (stamp, snapshot) if snapshot is not None else (None, None)
+        return snapshot
+
+
+def _default_process_lister() -> ProcessLister:
+    lister = PsutilProcessLister()
+    return StampedProcessLister(lister, procfs_stamp) if _procfs_stamp_usable() else lister
 
 
 class ShareMonitor:
@@ -75,10 +133,11 @@ class ShareMonitor:
         set_cover_reason: SetCoverReason | None = None,
         notify: Callable[[ShareNotice], None] | None = None,
         selfcheck: Callable[[], object] | None = None,
-        interval: float = 0.2,
+        interval: float = 0.5,
         end_grace: float = 0.3,
         capture_interval: float = 2.0,
         full_window_refresh: float = 10.0,
+        titled_stamp_refresh: float = 300.0,
         selfcheck_delay: float = 1.0,
         selfcheck_interval: float = 30.0,
         os_family: OsFamily | None = None,
@@ -89,7 +148,7 @@ class ShareMonitor:
         self._on_change = on_change
         self._stream = stream
         self._processes: ProcessLister = (
-            process_lister if process_lister is not None else PsutilProcessLister()
+            process_lister if process_lister is not None else _default_process_lister()
         )
         self._probe: CaptureProbe | None = (
             default_capture_probe() if capture_probe == "auto" else capture_probe
@@ -101,6 +160,7 @@ class ShareMonitor:
         self.end_grace = end_grace
         self.capture_interval = capture_interval
         self.full_window_refresh = full_window_refresh
+        self.titled_stamp_refresh = titled_stamp_refresh
         self.selfcheck_delay = selfcheck_delay
         self.selfcheck_interval = selfcheck_interval
         self._os_family = os_family
@@ -123,8 +183,12 @@ class ShareMonitor:
         # Optional backend hook: a cheap value that changes whenever the set of top-level windows changes
         # (X11: _NET_CLIENT_LIST_STACKING). Without it the window list is read on every poll.
         self._stamp_fn: Callable[[], object] | None = getattr(desktop, "window_list_stamp", None)
+        # ... and when that stamp also changes on a retitle (``window_list_stamp_titles``, the X11 backend's
+        # event watch), the periodic full re-read is only a safety net, far apart: it is the costliest input.
+        self._stamp_titles = bool(getattr(desktop, "window_list_stamp_titles", False))
         self._stamp: object = None
         self._window_cache: list[Window] | None = None
+        self._last_detect: tuple[tuple[object, ...], ShareState] | None = None
         self._next_full_windows = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,16 +225,17 @@ class ShareMonitor:
             return self._state or NOT_SHARING
 
     # ---- polling ---------------------------------------------------------------------------------------
-    def _read_windows(self, processes: Sequence[ProcessInfo] | None, now: float) -> list[Window] | None:
+    def _read_windows(self, processes: Sequence[ProcessInfo] | None, now: float) -> Sequence[Window] | None:
         if not windows_needed(self._signatures, processes):
             self._window_cache = None
-            return []
+            return _NO_WINDOWS
         try:
             if not self._desktop.capabilities().window_list:
                 return None
             if self._stamp_fn is not None:
                 # Indicators appear as new top-level windows, which changes the stamp; a full re-read every
-                # full_window_refresh seconds also catches a window whose title changes in place.
+                # full_window_refresh seconds also catches a window whose title changes in place (unless the
+                # stamp already does: titled_stamp_refresh).
                 stamp = self._stamp_fn()
                 if self._window_cache is not None and stamp == self._stamp and now < self._next_full_windows:
                     return self._window_cache
@@ -181,7 +246,8 @@ class ShareMonitor:
             self._window_cache = None
             return None
         self._window_cache = windows
-        self._next_full_windows = now + self.full_window_refresh
+        refresh = self.titled_stamp_refresh if self._stamp_titles else self.full_window_refresh
+        self._next_full_windows = now + refresh
         return windows
 
     def _read_processes(self) -> Sequence[ProcessInfo] | None:
@@ -210,13 +276,24 @@ class ShareMonitor:
             self._refresh_policy()
             now = self._clock.monotonic()
             processes = self._read_processes()
-            raw = detect(
-                self._read_windows(processes, now),
+            inputs = (
                 processes,
+                self._read_windows(processes, now),
+                self._read_captures(now),
                 self._signatures,
-                captures=self._read_captures(now),
-                titles_readable=self._titles_readable,
             )
+            last = self._last_detect
+            if last is not None and all(a is b for a, b in zip(inputs, last[0], strict=True)):
+                raw = last[1]  # the very same snapshots as last poll (nothing started, nothing retitled)
+            else:
+                raw = detect(
+                    inputs[1],
+                    processes,
+                    self._signatures,
+                    captures=inputs[2],
+                    titles_readable=self._titles_readable,
+                )
+                self._last_detect = (inputs, raw)
             previous = self._state or NOT_SHARING
             first = self._state is None
             started, ended = self._track(raw, now)

@@ -18,6 +18,7 @@ menu: a click opens the status window with the same actions); Windows ``win32``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -442,12 +443,15 @@ class _XorgPump:
     and waits on the connection's socket with a short timeout so queued jobs are never stranded.
     """
 
-    WAIT = 0.1
+    WAIT = 5.0  # a safety net only: post() wakes the loop through a pipe (no 10 Hz polling while idle)
 
     def __init__(self, icon: Any) -> None:
         self._icon = icon
         self._jobs: queue.Queue[Callable[[], None]] = queue.Queue()
         self._last_check = time.monotonic()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
     @classmethod
     def install(cls, icon: Any) -> _XorgPump | None:
@@ -460,6 +464,8 @@ class _XorgPump:
 
     def post(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
+        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already wakes the loop
+            os.write(self._wake_w, b"\0")
 
     def set_image(self, image: Any) -> None:
         """Draw a new icon image without pystray's ``_update_icon``, which re-sends a dock request on every
@@ -517,7 +523,10 @@ class _XorgPump:
             display.flush()
             while display.pending_events():
                 yield display.next_event()
-            select.select([display], [], [], self.WAIT)
+            readable, _, _ = select.select([display, self._wake_r], [], [], self.WAIT)
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 4096)
 
 
 def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:

@@ -32,6 +32,8 @@ from policy.model import Policy
 
 logger = logging.getLogger(__name__)
 
+POLICY_WATCH_INTERVAL = 2.0  # a new policy's acknowledgement and texts within 2 s (the runtime's own cadence)
+
 
 class RuntimeLike(Protocol):
     """What the wiring needs from :class:`agent.runtime.Runtime`."""
@@ -158,7 +160,7 @@ def attach_ui(
 
     def watch_policy(stop: threading.Event) -> None:
         seen: tuple[str, int] | None = None
-        while not stop.wait(1.0):
+        while not stop.wait(POLICY_WATCH_INTERVAL):
             current = runtime.policy()
             key = (current.id, current.version) if current is not None else None
             if key != seen and current is not None:
@@ -211,8 +213,12 @@ def run_ui(ui: UI, runtime: RuntimeLike) -> None:
 
 def _stop_tray_with(runtime: RuntimeLike, tray: Tray) -> Callable[[], None]:
     def watch() -> None:
-        while not bool(getattr(runtime, "stopped", False)):
-            time.sleep(0.5)
+        wait_stopped = getattr(runtime, "wait_stopped", None)
+        if callable(wait_stopped):
+            wait_stopped()  # no wake-ups while the agent runs (idle CPU budget, SPEC.md)
+        else:
+            while not bool(getattr(runtime, "stopped", False)):
+                time.sleep(0.5)
         tray.stop()
 
     return watch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.harness.xdesktop import XDesktop, wait_for
 
 
 @pytest.fixture
-def x11(xdesktop: XDesktop):
+def x11(xdesktop: XDesktop) -> Iterator[X11Desktop]:
     desk = X11Desktop(xdesktop.display, lock_command=["true"])
     yield desk
     desk.close()
@@ -70,3 +71,43 @@ def test_capabilities_monitors_and_lock_command(xdesktop: XDesktop, tmp_path: Pa
             failing.lock()
     finally:
         failing.close()
+
+
+def test_window_list_stamp_changes_with_the_top_level_windows_and_their_titles(
+    xdesktop: XDesktop, x11: X11Desktop
+) -> None:
+    a = xdesktop.open_window("memo", process="notes", x=50, y=100)
+    a.activate()
+    assert x11.window_list_stamp_titles  # the listen-only connection is up: retitles count too
+    first = x11.window_list_stamp()
+    time.sleep(0.2)
+    assert x11.window_list_stamp() == first  # nothing changed: the share monitor skips a re-read
+    a.set_title("顧客台帳 - Excel")  # retitled in place (a browser tab becoming the share indicator)
+    wait_for(lambda: x11.window_list_stamp() != first, what="a retitle to change the stamp")
+    retitled = x11.window_list_stamp()
+    b = xdesktop.open_window("Sharing control bar | Microsoft Teams", process="teams", x=700, y=120)
+    wait_for(lambda: x11.window_list_stamp() != retitled, what="a new window to change the stamp")
+    opened = x11.window_list_stamp()
+    b.set_title("as_toolbar")  # a window that appeared after the first stamp is watched too
+    wait_for(lambda: x11.window_list_stamp() != opened, what="the new window's retitle")
+    titled = x11.window_list_stamp()
+    a.activate()  # restacked: a re-read is due too (stacking decides which cover is on top)
+    wait_for(lambda: x11.window_list_stamp() != titled, what="restacking to change the stamp")
+    restacked = x11.window_list_stamp()
+    b.close()
+    wait_for(lambda: x11.window_list_stamp() != restacked, what="a closed window to change the stamp")
+
+
+def test_window_list_stamp_without_the_watch_is_the_stacking_list(
+    xdesktop: XDesktop, x11: X11Desktop
+) -> None:
+    x11._watch_failed = True  # as when the second X connection cannot be opened
+    assert not x11.window_list_stamp_titles
+    a = xdesktop.open_window("memo", process="notes", x=50, y=100)
+    stamp = x11.window_list_stamp()
+    assert stamp == x11.window_list_stamp()
+    listed = [w.id for w in x11.windows()]  # docks (trayer) are in the stamp, not in the list
+    assert listed == [xid for xid in stamp if xid in listed]  # type: ignore[attr-defined]
+    assert a.xid in listed
+    a.close()
+    wait_for(lambda: x11.window_list_stamp() != stamp, what="a closed window to leave the stamp")
