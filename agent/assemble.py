@@ -57,6 +57,7 @@ class PolicyDropWatcher:
         self.clock = clock
         self.interval = interval
         self._seen: tuple[int, int] | None = None
+        self._key_problem: str | None = None
 
     def check_once(self) -> str | None:
         """Apply the drop if it changed since the last look; returns "accepted", "unchanged", the rejection
@@ -83,8 +84,12 @@ class PolicyDropWatcher:
             logger.warning("policy drop %s unreadable: %s", self.path, err.strerror)
             return None
         except PolicyError as err:
-            logger.warning("policy drop not applied: %s", err)
+            # Retried every interval until the keys are fixed, but said once: not 40 000 log lines a day.
+            if str(err) != self._key_problem:
+                self._key_problem = str(err)
+                logger.warning("policy drop not applied: %s", err)
             return None
+        self._key_problem = None
         self._seen = stamp
         now = self.clock.now()
         try:

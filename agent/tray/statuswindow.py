@@ -166,7 +166,7 @@ def show_pause_dialog(
             value = int(minutes.get())
         except (tk.TclError, ValueError):
             value = max_minutes
-        on_pause(clamp_minutes(value, max_minutes), reason.get())
+        on_pause(value, reason.get())  # Tray.pause clamps to the policy's maximum as it is *now*
         win.destroy()
 
     tk.Button(buttons, name="ok", text=t("pause.ok"), font=font, command=ok).pack(side="right")
@@ -187,11 +187,6 @@ def _fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
     if old is not None:
         old.destroy()
     return tk.Toplevel(master, name=name)
-
-
-def clamp_minutes(value: int, max_minutes: int) -> int:
-    """The policy's maximum is a hard limit, whatever the spinbox says."""
-    return max(1, min(int(value), max_minutes))
 
 
 def show_text_window(master: tk.Misc, title: str, text: str, name: str) -> tk.Toplevel:

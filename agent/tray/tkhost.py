@@ -33,6 +33,7 @@ class TkHost:
         self._queue: queue.Queue[Callable[[tk.Tk], object] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._start_lock = threading.Lock()
         self._error: BaseException | None = None
         self.root: tk.Tk | None = None
         #: Long-lived Tk objects (e.g. the status window). Cleared on the Tk thread at shutdown: a Tk object
@@ -41,12 +42,13 @@ class TkHost:
 
     def start(self, timeout: float = 10.0) -> TkHost:
         """Start the Tk thread; raises TkUnavailableError when Tk cannot open the display."""
-        if self._thread is not None:
-            if self._error is not None:  # a Tk that could not start once does not start later either
-                raise TkUnavailableError(f"cannot open Tk windows ({self._error})") from self._error
-            return self
-        self._thread = threading.Thread(target=self._run, name="mamori-tk", daemon=True)
-        self._thread.start()
+        # One Tk thread, however many callers ask at once (the tray menu and the acknowledgement watcher can):
+        # two Tk interpreters in one process abort it. Every caller then waits for the same start, and a Tk
+        # that could not start once fails every later call too instead of queueing work for no thread.
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mamori-tk", daemon=True)
+                self._thread.start()
         if not self._ready.wait(timeout):
             raise TkUnavailableError("Tk did not start in time; is the display responding?")
         if self._error is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.assemble import PolicyDropWatcher, PostureFollower
@@ -152,3 +154,21 @@ def test_posture_follower_covers_while_the_vpn_check_blocks(tmp_path: Path) -> N
         worker.join(10)
     assert not worker.is_alive()
     assert follower.status()["checks"] == []
+
+
+def test_unreadable_trusted_keys_are_logged_once_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before the fix a missing trusted key logged a warning on every 2 s poll for as long as it was missing.
+    config, key, drop = _setup(tmp_path)
+    drop.write_bytes(_bundle(key, 1))
+    pub = config.trusted_keys[0]
+    pem = pub.read_bytes()
+    pub.unlink()
+    watcher = PolicyDropWatcher(config, EventStream(), FakeClock())
+    with caplog.at_level(logging.WARNING, logger="agent.assemble"):
+        for _ in range(5):
+            assert watcher.check_once() is None
+    assert len([r for r in caplog.records if "policy drop not applied" in r.message]) == 1
+    pub.write_bytes(pem)
+    assert watcher.check_once() == "accepted"

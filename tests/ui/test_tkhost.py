@@ -17,3 +17,42 @@ def test_a_failed_start_keeps_failing(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TkUnavailableError):
         host.start(timeout=10)
     assert not host.alive
+
+
+def test_concurrent_starts_share_one_tk_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    # Before the fix two threads calling start() at once could each create a Tk thread (two interpreters).
+    runs: list[int] = []
+
+    def slow_run(self: TkHost) -> None:
+        runs.append(1)
+        time.sleep(0.2)
+        self._ready.set()
+
+    monkeypatch.setattr(TkHost, "_run", slow_run)
+    real_thread = threading.Thread
+
+    def slow_thread(*args: object, **kwargs: object) -> threading.Thread:
+        time.sleep(0.05)  # widen the window between "no thread yet" and "thread set"
+        return real_thread(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("agent.tray.tkhost.threading.Thread", slow_thread)
+    host = TkHost()
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            host.start(timeout=5)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [real_thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert runs == [1] and errors == []
