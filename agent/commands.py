@@ -22,8 +22,6 @@ from agent.errors import MamoriError
 
 logger = logging.getLogger(__name__)
 
-EXIT_NOT_RUNNING = 3
-
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="run the agent in the foreground (installers start it at login)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -405,10 +405,10 @@ class NotificationBridge:
         return self
 
     def _run(self) -> None:
+        # Blocks until an event or stop()'s wake-up arrives: no polling while the agent idles (SPEC.md targets).
         while not self._stop.is_set():
-            try:
-                event = self._events.get(timeout=0.5)
-            except queue.Empty:
+            event = self._events.get()
+            if event is _WAKE or self._stop.is_set():
                 continue
             try:
                 self.handle(event)
@@ -417,5 +417,10 @@ class NotificationBridge:
 
     def stop(self) -> None:
         self._stop.set()
+        self._events.put(_WAKE)
         if self._thread is not None:
             self._thread.join(2)
+
+
+# Put into the bridge's own subscription queue by stop() to end the blocking get; never published.
+_WAKE = AgentEvent(Kind.AGENT_STOPPED, datetime.min.replace(tzinfo=UTC))

@@ -16,8 +16,7 @@ from agent.clock import Clock, SystemClock
 from policy.errors import InputFileError, PolicyValidationError, Problem
 
 EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_INVALID = 2
+EXIT_INVALID = 2  # a rejection exits 1 through PolicyError.exit_code
 MAX_POLICY_FILE_BYTES = 512 * 1024
 
 # Tests replace this to move time; the commands never call time functions directly (STYLE.md).

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_MS = 50
+# While nothing is asked of Tk the poll backs off to this (idle CPU budget, SPEC.md "Performance targets"): a Tk
+# thread started by one dialog then wakes 4 times a second instead of 20, and a new job waits at most this long.
+IDLE_POLL_MS = 250
 
 
 class TkUnavailableError(MamoriError):
@@ -34,6 +37,7 @@ class TkHost:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_lock = threading.Lock()
+        self._delay = POLL_MS
         self._error: BaseException | None = None
         self.root: tk.Tk | None = None
         #: Long-lived Tk objects (e.g. the status window). Cleared on the Tk thread at shutdown: a Tk object
@@ -86,6 +90,7 @@ class TkHost:
         root = self.root
         if root is None:
             return
+        ran = False
         while True:
             try:
                 fn = self._queue.get_nowait()
@@ -94,12 +99,14 @@ class TkHost:
             if fn is None:
                 root.quit()
                 return
+            ran = True
             try:
                 fn(root)
             except Exception:
                 # A broken dialog must not take down the UI thread (and with it the tray's fallback window).
                 logger.exception("UI action failed")
-        root.after(POLL_MS, self._drain)
+        self._delay = POLL_MS if ran else min(IDLE_POLL_MS, self._delay * 2)
+        root.after(self._delay, self._drain)
 
     def call(self, fn: Callable[[tk.Tk], object]) -> None:
         """Run ``fn(root)`` on the Tk thread (from any thread)."""

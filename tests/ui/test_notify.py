@@ -232,3 +232,21 @@ def test_a_multi_line_failure_is_one_reason_line() -> None:
     with pytest.raises(NotifyError) as info:
         MacOsNotification(Recorder(1, "")).send(TRICKY)
     assert info.value.reason == "exit status 1"
+
+
+def test_the_bridge_thread_notifies_and_stops_at_once() -> None:
+    import time
+
+    # The thread blocks on its queue (no 0.5 s polling); stop() must still end it promptly.
+    backend = FakeBackend()
+    stream = EventStream()
+    bridge = NotificationBridge(stream, Notifier(backend, FakeClock()), Translator("en")).start()
+    stream.publish(_event(Kind.PRESENCE_STAGE, stage="warn", seconds_left=30))
+    deadline = time.monotonic() + 5
+    while not backend.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [n.key for n in backend.sent] == ["countdown"]
+    started = time.monotonic()
+    bridge.stop()
+    assert time.monotonic() - started < 1.0
+    assert bridge._thread is not None and not bridge._thread.is_alive()

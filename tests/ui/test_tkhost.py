@@ -56,3 +56,26 @@ def test_concurrent_starts_share_one_tk_thread(monkeypatch: pytest.MonkeyPatch) 
     for t in threads:
         t.join()
     assert runs == [1] and errors == []
+
+
+def test_the_idle_poll_backs_off_and_a_job_brings_it_back() -> None:
+    from agent.tray import tkhost
+
+    # Before the change the Tk thread woke 20 times a second for the rest of the agent's life.
+    class Root:
+        def __init__(self) -> None:
+            self.delays: list[int] = []
+
+        def after(self, ms: int, _fn: object) -> None:
+            self.delays.append(ms)
+
+    host = TkHost()
+    root = Root()
+    host.root = root  # type: ignore[assignment]
+    for _ in range(6):
+        host._drain()
+    assert root.delays[-1] == tkhost.IDLE_POLL_MS and root.delays[0] == 2 * tkhost.POLL_MS
+    ran: list[object] = []
+    host.call(ran.append)
+    host._drain()
+    assert ran == [root] and root.delays[-1] == tkhost.POLL_MS
