@@ -341,9 +341,11 @@ def notification_for(
             reason_text = t(f"reason.{reason}")
         except KeyError:
             reason_text = reason
-        return Notification(
-            f"covered.{reason}", t("notify.covered.title"), t("notify.covered.body", reason=reason_text)
+        # "They reappear when you return" is wrong for the acknowledgement cover: returning does not lift it.
+        body = (
+            t("notify.covered_ack.body") if reason == "ack" else t("notify.covered.body", reason=reason_text)
         )
+        return Notification(f"covered.{reason}", t("notify.covered.title"), body)
     if (
         event.kind is Kind.POSTURE_FINDING
         and d.get("enforcement") == "block"

@@ -250,3 +250,10 @@ def test_the_bridge_thread_notifies_and_stops_at_once() -> None:
     bridge.stop()
     assert time.monotonic() - started < 1.0
     assert bridge._thread is not None and not bridge._thread.is_alive()
+
+
+def test_the_acknowledgement_cover_says_how_to_lift_it() -> None:
+    # Before the fix it said "They reappear when you return", which never happens for this cover.
+    for lang, needle in (("en", "acknowledge"), ("ja", "同意")):
+        n = notification_for(_event(Kind.PROTECTION_APPLIED, reason="ack"), Translator(lang))
+        assert n is not None and needle in n.body and "return" not in n.body
