@@ -126,8 +126,12 @@ class ControlServer:
                 reply = {"ok": False, "error": f"bad request: {err}"}
             except Exception as err:  # the handler failed: answer, do not kill the server
                 reply = {"ok": False, "error": f"internal error: {type(err).__name__}"}
+            try:
+                body = json.dumps(reply, ensure_ascii=False)
+            except (TypeError, ValueError) as err:  # a status provider returned something not JSON
+                body = json.dumps({"ok": False, "error": f"internal error: {type(err).__name__}"})
             with contextlib.suppress(OSError):
-                conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+                conn.sendall(body.encode() + b"\n")
 
     def stop(self) -> None:
         self._stopping.set()

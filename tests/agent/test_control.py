@@ -83,3 +83,13 @@ def test_a_failed_connect_closes_its_socket(sock_path: Path) -> None:
         gc.collect()
     leaks = [w for w in caught if issubclass(w.category, ResourceWarning) and "family=1," in str(w.message)]
     assert not leaks
+
+
+def test_a_reply_that_is_not_json_is_answered_as_an_error(sock_path: Path) -> None:
+    # Before the fix json.dumps raised in the connection thread: a traceback on stderr and no answer at all.
+    server = ControlServer(sock_path, lambda r: {"ok": True, "status": {"since": object()}})
+    server.start()
+    try:
+        assert request(sock_path, {"cmd": "status"}) == {"ok": False, "error": "internal error: TypeError"}
+    finally:
+        server.stop()
