@@ -236,10 +236,12 @@ def show_ack_dialog(
     import tkinter as tk
     from tkinter import ttk
 
+    from agent.tray.statuswindow import fresh_toplevel
     from agent.tray.tkfonts import ui_font
 
     lang = str(language or getattr(t, "language", "en"))
-    win = tk.Toplevel(master)
+    # One dialog at a time: a new policy or a second menu click replaces it instead of stacking another.
+    win = fresh_toplevel(master, "ack")
     win.title(t("ack.title"))
     win.wm_attributes("-topmost", True)
     frame = ttk.Frame(win, padding=16)

@@ -141,7 +141,7 @@ def show_pause_dialog(
     master: tk.Misc, t: Translate, max_minutes: int, on_pause: Callable[[int, str], None]
 ) -> tk.Toplevel:
     """Ask for a reason (reported) and a duration no longer than the policy's maximum."""
-    win = _fresh_toplevel(master, "pause")
+    win = fresh_toplevel(master, "pause")
     win.title(t("pause.title"))
     win.wm_attributes("-topmost", True)
     font = ui_font(win, 12)
@@ -177,7 +177,7 @@ def show_pause_dialog(
     return win
 
 
-def _fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
+def fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
     """A new Toplevel named ``name``, replacing one still open (e.g. behind other windows).
 
     Tk names are unique per parent: a second ``Toplevel(name=...)`` raised TclError, so a second click on the
@@ -191,7 +191,7 @@ def _fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
 
 def show_text_window(master: tk.Misc, title: str, text: str, name: str) -> tk.Toplevel:
     """A read-only, scrollable text viewer (What is reported, View policy)."""
-    win = _fresh_toplevel(master, name)
+    win = fresh_toplevel(master, name)
     win.title(title)
     win.wm_attributes("-topmost", True)
     tk.Button(win, name="ok", text="OK", command=win.destroy).pack(side="bottom", pady=4)
