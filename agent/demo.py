@@ -265,12 +265,20 @@ class Demo:
         self.children.clear()
 
 
+def _port(value: str | None) -> int:
+    if not value:
+        return free_port()
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise DemoError(f"{ENV_PORT}={value!r} is not a TCP port; set a number from 1 to 65535 or unset it")
+    return int(value)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    port = _port(env.get(ENV_PORT))
     workdir = Path(env[ENV_DIR]) if env.get(ENV_DIR) else Path(tempfile.mkdtemp(prefix="mamori-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    port = int(env.get(ENV_PORT) or free_port())
     demo = Demo(workdir, port, env, headless=not has_display(env))
     stop = threading.Event()
 

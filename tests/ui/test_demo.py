@@ -93,3 +93,13 @@ def test_demo_on_a_desktop(xdesktop: XDesktop, tmp_path: Path) -> None:
     assert "[4/4] agent running: mamori agent run" in out, out
     assert "stay idle 30 s to see the cover" in out
     assert "stopped agent" in out
+
+
+def test_a_bad_demo_port_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from agent.cli import main
+
+    # Before the fix: "internal error: ValueError: invalid literal for int()".
+    monkeypatch.setenv("MAMORI_DEMO_PORT", "http")
+    assert main(["demo"]) == 2  # MamoriError: a usage problem
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MAMORI_DEMO_PORT='http' is not a TCP port" in err
