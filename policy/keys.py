@@ -137,8 +137,12 @@ def generate_keypair(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
         handle.write(private_key_pem(private_key))
     try:
         fd = os.open(public_path, flags, 0o644)
-    except FileExistsError as err:
-        raise KeyExistsError(str(public_path)) from err
+    except OSError as err:
+        # Half a key pair would make every retry fail on "already exists": take the private half back.
+        private_path.unlink(missing_ok=True)
+        if isinstance(err, FileExistsError):
+            raise KeyExistsError(str(public_path)) from err
+        raise KeyFileError(str(public_path), f"cannot create key file: {err.strerror or err}") from err
     with os.fdopen(fd, "wb") as handle:
         handle.write(public_key_pem(private_key.public_key()))
     return private_path, public_path

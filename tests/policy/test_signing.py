@@ -131,3 +131,26 @@ def test_non_ed25519_public_key_is_refused(tmp_path: Path) -> None:
 def test_duplicate_trusted_keys_are_kept_once(tmp_path: Path) -> None:
     _, public_path = generate_keypair(tmp_path)
     assert len(load_trusted_keys([public_path, public_path])) == 1
+
+
+def test_keygen_that_cannot_write_the_public_key_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from policy.errors import KeyFileError
+
+    # Before the fix the OSError escaped as a traceback and the orphaned private key blocked every retry.
+    real_open = os.open
+
+    def failing_open(path, flags, mode=0o777):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".pub"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    with pytest.raises(KeyFileError, match="cannot create key file: Permission denied"):
+        generate_keypair(tmp_path / "k")
+    assert list((tmp_path / "k").iterdir()) == []
+    monkeypatch.undo()
+    generate_keypair(tmp_path / "k")
