@@ -9,6 +9,7 @@ the real probes import OS libraries lazily.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.i18n import Translator, detect_language
-from agent.platform.base import Capabilities
+from agent.platform.base import Capabilities, Closable
 
 Translate = Callable[..., str]
 
@@ -182,9 +183,17 @@ def _probe_capabilities(config: AgentConfig) -> Callable[[], Capabilities | str]
         from agent.platform import create_desktop
 
         try:
-            return create_desktop(config.lock_command).capabilities()
+            desktop = create_desktop(config.lock_command)
         except Exception as err:  # PlatformError, or an X connection error from the backend
             return f"{type(err).__name__}: {err}"
+        try:
+            return desktop.capabilities()
+        except Exception as err:
+            return f"{type(err).__name__}: {err}"
+        finally:
+            if isinstance(desktop, Closable):
+                with contextlib.suppress(Exception):
+                    desktop.close()  # its display / D-Bus connections
 
     return probe
 

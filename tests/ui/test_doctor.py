@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.config import AgentConfig
 from agent.doctor import Probes, Row, diagnose, essential_ok, render
 from agent.i18n import Translator
@@ -176,3 +178,24 @@ def test_doctor_creates_the_state_dir_private(tmp_path: Path) -> None:
     state = tmp_path / "state"
     diagnose(AgentConfig(state_dir=state), probes())
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def test_the_capability_probe_closes_the_desktop_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.platform
+    from agent.doctor import _probe_capabilities
+
+    # Before the fix the backend (its X display or D-Bus connection) was left open.
+    closed: list[bool] = []
+
+    class Desktop:
+        def capabilities(self) -> Capabilities:
+            return FULL
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(agent.platform, "create_desktop", lambda _lock: Desktop())
+    assert _probe_capabilities(AgentConfig(state_dir=tmp_path))() == FULL
+    assert closed == [True]
