@@ -80,12 +80,17 @@ def render_text(results: Sequence[CheckResult], language: str) -> str:
     return "\n".join(lines)
 
 
-def load_trusted_policy(state_dir: Path) -> Any:
+def load_trusted_policy(state_dir: Path, trusted_keys: Sequence[Path]) -> Any:
+    """The policy in force, its stored signature checked again against agent.toml's trusted_keys: the store
+    lives in the worker's own state directory and a hand-edited file must not decide the verdict."""
+    from policy.errors import PolicyError
+    from policy.keys import load_trusted_keys
+    from policy.store import TrustedStore
+
     try:
-        from policy.store import TrustedStore
-    except ImportError as err:
-        raise NoTrustedPolicyError(state_dir, "the trusted store is not available in this build") from err
-    verified = TrustedStore(state_dir).current()
+        verified = TrustedStore(state_dir).current(load_trusted_keys(trusted_keys))
+    except PolicyError as err:
+        raise NoTrustedPolicyError(state_dir, str(err)) from err
     if verified is None:
         raise NoTrustedPolicyError(state_dir)
     from datetime import UTC, datetime
@@ -107,7 +112,7 @@ def run_check(args: argparse.Namespace) -> int:
     from agent.posture.monitor import PostureMonitor
 
     config = load_config(args.config)
-    policy = load_trusted_policy(config.state_dir)
+    policy = load_trusted_policy(config.state_dir, config.trusted_keys)
     language = detect_language(config.language)
     translator = Translator(language, {"ja": policy.messages.ja, "en": policy.messages.en})
     monitor = PostureMonitor(policy, SystemClock(), lambda _state, _results: None, translator=translator)

@@ -182,7 +182,8 @@ def test_agent_check_cli_in_the_namespace(lab: VpnLab, tmp_path: Path) -> None:
         capture_output=True,
     )
     config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{state}"\nlanguage = "en"\n', encoding="utf-8")
+    pub = keys / "policy-signing.pub"
+    config.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{pub}"]\nlanguage = "en"\n', encoding="utf-8")
 
     def check() -> tuple[int, dict[str, Any]]:
         done = lab.client.exec(

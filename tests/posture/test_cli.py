@@ -69,7 +69,8 @@ def apply_policy(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) 
     )
     capsys.readouterr()
     config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{state}"\nlanguage = "en"\n', encoding="utf-8")
+    pub = keys / "policy-signing.pub"
+    config.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{pub}"]\nlanguage = "en"\n', encoding="utf-8")
     return config
 
 
@@ -155,3 +156,21 @@ def test_text_output_shows_remediation() -> None:
     assert verdict(results) == (False, 1)
     assert verdict([result("x", "error", "warn", "posture.error", reason="r")]) == (False, 2)
     assert verdict([result("x", "fail", "off", "posture.off")]) == (True, 0)
+
+
+def test_a_hand_edited_store_is_not_trusted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """trusted.json lives in the worker's state dir: a bundle put there by hand, signed by a key agent.toml does
+    not trust, must not decide the verdict."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from policy.signing import sign_policy
+
+    config = apply_policy(tmp_path, OFF, capsys)
+    store = tmp_path / "state" / "policy" / "trusted.json"
+    doc = json.loads(store.read_text(encoding="utf-8"))
+    forged = f'schema = 1\nid = "cli-test"\nversion = 9\n{OFF}'.encode()
+    doc["bundle"] = sign_policy(forged, Ed25519PrivateKey.generate()).decode()
+    doc["version"] = 9
+    store.write_text(json.dumps(doc), encoding="utf-8")
+    assert main(["agent", "check", "--config", str(config), "--json"]) == 2
+    assert "no trusted policy" in capsys.readouterr().err
