@@ -178,9 +178,10 @@ class XWatch:
                     state[wid] = False
         return {w for w, on in state.items() if on}
 
-    def first_listed(self, xid: int) -> float | None:
+    def first_listed(self, xid: int, after: float) -> float | None:
+        """When the window manager first listed ``xid`` after ``after`` (X reuses the ids of closed clients)."""
         with self._lock:
-            return next((t for t, ids in self.client_lists if xid in ids), None)
+            return next((t for t, ids in self.client_lists if t >= after and xid in ids), None)
 
     def close(self) -> None:
         self._stop.set()

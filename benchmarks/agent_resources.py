@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -150,6 +151,12 @@ def main() -> int:
     args = parser.parse_args()
     before = machine()
     with XDesktop.start(tray=True) as desk:
+        # The worker is at the PC: the X screensaver (Xvfb's default: on after 10 min without input) would
+        # count as "locked", i.e. away, and the agent would cover windows during the measurement.
+        subprocess.run(["xset", "s", "off"], env=desk.env, check=True, capture_output=True)
+        subprocess.run(
+            ["xset", "-dpms"], env=desk.env, check=False, capture_output=True
+        )  # Xvfb may lack DPMS
         open_windows(desk, args.windows, browser=not args.no_browser)
         lab = AgentLab.create(desk, POLICY)
         try:
@@ -159,6 +166,8 @@ def main() -> int:
             status = lab.status()
             result = measure(lab, args.seconds)
             status = lab.status()
+            if status["presence"]["stage"] != "active" or status["covered"]["count"]:
+                raise RuntimeError(f"the agent left the idle state during the run: {status['presence']}")
             result["stage"] = status["presence"]["stage"]
             result["covered"] = status["covered"]["count"]
             result["degraded"] = status.get("degraded", [])

@@ -432,6 +432,9 @@ def _enable_xorg_clicks(icon: Any) -> None:
     display.flush()
 
 
+REPAINT_AFTER_EMBED = 15.0  # seconds of once-a-second repaints after the icon is (re-)embedded
+
+
 class _XorgPump:
     """Runs every X11 tray update on pystray's main-loop thread, with no cross-thread Xlib use.
 
@@ -449,6 +452,8 @@ class _XorgPump:
         self._icon = icon
         self._jobs: queue.Queue[Callable[[], None]] = queue.Queue()
         self._last_check = time.monotonic()
+        self._embedded_in: int | None = None  # the tray window our icon window is embedded in
+        self._embedded_at = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -496,8 +501,14 @@ class _XorgPump:
             logger.debug("tray window gone: %s", err)
             return
         if icon._systray_manager is not None and parent.id != root.id:
-            icon._draw()  # embedded; repaint once a second in case an Expose was lost during (re-)embedding
+            # Embedded. Repaint once a second for a while after each (re-)embedding, in case an Expose was lost
+            # meanwhile; after that the tray's Expose events suffice (no X traffic while idle).
+            if parent.id != self._embedded_in:
+                self._embedded_in, self._embedded_at = parent.id, now
+            if now - self._embedded_at < REPAINT_AFTER_EMBED:
+                icon._draw()
             return
+        self._embedded_in = None
         try:
             icon._assert_docked()
         except AssertionError:
