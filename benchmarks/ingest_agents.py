@@ -32,6 +32,21 @@ from server.storage import Storage, devices
 from tests.server.live import ServerProcess, free_port, migrated, reset_pg
 
 
+def own_schema(url: str, schema: str) -> str:
+    """Drop and re-create ``schema``; return ``url`` with it as the search path (libpq ``options``)."""
+    import sqlalchemy as sa
+
+    if not schema.isidentifier():
+        raise SystemExit(f"--pg-schema {schema!r}: use letters, digits and _")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
@@ -44,12 +59,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="server processes (server.toml workers)")
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--pg-schema",
+        default=None,
+        help="PostgreSQL: use (drop and re-create) this schema instead of public, e.g. to leave a shared test "
+        "database's public schema to the test suite",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         url = args.db or f"sqlite:///{folder / 'server.db'}"
-        if url.startswith("postgresql"):
+        if url.startswith("postgresql") and args.pg_schema:
+            url = own_schema(url, args.pg_schema)
+        elif url.startswith("postgresql"):
             reset_pg(url)
         storage: Storage = migrated(url)
         tokens = [f"mdt_agent-{i}" for i in range(args.agents)]

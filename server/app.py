@@ -199,15 +199,15 @@ def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch
         if record["device"]["uid"] != device_id:  # validated: device.uid is a string
             foreign = True
         rows.append(
-            EventRow(
-                uid=meta["uid"],
-                sequence=meta["sequence"],
-                class_uid=record["class_uid"],
-                type_uid=record["type_uid"],
-                severity_id=record["severity_id"],
-                event_code=meta["event_code"],
-                time=record["time"],
-                body=line.decode("utf-8"),  # validated JSON, stored as sent
+            EventRow(  # uid, sequence, class_uid, type_uid, severity_id, event_code, time, body
+                meta["uid"],
+                meta["sequence"],
+                record["class_uid"],
+                record["type_uid"],
+                record["severity_id"],
+                meta["event_code"],
+                record["time"],
+                line.decode("utf-8"),  # validated JSON, stored as sent
             )
         )
     return ParsedBatch(rows, rejected, foreign)
