@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,8 @@ from typing import Any
 
 from benchmarks.agent_lab import AgentLab, XWatch, machine, summary
 from tests.harness.xdesktop import Box, XDesktop, wait_for
+
+SHARE_POLL = 0.5  # agent/share/monitor.py's default interval
 
 PRESENCE_FAST = """
 [presence]
@@ -136,6 +139,13 @@ def idle_rounds(rig: Rig, rounds: int) -> list[float]:
     return out
 
 
+def settle() -> None:
+    """Wait before the next round for a random part of the share poll interval too: the uncover was seen at a
+    poll, so a fixed pause would start every round at the same phase of the poll cycle (and measure either
+    the best or the worst case every time)."""
+    time.sleep(0.5 + random.uniform(0.0, SHARE_POLL))
+
+
 def obs_rounds(rig: Rig, rounds: int) -> list[float]:
     bindir = rig.lab.workdir / "bin"
     bindir.mkdir(exist_ok=True)
@@ -151,7 +161,7 @@ def obs_rounds(rig: Rig, rounds: int) -> list[float]:
         proc.kill()
         proc.wait()
         rig.wait_uncovered()
-        time.sleep(0.5)
+        settle()
     return out
 
 
@@ -172,7 +182,7 @@ def browser_rounds(rig: Rig, rounds: int) -> list[float]:
         out.append((covered - listed) * 1000)
         bar.close()
         rig.wait_uncovered()
-        time.sleep(0.5)
+        settle()
     main.close()
     return out
 
