@@ -132,7 +132,7 @@ class Runtime:
                 try:
                     fresh = source()
                 except Exception as err:  # keep the last-known-good policy (SPEC.md, "Policy")
-                    logger.warning("policy provider failed: %s", type(err).__name__)
+                    logger.warning("policy not readable, keeping the last good one: %s", err)
                     fresh = self._policy
                 if fresh is None:
                     fresh = self._policy  # a provider that lost its policy: keep the last-known-good one

@@ -184,10 +184,14 @@ class ReportingService:
 
     def _stored_policy(self) -> Policy | None:
         from policy.errors import PolicyError
+        from policy.keys import load_trusted_keys
         from policy.store import TrustedStore
 
         try:
-            verified = TrustedStore(self.config.state_dir).current()
+            # Re-verified like the runtime's view: a hand-edited store must not widen what is reported.
+            verified = TrustedStore(self.config.state_dir).current(
+                load_trusted_keys(self.config.trusted_keys)
+            )
         except PolicyError as err:
             logger.warning("cannot read the trusted policy: %s", err)
             return None
