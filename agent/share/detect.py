@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,7 +56,8 @@ class _Compiled:
     process_re: re.Pattern[str] | None  # None: the signature names no process
 
 
-def _normalise(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """A process name as signatures match it."""
     # Same rule as agent.decide.match for customer apps: case-insensitive, ".exe" optional. Compiled into one
     # regex per signature here because this runs over every process several times a second.
     lowered = name.strip().lower()
@@ -66,7 +68,7 @@ def _normalise(name: str) -> str:
 def _compile(signature: ShareSignature) -> _Compiled:
     if not signature.processes:
         return _Compiled(process_re=None)
-    parts = [fnmatch.translate(_normalise(p)) for p in signature.processes]
+    parts = [fnmatch.translate(normalise_name(p)) for p in signature.processes]
     return _Compiled(process_re=re.compile("|".join(f"(?:{p})" for p in parts)))
 
 
@@ -80,29 +82,111 @@ def _window_matches(signature: ShareSignature, compiled: _Compiled, window: Wind
     return not (
         compiled.process_re is not None
         and window.process_name
-        and not compiled.process_re.match(_normalise(window.process_name))
+        and not compiled.process_re.match(normalise_name(window.process_name))
     )
+
+
+class ProcessSnapshot(tuple[ProcessInfo, ...]):
+    """A process list that also carries its set of normalised names (:func:`normalise_name`).
+
+    Built by a lister that keeps the names up to date as processes start and exit, so that detection does
+    not re-normalise every name; the lister hands out the same ``names`` object while the set of distinct
+    names is unchanged.
+    """
+
+    names: frozenset[str]
+
+    def __new__(cls, processes: Iterable[ProcessInfo], names: frozenset[str]) -> ProcessSnapshot:
+        snapshot = super().__new__(cls, processes)
+        snapshot.names = names
+        return snapshot
 
 
 _last_names: tuple[Sequence[ProcessInfo] | None, frozenset[str]] = (None, frozenset())
 
 
 def _process_names(processes: Sequence[ProcessInfo]) -> frozenset[str]:
-    # The poller hands in the same list object while no process started or exited; remembering the last
-    # one keeps a poll at a few microseconds instead of re-normalising every name (rebinding a tuple is
-    # atomic, so concurrent callers at worst recompute).
+    if isinstance(processes, ProcessSnapshot):
+        return processes.names
+    # Another caller's list: the poller hands in the same list object while no process started or exited;
+    # remembering the last one keeps a poll at a few microseconds instead of re-normalising every name
+    # (rebinding a tuple is atomic, so concurrent callers at worst recompute).
     global _last_names  # noqa: PLW0603
     last, names = _last_names
     if last is not processes:
-        names = frozenset(_normalise(p.name) for p in processes)
+        names = frozenset(normalise_name(p.name) for p in processes)
         _last_names = (processes, names)
     return names
 
 
-@lru_cache(maxsize=4096)
+class _NameIndex:
+    """For every signature asked about, how many of the running names its ``processes`` globs match.
+
+    Kept up to date from the names that appeared or went away since the previous name set, so a process
+    starting or exiting costs a match of the new names only (and of none when the name was seen before: the
+    per-name results are remembered), not every signature against every name.
+    """
+
+    _MAX_NAMES = 8192  # per-name results remembered; beyond, start again (names of short-lived processes)
+    _MAX_SIGNATURES = 256  # signatures tracked; beyond (many policy changes), start again
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: frozenset[str] = frozenset()
+        self._counts: dict[ShareSignature, int] = {}  # tracked signature -> matching names in _names
+        self._matching: dict[str, tuple[ShareSignature, ...]] = {}  # name -> tracked signatures it matches
+
+    def running(self, signature: ShareSignature, names: frozenset[str]) -> bool:
+        with self._lock:
+            if names is not self._names:
+                self._move_to(names)
+            count = self._counts.get(signature)
+            if count is None:
+                count = self._track(signature)
+            return count > 0
+
+    def _hits(self, name: str) -> tuple[ShareSignature, ...]:
+        hits = self._matching.get(name)
+        if hits is None:
+            if len(self._matching) >= self._MAX_NAMES:
+                self._matching.clear()
+            hits = tuple(s for s in self._counts if _process_re(s).match(name))
+            self._matching[name] = hits
+        return hits
+
+    def _move_to(self, names: frozenset[str]) -> None:
+        counts = self._counts
+        for name in self._names - names:
+            for signature in self._hits(name):
+                counts[signature] -= 1
+        for name in names - self._names:
+            for signature in self._hits(name):
+                counts[signature] += 1
+        self._names = names
+
+    def _track(self, signature: ShareSignature) -> int:
+        if len(self._counts) >= self._MAX_SIGNATURES:
+            self._counts.clear()
+        pattern = _process_re(signature)
+        count = sum(1 for n in self._names if pattern.match(n))
+        self._counts[signature] = count
+        self._matching.clear()  # the remembered results do not cover the new signature
+        return count
+
+
+def _process_re(signature: ShareSignature) -> re.Pattern[str]:
+    pattern = _compile(signature).process_re
+    assert pattern is not None  # only signatures naming processes are tracked
+    return pattern
+
+
+_index = _NameIndex()
+
+
 def _running(signature: ShareSignature, names: frozenset[str]) -> bool:
-    compiled = _compile(signature)
-    return compiled.process_re is None or any(compiled.process_re.match(n) for n in names)
+    if _compile(signature).process_re is None:
+        return True
+    return _index.running(signature, names)
 
 
 def _evaluate(

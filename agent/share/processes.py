@@ -5,6 +5,10 @@ name is read once, when its pid first appears (psutil's ``process_iter`` would r
 call). A pid that disappears is forgotten; a pid reused between two polls keeps its old name until it goes
 away — polls are a fraction of a second apart, so this is accepted. Only names are read, never command
 lines (SPEC.md: command lines never leave the PC, and Mamori has no need to see them).
+
+The snapshot is updated, not rebuilt: a start or exit touches only that pid's entry and the count of its
+(normalised) name, and the set of distinct names handed to detection is the same object until a name
+appears or the last process of a name exits (agent/share/detect.py then matches only the names that changed).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
-from agent.share.detect import ProcessInfo
+from agent.share.detect import ProcessInfo, ProcessSnapshot, normalise_name
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +29,9 @@ class PsutilProcessLister:
     """``__call__`` returns the processes, or ``None`` when the process table cannot be read at all."""
 
     def __init__(self) -> None:
-        self._names: dict[int, str] = {}
-        self._snapshot: tuple[ProcessInfo, ...] = ()
+        self._infos: dict[int, ProcessInfo] = {}
+        self._counts: dict[str, int] = {}  # normalised name -> number of listed processes with it
+        self._snapshot = ProcessSnapshot((), frozenset())
 
     def __call__(self) -> Sequence[ProcessInfo] | None:
         try:
@@ -35,18 +40,33 @@ class PsutilProcessLister:
             logger.warning("process list unavailable: %s", type(err).__name__)
             return None
         current = set(pids)
-        gone = self._names.keys() - current
-        new = current - self._names.keys()
+        infos, counts = self._infos, self._counts
+        gone = infos.keys() - current
+        new = current - infos.keys()
         if not gone and not new:
             # The same object while nothing changed: detect() then reuses its work on the names.
             return self._snapshot
-        for pid in gone:
-            del self._names[pid]
+        names_changed = False
+        # Starts before exits: a name whose process was replaced within one poll stays in the set.
         for pid in new:
             name = self._read_name(pid)
-            if name is not None:
-                self._names[pid] = name
-        self._snapshot = tuple(ProcessInfo(pid=pid, name=name) for pid, name in self._names.items())
+            if name is None:
+                continue
+            infos[pid] = ProcessInfo(pid=pid, name=name)
+            key = normalise_name(name)
+            if key in counts:
+                counts[key] += 1
+            else:
+                counts[key] = 1
+                names_changed = True
+        for pid in gone:
+            key = normalise_name(infos.pop(pid).name)
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+                names_changed = True
+        names = frozenset(counts) if names_changed else self._snapshot.names
+        self._snapshot = ProcessSnapshot(infos.values(), names)
         return self._snapshot
 
     @staticmethod
