@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import secrets
+import selectors
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,6 +48,10 @@ class ControlServer:
         self._token = ""
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # stop() writes to the second socket of the pair; the serve loop blocks (selectors) on the listening
+        # socket and the first one, so it wakes up only for a connection or to stop (no polling timeout).
+        # socketpair() is AF_UNIX on POSIX and a loopback TCP pair on Windows; both work with select().
+        self._wake: tuple[socket.socket, socket.socket] | None = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -57,11 +63,18 @@ class ControlServer:
         except OSError as err:
             raise ControlError(f"cannot open the control socket {self.path}: {err.strerror}") from err
         self._sock.listen(8)
-        self._sock.settimeout(0.5)
+        self._sock.setblocking(False)  # accept() after select(): a client that gave up must not block it
+        try:
+            self._wake = socket.socketpair()
+        except OSError as err:
+            self._sock.close()
+            raise ControlError(f"cannot open the control socket {self.path}: {err.strerror}") from err
         self._thread = threading.Thread(target=self._serve, name="mamori-control", daemon=True)
         self._thread.start()
 
     def _bind_unix(self) -> socket.socket:
+        if sys.platform == "win32":  # not reached: _use_unix() is false there
+            raise OSError(97, "no Unix sockets on Windows")
         if self.path.exists():
             # A socket left by a crashed agent is removed; a live agent answers and keeps it.
             try:
@@ -98,12 +111,28 @@ class ControlServer:
         return sock
 
     def _serve(self) -> None:
-        assert self._sock is not None
+        assert self._sock is not None and self._wake is not None
+        with selectors.DefaultSelector() as selector:  # epoll/kqueue, select() on Windows
+            try:
+                selector.register(self._sock, selectors.EVENT_READ)
+                selector.register(self._wake[0], selectors.EVENT_READ)
+            except (OSError, ValueError):
+                return  # closed under us
+            self._accept_until_stopped(selector)
+
+    def _accept_until_stopped(self, selector: selectors.BaseSelector) -> None:
+        assert self._sock is not None and self._wake is not None
         while not self._stopping.is_set():
             try:
+                ready = selector.select()
+            except (OSError, ValueError):
+                return  # closed under us
+            if self._stopping.is_set() or any(key.fileobj is self._wake[0] for key, _ in ready):
+                return
+            try:
                 conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                continue  # the client went away between select() and accept()
             except OSError:
                 return
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
@@ -135,10 +164,16 @@ class ControlServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._sock is not None:
-            self._sock.close()
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                self._wake[1].send(b"x")
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+        if self._wake is not None:
+            for end in self._wake:
+                end.close()
         with contextlib.suppress(OSError):
             if _use_unix():
                 self.path.unlink()
@@ -164,6 +199,8 @@ def request(path: Path, message: Mapping[str, Any], timeout: float = 5.0) -> dic
     body = dict(message)
     try:
         if _use_unix():
+            if sys.platform == "win32":  # not reached: _use_unix() is false there
+                raise OSError(97, "no Unix sockets on Windows")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.settimeout(timeout)

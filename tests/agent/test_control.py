@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import stat
+import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent import control
 from agent.control import ControlError, ControlServer, request
 
 
@@ -18,9 +24,9 @@ def sock_path(tmp_path: Path) -> Path:
 
 
 def test_request_reply_and_permissions(sock_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
-    def handler(req):
+    def handler(req: Mapping[str, Any]) -> Mapping[str, Any]:
         seen.append(dict(req))
         return {"ok": True, "status": {"stage": "active"}}
 
@@ -37,7 +43,7 @@ def test_request_reply_and_permissions(sock_path: Path) -> None:
 
 
 def test_failing_handler_answers_with_an_error(sock_path: Path) -> None:
-    def handler(req):
+    def handler(req: Mapping[str, Any]) -> Mapping[str, Any]:
         raise RuntimeError("boom")
 
     server = ControlServer(sock_path, handler)
@@ -55,6 +61,7 @@ def test_stale_socket_is_replaced_and_live_one_refused(sock_path: Path) -> None:
         with pytest.raises(ControlError, match="another agent"):
             ControlServer(sock_path, lambda r: {"ok": True}).start()
     finally:
+        assert first._sock is not None
         first._sock.close()  # simulate a crash: the file stays, nobody listens
     second = ControlServer(sock_path, lambda r: {"ok": True, "n": 2})
     second.start()
@@ -93,3 +100,47 @@ def test_a_reply_that_is_not_json_is_answered_as_an_error(sock_path: Path) -> No
         assert request(sock_path, {"cmd": "status"}) == {"ok": False, "error": "internal error: TypeError"}
     finally:
         server.stop()
+
+
+def _serving_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mamori-control"]
+
+
+@pytest.mark.parametrize("unix", [True, False], ids=["unix", "loopback-tcp"])
+def test_idle_server_blocks_until_a_connection_or_stop(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch, unix: bool
+) -> None:
+    # No polling timeout: idle, the serve loop waits once; a request wakes it; stop() ends it at once.
+    # The Windows path (TCP on loopback, token in the port file) is run here by forcing it.
+    monkeypatch.setattr(control, "_use_unix", lambda: unix)
+    waits: list[float | None] = []
+    real = selectors.DefaultSelector
+
+    class CountingSelector(real):  # type: ignore[valid-type,misc]
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            waits.append(timeout)
+            return super().select(timeout)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(selectors, "DefaultSelector", CountingSelector)
+    before = len(_serving_threads())
+    server = ControlServer(sock_path, lambda r: {"ok": True, "echo": r.get("cmd")})
+    server.start()
+    try:
+        time.sleep(1.2)
+        assert waits == [None]
+        assert request(sock_path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
+        deadline = time.monotonic() + 2
+        while len(waits) < 2 and time.monotonic() < deadline:  # the loop goes back to waiting
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert waits == [None, None]
+        assert unix == sock_path.exists()
+        assert unix != control._port_file(sock_path).exists()
+    finally:
+        started = time.monotonic()
+        server.stop()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 0.4
+    assert len(_serving_threads()) == before
+    assert not sock_path.exists() and not control._port_file(sock_path).exists()
+    server.stop()  # twice: harmless
