@@ -10,6 +10,9 @@ import os
 
 import pytest
 
+# The real X desktop fixtures (xdesktop, xdesktop_wide, xdesktop_factory) for every test folder.
+pytest_plugins = ["tests.harness.desktop"]
+
 REQUIRED_MARKERS = ("desktop", "network", "postgres")
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.harness.desktop import xdesktop, xdesktop_factory  # noqa: F401 - fixtures
 from tests.harness.xdesktop import XDesktop, wait_for
 from tests.network.conftest import write_policy
 from tests.network.netns import PYTHON, ROOT, VpnLab
@@ -48,7 +47,7 @@ mode = "off"
 
 
 def test_customer_window_covered_while_vpn_down_and_revealed_after(
-    xdesktop: XDesktop,  # noqa: F811 - set up first, torn down last (after the agent process is stopped)
+    xdesktop: XDesktop,  # set up first, torn down last (after the agent process is stopped)
     lab: VpnLab,
     tmp_path: Path,
 ) -> None:
