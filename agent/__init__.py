@@ -1,3 +1,5 @@
 """Mamori endpoint agent: runs in the worker's desktop session."""
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.clock import Clock
-from agent.errors import MamoriError
+from core.clock import Clock
+from core.errors import MamoriError
 from agent.report.stream import AgentEvent, EventStream, Kind
 from policy.errors import StoreError
 from policy.model import Policy

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.config import AgentConfig
 from agent.report.stream import AgentEvent, EventStream, Kind
 from policy.model import Policy

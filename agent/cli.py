@@ -13,8 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agent import __version__
-from agent.errors import MamoriError
+from core import __version__
+from core.errors import MamoriError
 
 # (group, help, modules registering commands in that group)
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

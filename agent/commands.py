@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def policy_provider(config: Any, unsigned: Path | None = None) -> Any:
 
 
 def build_agent(config: Any, unsigned_policy: Path | None = None, hotkey: bool = True) -> Agent:
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from agent.control import ControlServer
     from agent.overlay.supervisor import OverlaySupervisor
     from agent.platform import create_desktop

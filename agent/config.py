@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 ENV_CONFIG = "MAMORI_CONFIG"
 

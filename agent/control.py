@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 MAX_REQUEST = 64 * 1024

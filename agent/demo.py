@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "policy" / "examples" / "standard.toml"
@@ -206,7 +206,7 @@ class Demo:
         code = (
             "import sys, signal, threading\n"
             "from agent.config import load_config\n"
-            "from agent.clock import SystemClock\n"
+            "from core.clock import SystemClock\n"
             "from agent.report.stream import EventStream, AgentEvent, Kind\n"
             "from agent.report.service import ReportingService\n"
             "cfg = load_config(__import__('pathlib').Path(sys.argv[1]))\n"

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from agent.clock import Clock
-from agent.errors import MamoriError
+from core.clock import Clock
+from core.errors import MamoriError
 from agent.report.stream import AgentEvent, EventStream, Kind
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.config import AgentConfig
 from agent.decide.match import Match, match_windows
 from agent.decide.presence import PresenceDecision, PresenceInput, PresenceMachine, Stage

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.outbox import encode
 from agent.report.stream import AgentEvent, Kind

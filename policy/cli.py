@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 from policy.errors import InputFileError, PolicyValidationError, Problem
 
 EXIT_OK = 0

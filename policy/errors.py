@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 
 class PolicyError(MamoriError):

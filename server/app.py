@@ -21,8 +21,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from agent import __version__
-from agent.clock import Clock
+from core import __version__
+from core.clock import Clock
 from agent.report.events import validate_record
 from server import auth
 from server.settings import Settings

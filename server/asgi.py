@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from server.app import create_app, shorten_gil_switch_interval
 from server.settings import ENV_CONFIG, ENV_DB, load_settings
 from server.storage import Storage

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -131,7 +131,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll_secret(args: argparse.Namespace) -> int:
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from server import auth
     from server.storage import ms
 
@@ -161,7 +161,7 @@ def cmd_enroll_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from server import auth
     from server.storage import ms
 
@@ -175,7 +175,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 def cmd_policy_publish(args: argparse.Namespace) -> int:
     from fastapi import HTTPException
 
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from policy.keys import load_trusted_keys
     from server.app import publish_policy
 
@@ -199,7 +199,7 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from server.app import create_app, shorten_gil_switch_interval
 
     shorten_gil_switch_interval()

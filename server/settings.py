@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 ENV_DB = "MAMORI_DB_URL"
 ENV_CONFIG = "MAMORI_SERVER_CONFIG"

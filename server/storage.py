@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 from server.status import Gap, fill_gaps, new_gaps
 
 metadata = sa.MetaData()

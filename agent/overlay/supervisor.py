@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 from agent.overlay.protocol import CoverSpec, ProtocolError, countdown_message, covers_message, dumps, loads
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 
 class PlatformError(MamoriError):

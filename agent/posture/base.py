@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 from agent.i18n import Translator
 from policy.model import LocalText, Mode
 

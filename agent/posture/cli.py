@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 from agent.posture.base import CheckResult
 
 EXIT_COMPLIANT = 0
@@ -106,7 +106,7 @@ def load_trusted_policy(state_dir: Path, trusted_keys: Sequence[Path]) -> Any:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from agent.clock import SystemClock
+    from core.clock import SystemClock
     from agent.config import load_config
     from agent.i18n import Translator, detect_language
     from agent.posture.monitor import PostureMonitor

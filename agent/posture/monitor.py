@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.decide.enforcement import EnforcementState, decide
 from agent.i18n import Translator
 from agent.posture.base import CheckResult, HostProbe

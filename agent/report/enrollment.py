@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 ENROLLMENT_FILE = "enrollment.json"
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from agent import __version__
+from core import __version__
 from agent.report.stream import AgentEvent, Kind
 
 OCSF_VERSION = "1.1.0"

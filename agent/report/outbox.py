@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 from agent.report.events import Priority, gap_record, record_priority
 
 logger = logging.getLogger(__name__)

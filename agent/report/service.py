@@ -24,8 +24,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from agent import __version__
-from agent.clock import Clock
+from core import __version__
+from core.clock import Clock
 from agent.config import AgentConfig
 from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
 from agent.report.events import Context, build_record, rule_context

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.report.enrollment import Enrollment
 from agent.report.events import stamp_device
 from agent.report.outbox import Outbox, Pending, encode

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.i18n import Translator
 from agent.platform.base import Desktop, Window
 from agent.report.stream import EventStream

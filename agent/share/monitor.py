@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.clock import Clock
+from core.clock import Clock
 from agent.i18n import Translator
 from agent.platform.base import Desktop, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from PIL import Image, ImageChops
 
-from agent.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 from agent.decide.match import match_windows
 from agent.platform.base import Rect, Window
 from agent.report.stream import AgentEvent, EventStream, Kind

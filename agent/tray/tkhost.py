@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 
 if TYPE_CHECKING:
     import tkinter as tk

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from agent.errors import MamoriError
+from core.errors import MamoriError
 from agent.platform.base import Capabilities
 from agent.tray.icons import Panel, TrayState, icon_image, panel_theme
 from agent.tray.tkhost import TkHost, TkUnavailableError

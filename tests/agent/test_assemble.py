@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.assemble import PolicyDropWatcher, PostureFollower
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.config import AgentConfig
 from agent.posture.base import NetInterface
 from agent.posture.fake import FakeHost

@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.fake import FakeDesktop

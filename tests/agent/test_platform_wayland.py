@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.config import AgentConfig
 from agent.platform.base import PlatformError
 from agent.platform.linux_wayland import WaylandDesktop

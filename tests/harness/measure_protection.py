@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.linux_x11 import X11Desktop

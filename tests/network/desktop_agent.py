@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.decide.enforcement import EnforcementState
 from agent.overlay.supervisor import OverlaySupervisor

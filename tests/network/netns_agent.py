@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.decide.enforcement import EnforcementState
 from agent.posture.base import CheckResult
 from agent.posture.host import default_host

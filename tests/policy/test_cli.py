@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from policy import cli as policy_cli
 from policy.schema import policy_schema
 from tests.policy.conftest import EXAMPLES, NOW, policy_bytes

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.decide.enforcement import EnforcementState
 from agent.posture.base import CheckResult, NetInterface
 from agent.posture.fake import FakeHost

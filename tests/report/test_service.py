@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from agent.cli import main
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.platform.base import Rect, Window
 from agent.report.cli import enroll

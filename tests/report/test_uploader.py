@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.report.enrollment import Enrollment
 from agent.report.events import build_record, rule_context
 from agent.report.outbox import Outbox

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage

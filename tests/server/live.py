@@ -18,7 +18,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from agent.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 from server import auth
 from server.app import create_app
 from server.migrate import upgrade

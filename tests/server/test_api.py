@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
 from server.app import create_app

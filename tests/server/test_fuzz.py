@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.report.events import KINDS, build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
 from server import auth

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.report.stream import EventStream, Kind
 from agent.share.detect import ShareState
 from agent.share.monitor import COVER_MESSAGE_KEY, ShareMonitor

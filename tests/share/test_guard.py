@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.platform.base import Rect

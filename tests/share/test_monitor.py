@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
 from agent.share.detect import ShareState

@@ -6,7 +6,7 @@ import re
 
 from PIL import Image, ImageDraw
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
 from agent.share.selfcheck import (

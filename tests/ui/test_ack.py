@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.ack import AckFlow, Acknowledgement, AckStore, needs_ack, policy_summary
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.i18n import Translator
 from agent.report.stream import EventStream, Kind
 from policy.load import load_policy

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.clock import FakeClock
+from core.clock import FakeClock
 from agent.i18n import Translator
 from agent.notify import (
     LinuxNotifySend,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.i18n import Translator
 from agent.notify import LinuxNotifySend, Notifier, notification_for
 from agent.report.stream import AgentEvent, Kind

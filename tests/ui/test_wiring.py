@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.platform.fake import FakeDesktop

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.ack import AckFlow, AckStore
-from agent.clock import SystemClock
+from core.clock import SystemClock
 from agent.i18n import Translator
 from agent.report.stream import EventStream
 from agent.tray.tray import Tray
