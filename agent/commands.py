@@ -1,9 +1,7 @@
 """`mamori agent run | status | step-away` (SPEC.md, "Command line").
 
-``run`` builds the real objects (desktop backend, cover helper, runtime, control socket), attaches the
-monitors (agent.assemble: policy drop, posture, screen share, reporting) and the worker's UI (agent.tray.wiring:
-tray, notifications, acknowledgement), and blocks. ``status`` and ``step-away``
-talk to the running agent over its control socket.
+``run`` hands agent.toml to the composition root (agent/app.py), which builds and runs every part.
+``status`` and ``step-away`` talk to the running agent over its control socket.
 """
 
 from __future__ import annotations
@@ -11,10 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,105 +38,12 @@ def register(subparsers: Any) -> None:
     step.set_defaults(func=cmd_step_away)
 
 
-@dataclass
-class Agent:
-    """The running pieces, for callers that attach more (tray, monitors, reporting)."""
-
-    runtime: Any
-    control: Any
-    stream: Any
-
-
-def policy_provider(config: Any, unsigned: Path | None = None) -> Any:
-    """The policy source: an unsigned TOML file (development), else the trusted store in state_dir."""
-    from policy.load import load_policy
-
-    if unsigned is not None:
-        data = unsigned.read_bytes()
-        fixed = load_policy(data, str(unsigned))
-        logger.warning("using an UNSIGNED policy file (development only): %s", unsigned)
-        return lambda: fixed
-
-    from policy.keys import load_trusted_keys
-    from policy.store import TrustedStore
-
-    store = TrustedStore(config.state_dir)
-    cache: dict[str, Any] = {}
-
-    def current() -> Any:
-        # The signature is checked again on every read, against today's trusted_keys: trusted.json lives in the
-        # worker's own state directory, and a hand-edited file must never become the policy in force
-        # (docs/policy-signing.md, "The trusted store"). A failure raises; the runtime keeps its last good policy.
-        verified = store.current(load_trusted_keys(config.trusted_keys))
-        if verified is None:
-            return None
-        key = (verified.policy.id, verified.policy.version)
-        if cache.get("key") != key:
-            cache["key"] = key
-            cache["policy"] = verified.policy
-        return cache["policy"]
-
-    return current
-
-
-def build_agent(config: Any, unsigned_policy: Path | None = None, hotkey: bool = True) -> Agent:
-    from core.clock import SystemClock
-    from agent.control import ControlServer
-    from agent.overlay.supervisor import OverlaySupervisor
-    from agent.platform import create_desktop
-    from agent.report.stream import EventStream
-    from agent.runtime import Runtime
-
-    desktop = create_desktop(config.lock_command)
-    stream = EventStream()
-    holder: dict[str, Runtime] = {}
-
-    def clicked(key: str) -> None:
-        holder["rt"].reveal(key)
-
-    def failed(reason: str) -> None:
-        holder["rt"].overlay_failed(reason)
-
-    overlay = OverlaySupervisor(on_click=clicked, on_failure=failed)
-    runtime = Runtime(
-        config,
-        policy_provider(config, unsigned_policy),
-        desktop,
-        stream,
-        SystemClock(),
-        overlay=overlay,
-        hotkey=hotkey,
-    )
-    holder["rt"] = runtime
-    control = ControlServer(config.control_socket, runtime.handle_control)
-    return Agent(runtime, control, stream)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.assemble import attach_monitors
+    from agent.app import build_agent, run_agent
     from agent.config import load_config
-    from agent.tray.wiring import attach_ui, run_ui
 
     config = load_config(args.config)
-    agent = build_agent(config, args.unsigned_policy)
-    runtime = agent.runtime
-    attached = attach_monitors(runtime, agent.stream, config, runtime.clock)
-    ui = attach_ui(runtime, agent.stream, config, reporting=attached.reporting, tray=not args.no_tray)
-    agent.control.start()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: runtime.stop())
-    if attached.reporting is not None:
-        attached.reporting.start()
-    try:
-        runtime.start()
-        run_ui(ui, runtime)
-    finally:
-        runtime.stop()
-        agent.control.stop()
-        if attached.reporting is not None:
-            attached.reporting.stop()
-    return 0
+    return run_agent(build_agent(config, args.unsigned_policy), tray=not args.no_tray)
 
 
 def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any]:

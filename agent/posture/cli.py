@@ -12,10 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.errors import MamoriError
 from agent.posture.base import CheckResult
+from core.errors import MamoriError
+
+if TYPE_CHECKING:
+    from agent.policy_source import PolicySource
+    from policy.model import Policy
 
 EXIT_COMPLIANT = 0
 EXIT_NONCOMPLIANT = 1
@@ -80,22 +84,19 @@ def render_text(results: Sequence[CheckResult], language: str) -> str:
     return "\n".join(lines)
 
 
-def load_trusted_policy(state_dir: Path, trusted_keys: Sequence[Path]) -> Any:
+def load_trusted_policy(source: PolicySource) -> Policy:
     """The policy in force, its stored signature checked again against agent.toml's trusted_keys: the store
     lives in the worker's own state directory and a hand-edited file must not decide the verdict."""
     from policy.errors import PolicyError
-    from policy.keys import load_trusted_keys
-    from policy.store import TrustedStore
 
+    state_dir = source.config.state_dir
     try:
-        verified = TrustedStore(state_dir).current(load_trusted_keys(trusted_keys))
+        verified = source.read_verified()
     except PolicyError as err:
         raise NoTrustedPolicyError(state_dir, str(err)) from err
     if verified is None:
         raise NoTrustedPolicyError(state_dir)
-    from datetime import UTC, datetime
-
-    if verified.is_expired(datetime.now(UTC)):
+    if verified.is_expired(source.clock.now()):
         # the agent keeps enforcing its last-known-good policy (SPEC.md, Policy); say so, do not refuse
         print(
             f"mamori: warning: the trusted policy {verified.policy.id} v{verified.policy.version} has expired; "
@@ -106,13 +107,14 @@ def load_trusted_policy(state_dir: Path, trusted_keys: Sequence[Path]) -> Any:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from core.clock import SystemClock
     from agent.config import load_config
     from agent.i18n import Translator, detect_language
+    from agent.policy_source import PolicySource
     from agent.posture.monitor import PostureMonitor
+    from core.clock import SystemClock
 
     config = load_config(args.config)
-    policy = load_trusted_policy(config.state_dir, config.trusted_keys)
+    policy = load_trusted_policy(PolicySource(config, SystemClock()))
     language = detect_language(config.language)
     translator = Translator(language, {"ja": policy.messages.ja, "en": policy.messages.en})
     monitor = PostureMonitor(policy, SystemClock(), lambda _state, _results: None, translator=translator)

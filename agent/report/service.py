@@ -24,14 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from core import __version__
-from core.clock import Clock
 from agent.config import AgentConfig
+from agent.policy_source import PolicySource
 from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
 from agent.report.events import Context, build_record, rule_context
 from agent.report.outbox import Outbox, OutboxError, Pending
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.report.uploader import Backoff, PolicyFetcher, Uploader
+from core import __version__
+from core.clock import Clock
 
 if TYPE_CHECKING:
     import requests
@@ -78,7 +79,7 @@ class ReportingService:
         heartbeat: float | None = None,
         backoff: Backoff | None = None,
         on_send: Callable[[Sequence[Pending]], None] | None = None,
-        policy_provider: Callable[[], Policy | None] | None = None,
+        policy: PolicySource | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -101,7 +102,8 @@ class ReportingService:
         self.uploader = Uploader(
             self.outbox, session, clock, batch_max_events=batch_max_events, backoff=backoff, on_send=on_send
         )
-        self._policy_provider = policy_provider or self._stored_policy
+        # The agent's one policy source (agent/app.py); alone (tests, `agent report`) a source of its own.
+        self.policy_source = policy if policy is not None else PolicySource(config, clock, stream)
         self._policy: Policy | None = None
         self._context = Context()
         self._stopping = threading.Event()
@@ -182,23 +184,8 @@ class ReportingService:
 
     # --- policy / privacy context ----------------------------------------------------------------------------
 
-    def _stored_policy(self) -> Policy | None:
-        from policy.errors import PolicyError
-        from policy.keys import load_trusted_keys
-        from policy.store import TrustedStore
-
-        try:
-            # Re-verified like the runtime's view: a hand-edited store must not widen what is reported.
-            verified = TrustedStore(self.config.state_dir).current(
-                load_trusted_keys(self.config.trusted_keys)
-            )
-        except PolicyError as err:
-            logger.warning("cannot read the trusted policy: %s", err)
-            return None
-        return verified.policy if verified else None
-
     def reload_policy(self) -> None:
-        policy = self._policy_provider()
+        policy = self.policy_source.current()
         self._policy = policy
         if policy is None:
             self._context = Context()
@@ -429,28 +416,16 @@ class ReportingService:
         return False
 
     def _refresh_policy(self, enrollment: Enrollment) -> None:
+        """Pull the server's policy; the source applies it and reports policy.applied / policy.rejected."""
         from policy.errors import BundleRejectedError, PolicyError
-        from policy.keys import load_trusted_keys
 
+        fetcher = PolicyFetcher(self.session, self.config.state_dir, self.policy_source.apply)
         try:
-            trusted = load_trusted_keys(self.config.trusted_keys)
-        except PolicyError as err:
-            logger.warning("policy refresh skipped: %s", err)
-            return
-        fetcher = PolicyFetcher(self.session, self.config.state_dir, trusted)
-        try:
-            result = fetcher.refresh(enrollment, self.clock.now())
-        except BundleRejectedError as err:
-            logger.warning("server policy rejected: %s", err)
-            data = {"reason": getattr(err, "reason", "rejected")}
-            self.stream.publish(AgentEvent(Kind.POLICY_REJECTED, self.clock.now(), data))
-            return
+            fetcher.refresh(enrollment)
+        except BundleRejectedError:
+            return  # reported by the source; the last good policy stays in force
         except PolicyError as err:
             logger.warning("policy refresh failed: %s", err)
-            return
-        if result is not None and result.accepted:
-            data = {"policy_id": result.policy.id, "version": result.policy.version}
-            self.stream.publish(AgentEvent(Kind.POLICY_APPLIED, self.clock.now(), data))
 
     def _checkin(self, enrollment: Enrollment, *, stopping: bool) -> None:
         summary = self.summary()

@@ -31,15 +31,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.clock import Clock
 from agent.report.enrollment import Enrollment
 from agent.report.events import stamp_device
 from agent.report.outbox import Outbox, Pending, encode
+from core.clock import Clock
 
 if TYPE_CHECKING:
     import requests
 
-    from policy.keys import TrustedKey
     from policy.store import ApplyResult
 
 logger = logging.getLogger(__name__)
@@ -256,10 +255,12 @@ class PolicyFetcher:
 
     ETAG_FILE = "policy.etag"
 
-    def __init__(self, session: requests.Session, state_dir: Path, trusted: Sequence[TrustedKey]) -> None:
+    def __init__(
+        self, session: requests.Session, state_dir: Path, apply: Callable[[bytes], ApplyResult]
+    ) -> None:
         self.session = session
         self.state_dir = state_dir
-        self.trusted = list(trusted)
+        self.apply = apply
 
     def _etag(self) -> str | None:
         try:
@@ -267,12 +268,10 @@ class PolicyFetcher:
         except (OSError, UnicodeDecodeError):
             return None
 
-    def refresh(self, enrollment: Enrollment, now: datetime) -> ApplyResult | None:
+    def refresh(self, enrollment: Enrollment) -> ApplyResult | None:
         """None when nothing new (304, 404, unreachable). Raises BundleRejectedError for a bad bundle; its
         ETag is remembered so the same bad bundle is not fetched and reported again and again."""
         import requests
-
-        from policy.store import TrustedStore
 
         headers = {"Authorization": f"Bearer {enrollment.token}"}
         etag = self._etag()
@@ -291,7 +290,7 @@ class PolicyFetcher:
 
         new_etag = response.headers.get("ETag", "")
         try:
-            result = TrustedStore(self.state_dir).apply(response.content, self.trusted, now)
+            result = self.apply(response.content)
         except BundleRejectedError:
             self._remember(new_etag)
             raise

@@ -1,4 +1,4 @@
-"""Plugging the share guard into the runtime: one call for the agent's wiring code (agent/cli.py).
+"""Plugging the share guard into the agent: one call for the composition root (agent/app.py).
 
 ``install_share_guard(runtime, desktop, stream, clock, notify=...)`` builds the monitor and the self-check and
 registers them with the runtime through its public API only (``policy``, ``set_cover_reason``,
@@ -8,14 +8,12 @@ and restarts it if it crashes; ``runtime.status()["share"]`` then shows the apps
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from core.clock import Clock
+from agent.host import Host
 from agent.i18n import Translator
-from agent.platform.base import Desktop, Window
+from agent.platform.base import Desktop
 from agent.report.stream import EventStream
 from agent.share.monitor import ShareMonitor, ShareNotice
 from agent.share.processes import ProcessLister
@@ -27,7 +25,8 @@ from agent.share.selfcheck import (
     ShareSelfCheck,
     runtime_targets,
 )
-from policy.model import CustomerApp, Policy
+from core.clock import Clock
+from policy.model import CustomerApp
 
 SELFCHECK_MESSAGE_KEY = "share.selfcheck_failed"
 
@@ -38,18 +37,8 @@ class ShareGuard:
     selfcheck: ShareSelfCheck
 
 
-class ShareHost(Protocol):
-    """The part of :class:`agent.runtime.Runtime` the share guard uses."""
-
-    def policy(self) -> Policy | None: ...
-    def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None: ...
-    def add_worker(self, name: str, target: Callable[[threading.Event], None]) -> None: ...
-    def add_status_provider(self, name: str, provider: Callable[[], object]) -> None: ...
-    def covered_windows(self) -> list[Window]: ...
-
-
 def install_share_guard(
-    host: ShareHost,
+    host: Host,
     desktop: Desktop,
     stream: EventStream,
     clock: Clock,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.ack import AckFlow, AckStore
 from agent.config import AgentConfig
+from agent.host import Host
 from agent.i18n import Translator, detect_language
 from agent.notify import NotificationBridge, Notifier, select_backend
 from agent.report.stream import AgentEvent, EventStream, Kind
@@ -33,22 +33,6 @@ from policy.model import Policy
 logger = logging.getLogger(__name__)
 
 POLICY_WATCH_INTERVAL = 2.0  # a new policy's acknowledgement and texts within 2 s (the runtime's own cadence)
-
-
-class RuntimeLike(Protocol):
-    """What the wiring needs from :class:`agent.runtime.Runtime`."""
-
-    clock: Any
-
-    def policy(self) -> Policy | None: ...
-    def status(self) -> dict[str, Any]: ...
-    def step_away(self) -> None: ...
-    def pause(self, minutes: float) -> float: ...
-    def resume(self) -> None: ...
-    def stop(self) -> None: ...
-    def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None: ...
-    def add_status_provider(self, name: str, provider: Callable[[], object]) -> None: ...
-    def add_worker(self, name: str, target: Callable[[threading.Event], None]) -> None: ...
 
 
 class ReportingLike(Protocol):
@@ -70,7 +54,7 @@ def translator_for(config: AgentConfig, policy: Policy | None) -> Translator:
     return Translator(detect_language(config.language), overrides)
 
 
-def handle_command(command: str, runtime: RuntimeLike, ack: AckFlow, stream: EventStream) -> None:
+def handle_command(command: str, runtime: Host, ack: AckFlow, stream: EventStream) -> None:
     """Carry out one tray command (see agent.tray.tray for the list)."""
     parts = command.split()
     if not parts:
@@ -104,7 +88,7 @@ def handle_command(command: str, runtime: RuntimeLike, ack: AckFlow, stream: Eve
 
 
 def attach_ui(
-    runtime: RuntimeLike,
+    runtime: Host,
     stream: EventStream,
     config: AgentConfig,
     *,
@@ -175,7 +159,7 @@ def attach_ui(
     return UI(the_tray, ack, bridge, notifier)
 
 
-def run_ui(ui: UI, runtime: RuntimeLike) -> None:
+def run_ui(ui: UI, runtime: Host) -> None:
     """Block on the main thread: the tray while it runs, else the runtime. Stopping either stops both.
 
     A tray that cannot start (no system tray, no display) is a degraded state, not a failure: it is reported
@@ -196,29 +180,14 @@ def run_ui(ui: UI, runtime: RuntimeLike) -> None:
             return
         except TrayUnavailableError as err:
             logger.warning("%s", err)
-            stream = getattr(runtime, "stream", None)
-            if isinstance(stream, EventStream):
-                stream.publish(
-                    AgentEvent(
-                        Kind.CAPABILITY_DEGRADED,
-                        runtime.clock.now(),
-                        {"capability": "tray", "reason": "unavailable"},
-                    )
-                )
-    wait = getattr(runtime, "run", None)
-    if callable(wait):
-        wait()
+            runtime.report_degraded("tray", "unavailable")
+    runtime.wait_stopped()
     ui.notifications.stop()
 
 
-def _stop_tray_with(runtime: RuntimeLike, tray: Tray) -> Callable[[], None]:
+def _stop_tray_with(runtime: Host, tray: Tray) -> Callable[[], None]:
     def watch() -> None:
-        wait_stopped = getattr(runtime, "wait_stopped", None)
-        if callable(wait_stopped):
-            wait_stopped()  # no wake-ups while the agent runs (idle CPU budget, SPEC.md)
-        else:
-            while not bool(getattr(runtime, "stopped", False)):
-                time.sleep(0.5)
+        runtime.wait_stopped()  # no wake-ups while the agent runs (idle CPU budget, SPEC.md)
         tray.stop()
 
     return watch

@@ -7,12 +7,13 @@ import os
 import threading
 from pathlib import Path
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
+from core.clock import SystemClock
 from tests.agent.fakes import policy, window
 from tests.harness.xdesktop import wait_for
 
@@ -47,11 +48,11 @@ def test_runtime_locks_when_covering_is_impossible(tmp_path: Path) -> None:
     holder: list[Runtime] = []
     sup = OverlaySupervisor(
         env=no_display_env(),
-        on_failure=lambda r: holder[0].overlay_failed(r),  # noqa: PLW0108 - bound later
+        on_failure=lambda r: holder[0].protection.overlay_failed(r),  # noqa: PLW0108 - bound later
         max_restarts=1,
         ping_interval=0,
     )
-    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, SystemClock(), overlay=sup)
+    rt = build_runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, SystemClock(), overlay=sup)
     holder.append(rt)
     desk.set_idle(95)  # protect stage
     rt.start()

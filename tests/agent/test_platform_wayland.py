@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from core.clock import FakeClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.platform.base import PlatformError
 from agent.platform.linux_wayland import WaylandDesktop
 from agent.report.stream import EventStream, Kind
-from agent.runtime import Runtime
+from core.clock import FakeClock
 from tests.agent.fakes import RecordingSink, policy
 
 
@@ -70,7 +70,7 @@ def test_runtime_on_wayland_reports_degraded_and_locks_at_protect(tmp_path) -> N
     bus = FakeBus()
     desk = WaylandDesktop(bus=bus, session=None)
     stream = EventStream()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
     )
     rt.start()
@@ -78,8 +78,8 @@ def test_runtime_on_wayland_reports_degraded_and_locks_at_protect(tmp_path) -> N
     degraded = [dict(e.data) for e in stream.recent() if e.kind is Kind.CAPABILITY_DEGRADED]
     assert {"capability": "window_list", "reason": "unsupported"} in degraded
     bus.idle_ms = 95_000  # protect_after is 90 s
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert bus.calls.count("org.gnome.ScreenSaver.Lock") == 1
     locked = [dict(e.data) for e in stream.recent() if e.kind is Kind.SESSION_LOCKED]
     assert locked == [{"method": "gnome-screensaver"}]

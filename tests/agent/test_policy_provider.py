@@ -1,4 +1,4 @@
-"""The agent's policy source (agent.commands.policy_provider) trusts only what a trusted key signed."""
+"""The agent's policy source (agent.policy_source.PolicySource) trusts only what a trusted key signed."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands import policy_provider
 from agent.config import AgentConfig
+from agent.policy_source import PolicySource
+from core.clock import FakeClock
 from policy.errors import StoreError
-from policy.keys import generate_keypair, load_private_key, load_trusted_keys
-from policy.signing import sign_policy
+from policy.keys import load_trusted_keys
 from policy.store import TrustedStore
+from tests.harness.policies import policy_keys
 from tests.policy.conftest import NOW, policy_bytes
 
 
 def _setup(tmp_path: Path) -> tuple[AgentConfig, TrustedStore]:
-    private, public = generate_keypair(tmp_path / "keys")
-    config = AgentConfig(state_dir=tmp_path / "state", trusted_keys=(public,))
+    keys = policy_keys(tmp_path / "keys")
+    config = AgentConfig(state_dir=tmp_path / "state", trusted_keys=(keys.public_path,))
     store = TrustedStore(config.state_dir)
-    bundle = sign_policy(policy_bytes(version=1), load_private_key(private))
-    store.apply(bundle, load_trusted_keys([public]), NOW)
+    store.apply(keys.sign(policy_bytes(version=1)), load_trusted_keys([keys.public_path]), NOW)
     return config, store
 
 
 def test_the_signed_policy_is_provided(tmp_path: Path) -> None:
     config, _ = _setup(tmp_path)
-    policy = policy_provider(config)()
+    policy = PolicySource(config, FakeClock()).read()
     assert policy is not None and policy.version == 1
 
 
@@ -48,4 +48,6 @@ def test_a_hand_edited_trusted_json_is_not_the_policy_in_force(tmp_path: Path) -
     store.path.write_text(json.dumps(doc))
     assert store.current() is not None  # the file itself is well-formed ...
     with pytest.raises(StoreError, match="no longer signed by a trusted key"):
-        policy_provider(config)()  # ... but the agent refuses it (the runtime keeps its last good policy)
+        PolicySource(
+            config, FakeClock()
+        ).read()  # ... but the agent refuses it (the runtime keeps its last good policy)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.platform.base import Capabilities, Monitor, Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
-from agent.runtime import Runtime
+from core.clock import FakeClock
 from tests.agent.fakes import RecordingSink, policy, window
 
 CRM = window(1, "Acme | Salesforce", "chrome", Rect(100, 100, 800, 600))
@@ -25,7 +25,7 @@ def parts(tmp_path: Path):
     desk = FakeDesktop([CRM, NOTES])
     sink = RecordingSink()
     stream = EventStream()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path),
         policy(),
         desk,
@@ -45,15 +45,15 @@ def kinds(stream: EventStream, kind: Kind) -> list[dict]:
 def test_idle_covers_only_customer_windows_and_input_uncovers(parts) -> None:
     desk, sink, stream, rt = parts
     desk.set_idle(10)
-    rt.step()
+    rt.protection.step()
     assert sink.current == []
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     assert [(c.key, c.rect, c.style) for c in sink.current] == [("w:1", CRM.rect, "blur")]
     assert rt.status()["covered"] == {"rules": ["crm"], "count": 1}
     assert kinds(stream, Kind.PROTECTION_APPLIED) == [{"reason": "away", "rules": ["crm"], "count": 1}]
     desk.input()
-    rt.step()
+    rt.protection.step()
     assert sink.current == []
     assert kinds(stream, Kind.PROTECTION_REMOVED)[0]["reason"] == "away"
     stages = [e["stage"] for e in kinds(stream, Kind.PRESENCE_STAGE)]
@@ -63,34 +63,34 @@ def test_idle_covers_only_customer_windows_and_input_uncovers(parts) -> None:
 def test_cover_follows_moves_and_closing_removes_it(parts) -> None:
     desk, sink, _, rt = parts
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     desk.move_window(1, Rect(300, 200, 800, 600))
-    rt.step()
+    rt.protection.step()
     assert sink.current[0].rect == Rect(300, 200, 800, 600)
     desk.remove_window(1)
-    rt.step()
+    rt.protection.step()
     assert sink.current == []
 
 
 def test_warn_shows_countdown_then_clears(parts) -> None:
     desk, sink, _, rt = parts
     desk.set_idle(70)
-    rt.step()
+    rt.protection.step()
     assert sink.countdowns[-1][0] == 20.0 and "20" in sink.countdowns[-1][1]
     desk.input()
-    rt.step()
+    rt.protection.step()
     assert sink.countdowns[-1] == (None, "")
 
 
 def test_other_reasons_cover_opaque_with_their_label(parts) -> None:
     _, sink, stream, rt = parts
     rt.set_cover_reason("share", True, "share.cover")
-    rt.step()
+    rt.protection.step()
     assert [c.style for c in sink.current] == ["opaque"]
     assert sink.current[0].label == Translator("en")("share.cover") + "\n" + Translator("ja")("share.cover")
     assert rt.status()["cover_reasons"] == ["share"]
     rt.set_cover_reason("share", False)
-    rt.step()
+    rt.protection.step()
     assert sink.current == []
     assert [e["reason"] for e in kinds(stream, Kind.PROTECTION_REMOVED)] == ["share"]
 
@@ -99,8 +99,8 @@ def test_lock_once_and_verified(parts) -> None:
     desk, _, stream, rt = parts
     for idle in (300, 301, 302):
         desk.set_idle(idle)
-        rt.step()
-        rt.join_lock()
+        rt.protection.step()
+        rt.protection.session_lock.join()
     assert desk.lock_calls == 1
     assert kinds(stream, Kind.SESSION_LOCKED) == [{"method": "fake"}]
     assert not rt.status()["lock_failed"]
@@ -111,16 +111,16 @@ def test_failed_lock_covers_every_monitor(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM], monitors=monitors, lock_works=False)
     sink = RecordingSink()
     stream = EventStream()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=sink)
+    rt = build_runtime(AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=sink)
     desk.set_idle(300)
-    rt.step()
-    rt.join_lock()
-    rt.step()
+    rt.protection.step()
+    rt.protection.session_lock.join()
+    rt.protection.step()
     assert [c.rect for c in sink.current] == [m.rect for m in monitors]
     assert kinds(stream, Kind.LOCK_FAILED) == [{"method": "fake", "reason": "not_locked"}]
     assert rt.status()["lock_failed"]
     desk.input()
-    rt.step()
+    rt.protection.step()
     assert sink.current == []
 
 
@@ -128,9 +128,9 @@ def test_lock_error_is_lock_failed(parts) -> None:
     desk, sink, stream, rt = parts
     desk.lock_raises = "no locker"
     desk.set_idle(300)
-    rt.step()
-    rt.join_lock()
-    rt.step()
+    rt.protection.step()
+    rt.protection.session_lock.join()
+    rt.protection.step()
     assert kinds(stream, Kind.LOCK_FAILED)[0]["reason"] == "lock_error"
     assert {c.key for c in sink.current} == {"screen:0"}
 
@@ -139,14 +139,14 @@ def test_call_inhibitor_delays_lock_not_cover(parts) -> None:
     desk, sink, _, rt = parts
     rt.set_inhibitor("call", True)
     desk.set_idle(310)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert desk.lock_calls == 0
     assert [c.key for c in sink.current] == ["w:1"]
     assert rt.status()["presence"]["lock_inhibited_by"] == ["call"]
     rt.set_inhibitor("call", False)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert desk.lock_calls == 1
 
 
@@ -154,10 +154,10 @@ def test_fullscreen_window_inhibits_lock(parts) -> None:
     desk, sink, _, rt = parts
     desk.add_window(window(3, "Movie", "vlc", Rect(0, 0, 1920, 1080), fullscreen=True))
     desk.set_idle(95)
-    rt.step()  # protect: reads the window list
+    rt.protection.step()  # protect: reads the window list
     desk.set_idle(310)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert desk.lock_calls == 0 and sink.current
 
 
@@ -165,7 +165,7 @@ def test_no_window_list_locks_at_protect_and_reports_degraded(tmp_path: Path) ->
     caps = Capabilities(backend="wayland", idle=True, lock=True, lock_state=True, lock_method="loginctl")
     desk = FakeDesktop([CRM], capabilities=caps)
     stream = EventStream()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
     )
     rt.start()
@@ -175,8 +175,8 @@ def test_no_window_list_locks_at_protect_and_reports_degraded(tmp_path: Path) ->
     finally:
         rt.stop()
     desk.set_idle(95)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert desk.lock_calls == 1
 
 
@@ -184,8 +184,8 @@ def test_helper_given_up_means_lock(parts) -> None:
     desk, sink, _, rt = parts
     sink.is_available = False
     desk.set_idle(95)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     assert desk.lock_calls == 1
 
 
@@ -193,19 +193,19 @@ def test_step_away_and_click_reveal(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM])
     sink = RecordingSink()
     clock = FakeClock()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), policy(reveal="click"), desk, EventStream(), clock, overlay=sink
     )
     rt.step_away()
-    rt.step()
+    rt.protection.step()
     assert [c.clickable for c in sink.current] == [True]
     assert "step_away" in rt.status()["cover_reasons"]
     clock.advance(5)
     desk.set_idle(0.5)
-    rt.step()
+    rt.protection.step()
     assert sink.current, "reveal = click: input alone does not uncover"
-    rt.reveal("w:1")
-    rt.step()
+    rt.protection.reveal("w:1")
+    rt.protection.step()
     assert sink.current == []
 
 
@@ -213,8 +213,8 @@ def test_events_never_carry_titles(parts) -> None:
     desk, _, stream, rt = parts
     rt.set_cover_reason("posture", True)
     desk.set_idle(300)
-    rt.step()
-    rt.join_lock()
+    rt.protection.step()
+    rt.protection.session_lock.join()
     text = repr([e.data for e in stream.recent()])
     assert "Salesforce" not in text and "Acme" not in text and "notes.txt" not in text
 
@@ -247,27 +247,27 @@ def test_policy_provider_is_reread(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM])
     sink = RecordingSink()
     clock = FakeClock()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), lambda: current["p"], desk, EventStream(), clock, overlay=sink
     )
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     assert sink.current == []  # no policy: default presence (protect after 5 min), no customer apps
     current["p"] = policy()
     clock.advance(5)
-    rt.step()
+    rt.protection.step()
     assert [c.key for c in sink.current] == ["w:1"]
     assert rt.status()["policy"] == {"id": "test", "version": 1}
     current["p"] = None  # the store lost it: keep the last-known-good policy
     clock.advance(5)
-    rt.step()
+    rt.protection.step()
     assert [c.key for c in sink.current] == ["w:1"]
 
 
 def test_lock_before_sleep(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM])
     stream = EventStream()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
     )
     rt.start()
@@ -282,7 +282,7 @@ def test_lock_before_sleep(tmp_path: Path) -> None:
 def test_control_commands(parts) -> None:
     rt = parts[3]
     assert rt.handle_control({"cmd": "step_away"}) == {"ok": True}
-    rt.step()
+    rt.protection.step()
     reply = rt.handle_control({"cmd": "status"})
     assert reply["ok"] and reply["status"]["covered"]["rules"] == ["crm"]
     assert reply["status"]["presence"]["stage"] == "protect"
@@ -295,9 +295,9 @@ def test_title_bar_outside_the_client_area_is_covered_too(tmp_path: Path) -> Non
     )
     desk = FakeDesktop([framed])
     sink = RecordingSink()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=sink)
+    rt = build_runtime(AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=sink)
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     assert [(c.key, c.rect) for c in sink.current] == [
         ("w:5", Rect(100, 130, 600, 400)),
         ("w:5:title", Rect(99, 100, 602, 30)),
@@ -311,22 +311,22 @@ def test_every_event_passes_the_report_allow_list_unredacted(tmp_path: Path) -> 
     monitors = [Monitor(Rect(0, 0, 1920, 1080), True)]
     desk = FakeDesktop([CRM, NOTES], monitors=monitors, lock_works=False)
     stream = EventStream()
-    rt = Runtime(
+    rt = build_runtime(
         AgentConfig(state_dir=tmp_path), policy(), desk, stream, FakeClock(), overlay=RecordingSink()
     )
     rt.start()
     try:
         rt.set_cover_reason("share", True, "share.cover")
         desk.set_idle(70)
-        rt.step()
+        rt.protection.step()
         desk.set_idle(300)
-        rt.step()
-        rt.join_lock()
-        rt.step()
+        rt.protection.step()
+        rt.protection.session_lock.join()
+        rt.protection.step()
         desk.sleep_now()
         desk.input()
         rt.set_cover_reason("share", False)
-        rt.step()
+        rt.protection.step()
     finally:
         rt.stop()
     ctx = Context(rule_names=frozenset({"crm", "ledger"}))
@@ -347,18 +347,18 @@ def test_pause_holds_away_stages_within_the_policy_maximum(tmp_path: Path) -> No
     sink = RecordingSink()
     stream = EventStream()
     clock = FakeClock()
-    rt = Runtime(AgentConfig(state_dir=tmp_path), allowed, desk, stream, clock, overlay=sink)
+    rt = build_runtime(AgentConfig(state_dir=tmp_path), allowed, desk, stream, clock, overlay=sink)
     assert rt.pause(60) == 10.0  # capped at pause_max (10 min)
     assert rt.status()["paused_until"] is not None
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     assert sink.current == []  # paused: idle does not cover
     rt.set_cover_reason("share", True)
-    rt.step()
+    rt.protection.step()
     assert [c.style for c in sink.current] == ["opaque"]  # a share still covers during a pause
     rt.set_cover_reason("share", False)
     clock.advance(601)
-    rt.step()  # the pause ran out: away protection is back, and it is reported
+    rt.protection.step()  # the pause ran out: away protection is back, and it is reported
     assert [e.kind for e in stream.recent()].count(Kind.PROTECTION_RESUMED) == 1
     assert rt.status()["paused_until"] is None
     assert [c.style for c in sink.current] == ["blur"]
@@ -368,5 +368,5 @@ def test_pause_refused_when_the_policy_does_not_allow_it(parts) -> None:
     desk, sink, _, rt = parts
     assert rt.pause(5) == 0.0
     desk.set_idle(95)
-    rt.step()
+    rt.protection.step()
     assert len(sink.current) == 1

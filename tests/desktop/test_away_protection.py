@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.overlay.supervisor import OverlaySupervisor
@@ -24,7 +24,9 @@ from agent.platform.base import Monitor, Rect
 from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
+from core.clock import SystemClock
 from policy.load import load_policy
+from tests.harness.policies import write_agent_config
 from tests.harness.xdesktop import Box, TkWindow, XDesktop, wait_for
 
 PHONE = "03-1234-5678"
@@ -107,8 +109,8 @@ class Agent:
             policy_text(cover, lock_after, max_inhibit, reveal, protect_after).encode(), "policy.toml"
         )
         holder: list[Runtime] = []
-        self.overlay = OverlaySupervisor(env=desk.env, on_click=lambda key: holder[0].reveal(key))  # noqa: PLW0108 - bound later
-        self.runtime = Runtime(
+        self.overlay = OverlaySupervisor(env=desk.env, on_click=lambda key: holder[0].protection.reveal(key))  # noqa: PLW0108 - bound later
+        self.runtime = build_runtime(
             AgentConfig(state_dir=tmp),
             policy,
             self.desktop,
@@ -298,8 +300,7 @@ def _mamori(desk: XDesktop, *args: str, timeout: float = 20) -> subprocess.Compl
 
 def test_cli_run_status_and_step_away(xdesktop: XDesktop, tmp_path: Path) -> None:
     win = xdesktop.open_window("顧客台帳 - Excel", text=PHONE, process="excel", x=40, y=150)
-    config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{tmp_path / "state"}"\ntray = false\nlock_command = ["true"]\n')
+    config = write_agent_config(tmp_path, state_dir=tmp_path / "state", tray=False, lock_command=["true"])
     policy = tmp_path / "policy.toml"
     text = policy_text(lock_after="2h", protect_after="1h")
     policy.write_text(text.replace('warn_after = "1s"', 'warn_after = "50m"'))

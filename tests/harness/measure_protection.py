@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import EventStream
-from agent.runtime import Runtime
+from core.clock import SystemClock
 from policy.load import load_policy
 from tests.harness.xdesktop import XDesktop, wait_for
 
@@ -84,7 +84,7 @@ def main() -> int:
         desk.open_window("顧客台帳 - Excel", process="excel", x=40, y=150)
         overlay = TimedOverlay(env=desk.env, max_restarts=1000)
         desktop = X11Desktop(desk.display, lock_command=["true"])
-        rt = Runtime(
+        rt = build_runtime(
             AgentConfig(state_dir=Path(tmp)),
             load_policy(POLICY.encode()),
             desktop,

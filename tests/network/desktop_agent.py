@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.decide.enforcement import EnforcementState
 from agent.overlay.supervisor import OverlaySupervisor
@@ -24,7 +24,7 @@ from agent.platform import create_desktop
 from agent.posture.base import CheckResult
 from agent.posture.monitor import PostureMonitor
 from agent.report.stream import EventStream
-from agent.runtime import Runtime
+from core.clock import SystemClock
 from policy.load import load_policy
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
     config = AgentConfig(
         state_dir=Path(tempfile.mkdtemp(prefix="mamori-netns-agent-")), tray=False, language="en"
     )
-    runtime = Runtime(config, policy, create_desktop(()), stream, clock, overlay=OverlaySupervisor())
+    runtime = build_runtime(config, policy, create_desktop(()), stream, clock, overlay=OverlaySupervisor())
 
     def on_change(state: EnforcementState, results: list[CheckResult]) -> None:
         runtime.set_cover_reason("posture", state.block, state.message_key)

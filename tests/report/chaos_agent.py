@@ -16,11 +16,11 @@ from typing import Any
 
 import requests
 
-from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.report.uploader import Backoff
+from core.clock import SystemClock
 
 
 class AnnouncingSession(requests.Session):
@@ -51,7 +51,6 @@ def main(argv: list[str]) -> int:
         heartbeat=1e9,
         backoff=Backoff(base=0.05, cap=1.0, rng=random.Random()),
         session=AnnouncingSession(),
-        policy_provider=lambda: None,
     )
     start = service.outbox.last_sequence() + 1
     print(f"START {start}", flush=True)

@@ -14,15 +14,17 @@ import pytest
 import requests
 
 from agent.cli import main
-from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.platform.base import Rect, Window
+from agent.policy_source import PolicySource
 from agent.report.cli import enroll
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import SystemClock
 from policy.store import TrustedStore
 from server.settings import Settings
 from server.storage import Storage
+from tests.harness.policies import write_agent_config
 from tests.server.live import ThreadServer, admin_token, enroll_secret, migrated, signed_policy, signing_key
 
 TITLE = "顧客カルテ 山田太郎 様 090-1234-5678 - CRM"
@@ -202,7 +204,6 @@ def test_policy_fetch_uses_etag_and_rejects_untrusted_bundles(
     from agent.report.enrollment import load_enrollment
     from agent.report.uploader import PolicyFetcher
     from policy.errors import UnknownKeyError
-    from policy.keys import load_trusted_keys
 
     storage, _ = server_db
     private, pub = keys
@@ -213,20 +214,26 @@ def test_policy_fetch_uses_etag_and_rejects_untrusted_bundles(
     enrollment = load_enrollment(state)
     assert enrollment is not None
     session = requests.Session()
-    fetcher = PolicyFetcher(session, state, load_trusted_keys([pub]))
-    first = fetcher.refresh(enrollment, SystemClock().now())
+    fetcher = PolicyFetcher(
+        session, state, PolicySource(AgentConfig(state_dir=state, trusted_keys=(pub,)), SystemClock()).apply
+    )
+    first = fetcher.refresh(enrollment)
     assert first is not None and first.accepted and first.policy.version == 1
-    assert fetcher.refresh(enrollment, SystemClock().now()) is None  # 304
+    assert fetcher.refresh(enrollment) is None  # 304
     _other_private, other_pub = signing_key(tmp_path / "other")
     stranger = tmp_path / "stranger"
     enroll(live.url, enroll_secret(storage), stranger)
     strange = load_enrollment(stranger)
     assert strange is not None
-    wary = PolicyFetcher(session, stranger, load_trusted_keys([other_pub]))
+    wary = PolicyFetcher(
+        session,
+        stranger,
+        PolicySource(AgentConfig(state_dir=stranger, trusted_keys=(other_pub,)), SystemClock()).apply,
+    )
     with pytest.raises(UnknownKeyError):
-        wary.refresh(strange, SystemClock().now())
+        wary.refresh(strange)
     assert TrustedStore(stranger).current() is None
-    assert wary.refresh(strange, SystemClock().now()) is None  # the same bad bundle is not re-reported
+    assert wary.refresh(strange) is None  # the same bad bundle is not re-reported
 
 
 def test_agent_enroll_command(
@@ -234,8 +241,7 @@ def test_agent_enroll_command(
 ) -> None:
     storage, _ = server_db
     state = tmp_path / "state"
-    config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{state}"\n')
+    config = write_agent_config(tmp_path, state_dir=state)
     secret = enroll_secret(storage)
     assert main(["agent", "enroll", "--server", live.url, "--secret", secret, "--config", str(config)]) == 0
     saved = state / "enrollment.json"
@@ -258,7 +264,7 @@ def test_a_tiny_outbox_keeps_findings_and_the_server_gets_the_gap_counts(
     stream = EventStream()
     clock = SystemClock()
     service = ReportingService(
-        config, stream, clock, batch_delay=0.1, heartbeat=1e9, policy_provider=lambda: tiny
+        config, stream, clock, batch_delay=0.1, heartbeat=1e9, policy=PolicySource(config, clock, fixed=tiny)
     )
     service.start()
     published = {"heartbeat": 30, "posture.finding": 5, "vpn.up": 10}

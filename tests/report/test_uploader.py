@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from core.clock import FakeClock
 from agent.report.enrollment import Enrollment
 from agent.report.events import build_record, rule_context
 from agent.report.outbox import Outbox
 from agent.report.service import resumed_from_sleep
 from agent.report.stream import AgentEvent, Kind
 from agent.report.uploader import Backoff, Uploader, parse_retry_after
+from core.clock import FakeClock
 from tests.server.live import free_port
 
 from .recording_server import Answer, RecordingServer
@@ -222,7 +222,7 @@ def test_service_wait_notices_a_wall_clock_jump(tmp_path: Path) -> None:
 
     clock = FakeClock()
     service = ReportingService(
-        AgentConfig(state_dir=tmp_path), EventStream(), clock, policy_provider=lambda: None
+        AgentConfig(state_dir=tmp_path), EventStream(), clock
     )
     jumper = threading.Timer(0.05, clock.jump_wall, args=(7200,))
     jumper.start()

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.overlay.supervisor import OverlaySupervisor
 from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import EventStream, Kind
-from agent.runtime import Runtime
 from agent.share.guard import install_share_guard
 from agent.share.monitor import ShareNotice
 from agent.share.selfcheck import MssGrabber
+from core.clock import SystemClock
 from policy.load import load_policy
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
@@ -58,7 +58,7 @@ class Agent:
         self.desktop = X11Desktop(desk.display, lock_command=["true"])
         self.policy = load_policy(POLICY.encode(), "policy.toml")
         self.overlay = OverlaySupervisor(env=desk.env)
-        self.runtime = Runtime(
+        self.runtime = build_runtime(
             AgentConfig(state_dir=tmp),
             self.policy,
             self.desktop,

@@ -7,16 +7,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.clock import FakeClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.platform.base import Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
-from agent.runtime import Runtime
 from agent.share.guard import install_share_guard
 from agent.share.monitor import ShareNotice
 from agent.share.selfcheck import OPAQUE_COVER
+from core.clock import FakeClock
 from tests.agent.fakes import RecordingSink, policy, window
 from tests.share.fixtures import ScriptedProcesses
 
@@ -46,7 +46,7 @@ def test_share_guard_drives_the_runtime(tmp_path: Path) -> None:
     desk = FakeDesktop([CRM, NOTES])
     sink = RecordingSink()
     stream = EventStream()
-    runtime = Runtime(
+    runtime = build_runtime(
         AgentConfig(state_dir=tmp_path),
         policy(),
         desk,
@@ -70,7 +70,7 @@ def test_share_guard_drives_the_runtime(tmp_path: Path) -> None:
     desk.add_window(BAR)
     state = monitor.poll_once()
     assert state.apps == ("Browser",)
-    runtime.step()
+    runtime.protection.step()
     assert [(c.key, c.style) for c in sink.current] == [("w:1", "opaque")]
     assert sink.current[0].label.startswith("Hidden while sharing: customer data")
     assert runtime.status()["share"] == {"active": True, "apps": ["Browser"], "unknown": []}
@@ -93,5 +93,5 @@ def test_share_guard_drives_the_runtime(tmp_path: Path) -> None:
     monitor.poll_once()
     clock.advance(0.2)
     assert not monitor.poll_once().active
-    runtime.step()
+    runtime.protection.step()
     assert sink.current == []

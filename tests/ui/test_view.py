@@ -134,9 +134,9 @@ def test_pause_end_is_shown_in_local_time(monkeypatch: pytest.MonkeyPatch) -> No
 def test_every_reason_and_degraded_capability_the_agent_reports_has_a_japanese_name() -> None:
     # Before the fix "lock_failed", "hotkey", "lock_before_sleep" and "status" (the tray's own) reached the
     # Japanese tray and notifications as raw English identifiers.
+    from agent.decide.cover import REASON_ORDER
     from agent.notify import notification_for
     from agent.report.stream import AgentEvent, Kind
-    from agent.runtime import REASON_ORDER
 
     status = {
         "presence": "active",

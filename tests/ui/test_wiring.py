@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import SystemClock
+from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
 from agent.platform.fake import FakeDesktop
@@ -15,6 +15,7 @@ from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
 from agent.tray.view import build_view
 from agent.tray.wiring import attach_ui, handle_command
+from core.clock import SystemClock
 from policy.load import load_policy
 
 POLICY = """
@@ -39,7 +40,7 @@ def make_runtime(
     policy = load_policy(POLICY.format(version=version, pause=str(pause).lower()).encode())
     config = AgentConfig(state_dir=tmp_path / "state", language="en")
     stream = EventStream()
-    return Runtime(config, policy, FakeDesktop(), stream, SystemClock()), stream, config
+    return build_runtime(config, policy, FakeDesktop(), stream, SystemClock()), stream, config
 
 
 def wait(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -106,7 +107,7 @@ def test_step_away_reaches_the_runtime(tmp_path: Path) -> None:
 
     ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
     handle_command("step_away", runtime, ack, stream)
-    runtime.step()
+    runtime.protection.step()
     # No cover helper in this runtime: the safer fallback of "protect" is "lock" (SPEC.md, Cover).
     assert runtime.status()["presence"]["stage"] == "lock"
 

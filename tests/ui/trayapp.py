@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.ack import AckFlow, AckStore
-from core.clock import SystemClock
 from agent.i18n import Translator
 from agent.report.stream import EventStream
 from agent.tray.tray import Tray
+from core.clock import SystemClock
 from policy.load import load_policy
 from policy.model import Policy
 
@@ -76,7 +76,7 @@ def main() -> int:
     runtime = None
     if args.runtime:
         # The real agent: X11 backend, cover helper process, presence loop; the tray reads runtime.status().
-        from agent.commands import build_agent
+        from agent.app import build_agent
         from agent.config import AgentConfig
 
         config = AgentConfig(state_dir=state_dir, lock_command=("true",), language=args.lang, tray=True)

@@ -1,4 +1,4 @@
-"""agent.assemble: the MDM/GPO policy drop and the posture follower, with real keys, store and monitor."""
+"""The MDM/GPO policy drop (agent.policy_drop) and the posture follower, with real keys, store and monitor."""
 
 from __future__ import annotations
 
@@ -8,59 +8,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.assemble import PolicyDropWatcher, PostureFollower
-from core.clock import FakeClock
 from agent.config import AgentConfig
+from agent.policy_drop import PolicyDropWatcher
+from agent.policy_source import PolicySource
 from agent.posture.base import NetInterface
 from agent.posture.fake import FakeHost
+from agent.posture.follower import PostureFollower
 from agent.report.stream import EventStream, Kind
-from policy.keys import public_key_pem
+from core.clock import FakeClock
 from policy.load import load_policy
 from policy.model import Policy
-from policy.signing import sign_policy
 from policy.store import TrustedStore
-
-POLICY = """
-schema = 1
-id = "drop-test"
-version = {version}
-[network.vpn]
-mode = "block"
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-[enforcement]
-grace = "0s"
-"""
+from tests.harness.policies import PolicyKeys, policy_keys, policy_toml
 
 
-def _setup(tmp_path: Path) -> tuple[AgentConfig, Ed25519PrivateKey, Path]:
-    key = Ed25519PrivateKey.generate()
-    pub = tmp_path / "policy-signing.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
+def drop_policy(version: int) -> str:
+    return policy_toml(policy_id="drop-test", version=version, vpn="block", enforcement={"grace": "0s"})
+
+
+def _setup(tmp_path: Path) -> tuple[AgentConfig, PolicyKeys, Path]:
+    keys = policy_keys(tmp_path)
     drop = tmp_path / "policy.dsse.json"
-    config = AgentConfig(state_dir=tmp_path / "state", trusted_keys=(pub,), policy_bundle=drop)
-    return config, key, drop
+    config = AgentConfig(state_dir=tmp_path / "state", trusted_keys=(keys.public_path,), policy_bundle=drop)
+    return config, keys, drop
 
 
-def _bundle(key: Ed25519PrivateKey, version: int) -> bytes:
-    return sign_policy(POLICY.format(version=version).encode(), key)
+def _bundle(keys: PolicyKeys, version: int) -> bytes:
+    return keys.sign(drop_policy(version))
 
 
 def test_drop_is_applied_once_and_a_bad_drop_keeps_the_last_good_policy(tmp_path: Path) -> None:
     config, key, drop = _setup(tmp_path)
     stream = EventStream()
     events = stream.subscribe()
-    watcher = PolicyDropWatcher(config, stream, FakeClock())
+    watcher = PolicyDropWatcher(drop, PolicySource(config, FakeClock(), stream))
     store = TrustedStore(config.state_dir)
 
     assert watcher.check_once() is None  # nothing dropped yet
@@ -98,8 +80,8 @@ def test_drop_signed_by_an_unknown_key_is_rejected(tmp_path: Path) -> None:
     config, _key, drop = _setup(tmp_path)
     stream = EventStream()
     events = stream.subscribe()
-    drop.write_bytes(_bundle(Ed25519PrivateKey.generate(), 1))
-    assert PolicyDropWatcher(config, stream, FakeClock()).check_once() == "unknown_key"
+    drop.write_bytes(_bundle(policy_keys(tmp_path / "stranger"), 1))
+    assert PolicyDropWatcher(drop, PolicySource(config, FakeClock(), stream)).check_once() == "unknown_key"
     assert events.get_nowait().data == {"reason": "unknown_key"}
     assert TrustedStore(config.state_dir).current() is None
 
@@ -137,11 +119,11 @@ class NoWatcher:
 def test_posture_follower_covers_while_the_vpn_check_blocks(tmp_path: Path) -> None:
     host = RecordingHost(None)
     nets = FakeHost(nics=[NetInterface("eth0", True, "ethernet")])
-    follower = PostureFollower(host, EventStream(), FakeClock(), host=nets, watcher_factory=NoWatcher)
+    follower = PostureFollower(host, EventStream(), FakeClock(), probe=nets, watcher_factory=NoWatcher)
     assert follower.status()["checks"] == []  # no policy yet: nothing evaluated, nothing blocked
     stop = threading.Event()
     worker = threading.Thread(target=follower.run, args=(stop,))
-    host.current = load_policy(POLICY.format(version=1).encode())
+    host.current = load_policy(drop_policy(1).encode())
     worker.start()
     try:
         assert host.changed.wait(10)
@@ -165,8 +147,8 @@ def test_unreadable_trusted_keys_are_logged_once_and_retried(
     pub = config.trusted_keys[0]
     pem = pub.read_bytes()
     pub.unlink()
-    watcher = PolicyDropWatcher(config, EventStream(), FakeClock())
-    with caplog.at_level(logging.WARNING, logger="agent.assemble"):
+    watcher = PolicyDropWatcher(drop, PolicySource(config, FakeClock(), EventStream()))
+    with caplog.at_level(logging.WARNING, logger="agent.policy_drop"):
         for _ in range(5):
             assert watcher.check_once() is None
     assert len([r for r in caplog.records if "policy drop not applied" in r.message]) == 1

@@ -1,0 +1,165 @@
+"""The composition root: every part of the running agent is built here, and only here (``mamori agent run``).
+
+From agent.toml it builds one event stream, one policy source (agent.policy_source), the desktop backend of the
+platform resolved once (agent.platform), the protection loop with its cover helper, the supervising runtime
+(the :class:`agent.host.Host` every part plugs into), the control socket, and the parts that plug in: the MDM
+policy drop, the posture monitor, the screen-share guard, reporting, and the worker's UI. Nothing else in the
+agent constructs these; tests build the same graph through :func:`build_runtime` and :func:`build_agent`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.control import ControlServer
+from agent.degraded import Degraded
+from agent.i18n import Translator
+from agent.overlay.supervisor import CoverSink, OverlaySupervisor
+from agent.platform.base import Desktop
+from agent.policy_drop import PolicyDropWatcher
+from agent.policy_source import PolicySource, PolicyView
+from agent.posture.follower import PostureFollower
+from agent.protection import Protection
+from agent.report.service import ReportingService
+from agent.report.stream import EventStream
+from agent.runtime import HotkeyStarter, Runtime
+from agent.share.guard import ShareGuard, install_share_guard
+from core.clock import Clock, SystemClock
+from policy.model import Policy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """The running pieces of one agent."""
+
+    config: AgentConfig
+    stream: EventStream
+    policy: PolicySource
+    runtime: Runtime
+    control: ControlServer
+    posture: PostureFollower
+    share: ShareGuard
+    drop: PolicyDropWatcher | None
+    reporting: ReportingService | None
+
+
+def build_runtime(
+    config: AgentConfig,
+    policy: Policy | PolicyView | None,
+    desktop: Desktop,
+    stream: EventStream,
+    clock: Clock,
+    *,
+    overlay: CoverSink | None = None,
+    translator: Translator | None = None,
+    tick: float = 0.1,
+    idle_tick: float = 1.0,
+    lock_verify_timeout: float = 5.0,
+    hotkey: HotkeyStarter | None = None,
+) -> Runtime:
+    """The protection loop and its supervisor over ``desktop``; ``policy`` is a fixed policy or a view."""
+    view: PolicyView = policy if callable(policy) else _fixed(policy)
+    degraded = Degraded(stream, clock)
+    protection = Protection(
+        config,
+        view,
+        desktop,
+        stream,
+        clock,
+        degraded=degraded,
+        overlay=overlay,
+        translator=translator,
+        tick=tick,
+        idle_tick=idle_tick,
+        lock_verify_timeout=lock_verify_timeout,
+    )
+    return Runtime(protection, degraded, hotkey=hotkey)
+
+
+def build_agent(
+    config: AgentConfig,
+    unsigned_policy: Path | None = None,
+    *,
+    hotkey: bool = True,
+    reporting: bool = True,
+    clock: Clock | None = None,
+) -> Agent:
+    """Build every part of the agent for this PC (nothing runs until :func:`run_agent` or ``runtime.start``)."""
+    from agent.hotkey import start_hotkey
+    from agent.platform import create_desktop
+
+    clock = clock or SystemClock()
+    stream = EventStream()
+    source = (
+        PolicySource.unsigned(unsigned_policy, config, clock, stream)
+        if unsigned_policy is not None
+        else PolicySource(config, clock, stream)
+    )
+    desktop = create_desktop(config.lock_command)
+
+    # The helper reports clicks and failures to the protection loop built just below.
+    def clicked(key: str) -> None:
+        runtime.protection.reveal(key)
+
+    def failed(reason: str) -> None:
+        runtime.protection.overlay_failed(reason)
+
+    overlay = OverlaySupervisor(on_click=clicked, on_failure=failed)
+    runtime = build_runtime(
+        config, source, desktop, stream, clock, overlay=overlay, hotkey=start_hotkey if hotkey else None
+    )
+    control = ControlServer(config.control_socket, runtime.handle_control)
+
+    drop = None
+    if config.policy_bundle is not None:
+        drop = PolicyDropWatcher(config.policy_bundle, source)
+        runtime.add_worker("policy-drop", drop.run)
+    posture = PostureFollower(runtime, stream, clock)
+    runtime.add_worker("posture", posture.run)
+    runtime.add_status_provider("posture", posture.status)
+    # Without readable titles (macOS without Screen Recording) the share guard says "unknown", never "no".
+    share = install_share_guard(
+        runtime, desktop, stream, clock, titles_readable=desktop.capabilities().window_list
+    )
+    service = None
+    if reporting:
+        service = ReportingService(config, stream, clock, policy=source)
+        runtime.add_status_provider("reporting", service.status)
+    return Agent(config, stream, source, runtime, control, posture, share, drop, service)
+
+
+def run_agent(agent: Agent, *, tray: bool = True) -> int:
+    """Start every part, block on the worker's UI (or the runtime without one) until stopped, then stop all."""
+    from agent.tray.wiring import attach_ui, run_ui
+
+    runtime = agent.runtime
+    ui = attach_ui(runtime, agent.stream, agent.config, reporting=agent.reporting, tray=tray)
+    agent.control.start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _s, _f: runtime.stop())
+    if agent.reporting is not None:
+        agent.reporting.start()
+    try:
+        runtime.start()
+        run_ui(ui, runtime)
+    finally:
+        runtime.stop()
+        agent.control.stop()
+        if agent.reporting is not None:
+            agent.reporting.stop()
+    return 0
+
+
+def _fixed(policy: Policy | None) -> PolicyView:
+    def view() -> Policy | None:
+        return policy
+
+    return view

@@ -1,0 +1,363 @@
+"""The protection loop: presence stages, cover reasons, covers and the lock (SPEC.md, "Agent behaviour").
+
+Each sample (:meth:`Protection.step`) reads the idle time and lock state from the desktop backend, moves the
+presence machine (agent.decide.presence), starts a lock-and-verify when the machine says so (agent.lock),
+plans the covers for the active reasons (agent.decide.cover) and hands them to the cover helper.
+
+Other parts switch their own reason only: ``set_cover_reason("share" | "posture" | "ack", active, key)``;
+``set_inhibitor(name, active)`` may delay the lock, never the cover. Events carry rule names, counts and reason
+codes only — never window titles or labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.decide.cover import AWAY, LOCK_FAILED, CoverPlan, Reason, plan_covers
+from agent.decide.presence import PresenceDecision, PresenceInput, PresenceMachine, Stage
+from agent.degraded import Degraded
+from agent.i18n import Translator, catalog, detect_language
+from agent.lock import SessionLock
+from agent.overlay.protocol import CoverSpec
+from agent.overlay.supervisor import CoverSink
+from agent.platform.base import ESSENTIAL, Desktop, Monitor, PlatformError, Window
+from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import Clock
+from policy.model import Policy, Presence
+
+logger = logging.getLogger(__name__)
+
+PolicyView = Callable[[], Policy | None]
+
+
+class Protection:
+    def __init__(
+        self,
+        config: AgentConfig,
+        policy: PolicyView,
+        desktop: Desktop,
+        stream: EventStream,
+        clock: Clock,
+        *,
+        degraded: Degraded | None = None,
+        overlay: CoverSink | None = None,
+        translator: Translator | None = None,
+        tick: float = 0.1,
+        idle_tick: float = 1.0,
+        lock_verify_timeout: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.desktop = desktop
+        self.stream = stream
+        self.clock = clock
+        self.overlay = overlay
+        self.degraded = degraded if degraded is not None else Degraded(stream, clock)
+        self.tick = tick
+        self.idle_tick = idle_tick
+        self._policy_view = policy
+        self._policy: Policy | None = None
+        self._translator_fixed = translator
+        self._translator = translator or Translator(detect_language(config.language))
+        self._lock = threading.RLock()
+        self.wake = threading.Event()
+        self.stopped = threading.Event()
+        self.session_lock = SessionLock(
+            desktop, stream, clock, self.stopped, self._lock_failed_now, verify_timeout=lock_verify_timeout
+        )
+        self._reasons: dict[str, Reason] = {}
+        self._announced: dict[str, str] = {}  # source -> event reason of the PROTECTION_APPLIED sent
+        self._inhibitors: set[str] = set()
+        self._machine = PresenceMachine(self._presence())
+        self._decision: PresenceDecision | None = None
+        self._idle = 0.0
+        self._windows: list[Window] = []
+        self._plan = CoverPlan([], [])
+        self._last_covers: list[CoverSpec] | None = None
+        self._countdown_shown: int | None = None
+        self._lock_failed = False
+        self._paused_until: float | None = None  # monotonic deadline of a worker's pause of away protection
+        self._paused_until_wall: datetime | None = None
+
+    # ---- policy ----------------------------------------------------------------------------------------
+    def policy(self) -> Policy | None:
+        """The policy in force; a new one reconfigures the presence stages and the texts."""
+        try:
+            fresh = self._policy_view()
+        except Exception as err:  # keep the last-known-good policy (SPEC.md, "Policy")
+            logger.warning("policy not readable, keeping the last good one: %s", err)
+            fresh = None
+        with self._lock:
+            if fresh is None or fresh is self._policy:
+                return self._policy  # a source that lost its policy: keep the last-known-good one
+            self._policy = fresh
+            self._machine.reconfigure(self._presence())
+            if self._translator_fixed is None:
+                self._translator = Translator(
+                    detect_language(self.config.language),
+                    {"ja": fresh.messages.ja, "en": fresh.messages.en},
+                )
+            return fresh
+
+    def _presence(self) -> Presence:
+        return self._policy.presence if self._policy is not None else Presence()
+
+    # ---- what the other parts switch --------------------------------------------------------------------
+    def set_cover_reason(self, source: str, active: bool, message_key: str | None = None) -> None:
+        with self._lock:
+            if active:
+                self._reasons[source] = Reason(message_key or f"cover.{source}", source)
+            else:
+                self._reasons.pop(source, None)
+        self.wake.set()
+
+    def set_inhibitor(self, name: str, active: bool) -> None:
+        with self._lock:
+            if active:
+                self._inhibitors.add(name)
+            else:
+                self._inhibitors.discard(name)
+        self.wake.set()
+
+    def step_away(self) -> None:
+        with self._lock:
+            self._paused_until = self._paused_until_wall = None  # stepping away ends a pause
+            self._machine.step_away(self.clock.monotonic())
+        self.wake.set()
+
+    def pause(self, minutes: float) -> float:
+        """Pause away protection (idle stages) for at most the policy's ``worker.pause_max``.
+
+        Only the away stages pause: covers for a screen share, a blocking posture check or a pending
+        acknowledgement stay. Returns the minutes granted (0 when the policy does not allow pausing); the
+        caller reports ``agent.paused``, this loop reports ``agent.resumed`` when the pause ends by itself.
+        """
+        policy = self.policy()
+        if policy is None or not policy.worker.allow_pause:
+            return 0.0
+        seconds = max(0.0, min(minutes * 60.0, policy.worker.pause_max))
+        with self._lock:
+            self._paused_until = self.clock.monotonic() + seconds
+            self._paused_until_wall = self.clock.now() + timedelta(seconds=seconds)
+        self.wake.set()
+        return seconds / 60.0
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused_until = self._paused_until_wall = None
+        self.wake.set()
+
+    def reveal(self, key: str = "") -> None:
+        """A cover was clicked (reveal = "click")."""
+        with self._lock:
+            self._machine.reveal()
+        self.wake.set()
+
+    def overlay_failed(self, reason: str) -> None:
+        """The cover helper cannot run: report it; the presence machine now locks instead of covering."""
+        self.degraded.report("cover", "helper_failed", reason)
+        self.wake.set()
+
+    def covered_windows(self) -> list[Window]:
+        """The customer-data windows covered right now (e.g. for the screen-share self-check)."""
+        with self._lock:
+            return [m.window for m in self._plan.matches] if self._reasons else []
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.policy()
+        for name in self.desktop.capabilities().missing():
+            self.degraded.report(name, "unsupported")
+        if self.overlay is not None:
+            self.overlay.start()
+        else:
+            self.degraded.report("cover", "no_helper")
+        self.session_lock.watch_sleep(self._presence, self.degraded)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.wake.set()
+
+    def close(self) -> None:
+        """Stop the cover helper (after the loop has stopped)."""
+        if self.overlay is not None:
+            self.overlay.stop()
+
+    def run(self, stop: threading.Event) -> None:
+        """The presence loop (a supervised worker): one :meth:`step`, then wait until it is due or woken."""
+        while not stop.is_set() and not self.stopped.is_set():
+            interval = self.step()
+            self.wake.wait(interval)
+            self.wake.clear()
+
+    # ---- one sample ------------------------------------------------------------------------------------
+    def step(self) -> float:
+        """One sample: presence stage, lock, covers. Returns how long to wait before the next one."""
+        policy = self.policy()
+        presence = self._presence()
+        caps = self.desktop.capabilities()
+        try:
+            idle = self.desktop.idle_seconds()
+        except PlatformError as err:
+            self.degraded.report("idle", "query_failed", str(err))
+            idle = 0.0
+        try:
+            locked = self.desktop.is_locked()
+        except PlatformError:
+            locked = False
+        self.session_lock.track(locked)
+        overlay_ok = self.overlay is not None and self.overlay.available()
+        paused = self._paused()
+        with self._lock:
+            sample = PresenceInput(
+                idle=0.0 if paused else idle,  # a pause holds the away stages at "active"
+                locked=locked,
+                inhibitors=frozenset(self._inhibitors | self._window_inhibitors()),
+                can_cover=caps.window_list and caps.cover and overlay_ok,
+            )
+            decision = self._machine.update(sample, self.clock.monotonic())
+            self._decision = decision
+            self._idle = idle
+            if decision.changed:
+                self.stream.publish(
+                    AgentEvent(
+                        Kind.PRESENCE_STAGE,
+                        self.clock.now(),
+                        {"stage": decision.stage.value, "previous": decision.previous.value},
+                    )
+                )
+            if decision.cover:
+                self._reasons[AWAY] = Reason("cover.away", decision.reason)
+            else:
+                self._reasons.pop(AWAY, None)
+            if self._lock_failed and decision.stage is Stage.ACTIVE and not locked:
+                self._lock_failed = False
+                self._reasons.pop(LOCK_FAILED, None)
+            active = bool(self._reasons)
+        if decision.lock_now:
+            self.session_lock.lock_async(decision.reason)
+        self._update_countdown(decision)
+        if active:
+            self._refresh_windows()
+        self._refresh_covers(policy, presence)
+        if active or decision.stage is not Stage.ACTIVE:
+            return self.tick
+        # Sleep until the next threshold could be reached, but wake at least every idle_tick.
+        return max(self.tick, min(self.idle_tick, presence.warn_after - idle, presence.protect_after - idle))
+
+    def _paused(self) -> bool:
+        """True while a pause runs; publishes ``agent.resumed`` once when it runs out."""
+        with self._lock:
+            until = self._paused_until
+            if until is None:
+                return False
+            if self.clock.monotonic() < until:
+                return True
+            self._paused_until = self._paused_until_wall = None
+        self.stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, self.clock.now(), {"reason_code": "expired"}))
+        return False
+
+    def _window_inhibitors(self) -> set[str]:
+        return {"fullscreen"} if any(w.fullscreen and not w.minimized for w in self._windows) else set()
+
+    def _refresh_windows(self) -> None:
+        try:
+            windows = self.desktop.windows()
+        except PlatformError as err:
+            # Keep the last list: dropping covers because one query failed would reveal customer data.
+            logger.warning("window list failed: %s", err)
+            return
+        with self._lock:
+            self._windows = windows
+
+    def _label(self, key: str) -> str:
+        texts = self._translator.both(key) if key in catalog() else {"ja": key, "en": key}
+        first = self._translator.language
+        second = "en" if first == "ja" else "ja"
+        return f"{texts[first]}\n{texts[second]}"
+
+    def _refresh_covers(self, policy: Policy | None, presence: Presence) -> None:
+        with self._lock:
+            reasons = dict(self._reasons)
+            rules = policy.customer_apps if policy is not None else ()
+            monitors = self._monitors() if LOCK_FAILED in reasons else []
+            plan = plan_covers(reasons, rules, self._windows, monitors, presence=presence, label=self._label)
+            self._plan = plan
+            self._announce(reasons, plan)
+            changed = plan.covers != self._last_covers
+            self._last_covers = plan.covers
+        if changed and self.overlay is not None:
+            self.overlay.show(plan.covers)
+
+    def _monitors(self) -> list[Monitor]:
+        try:
+            return list(self.desktop.monitors())
+        except PlatformError:
+            return []
+
+    def _announce(self, reasons: Mapping[str, Reason], plan: CoverPlan) -> None:
+        now = self.clock.now()
+        data = {"rules": plan.rules, "count": plan.count}
+        for source, reason in reasons.items():
+            if source not in self._announced:
+                self._announced[source] = reason.event_reason
+                self.stream.publish(
+                    AgentEvent(Kind.PROTECTION_APPLIED, now, {"reason": reason.event_reason, **data})
+                )
+        for source in [s for s in self._announced if s not in reasons]:
+            event_reason = self._announced.pop(source)
+            self.stream.publish(AgentEvent(Kind.PROTECTION_REMOVED, now, {"reason": event_reason, **data}))
+
+    def _update_countdown(self, decision: PresenceDecision) -> None:
+        if self.overlay is None:
+            return
+        if decision.stage is Stage.WARN and decision.seconds_left is not None:
+            seconds = int(decision.seconds_left + 0.999)
+            if seconds != self._countdown_shown:
+                self._countdown_shown = seconds
+                text = self._translator("presence.countdown", seconds=seconds)
+                self.overlay.countdown(float(seconds), text)
+        elif self._countdown_shown is not None:
+            self._countdown_shown = None
+            self.overlay.countdown(None)
+
+    def _lock_failed_now(self) -> None:
+        with self._lock:
+            self._lock_failed = True
+            self._reasons[LOCK_FAILED] = Reason("cover.lock_failed", LOCK_FAILED)
+        self.wake.set()
+
+    # ---- status ----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        caps = self.desktop.capabilities()
+        with self._lock:
+            d = self._decision
+            reasons = dict(self._reasons)
+            cover_reasons = sorted(reasons)
+            if AWAY in reasons and reasons[AWAY].event_reason == "step_away":
+                cover_reasons.append("step_away")
+            return {
+                "presence": {
+                    "stage": (d.stage if d else Stage.ACTIVE).value,
+                    "seconds_left": d.seconds_left if d else None,
+                    "idle": round(self._idle, 1),
+                    "lock_inhibited_by": list(d.lock_inhibited_by) if d else [],
+                    "awaiting_reveal": bool(d and d.awaiting_reveal),
+                },
+                "cover_reasons": cover_reasons,
+                "covered": {"rules": self._plan.rules if reasons else [], "count": self._plan.count},
+                "lock_failed": self._lock_failed,
+                "paused_until": self._paused_until_wall.isoformat() if self._paused_until_wall else None,
+                "inhibitors": sorted(self._inhibitors | self._window_inhibitors()),
+                "capabilities": {
+                    "backend": caps.backend,
+                    **{name: bool(getattr(caps, name)) for name in ESSENTIAL},
+                    "cover": caps.cover and (self.overlay is not None and self.overlay.available()),
+                    "lock_before_sleep": caps.lock_before_sleep,
+                },
+                "overlay": self.overlay.status() if self.overlay is not None else None,
+            }
