@@ -22,7 +22,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "agent",
         "the endpoint agent",
-        ("agent.commands", "agent.posture.cli", "agent.report.cli", "agent.doctor"),
+        ("agent.commands",),
     ),
     ("server", "the central server", ("server.cli",)),
 )

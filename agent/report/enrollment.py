@@ -7,8 +7,11 @@ the server stores just its hash.
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import MamoriError
 
@@ -61,3 +64,54 @@ def save_enrollment(state_dir: Path, enrollment: Enrollment) -> Path:
     }
     atomic_write(path, json.dumps(doc, indent=2).encode("utf-8"), mode=0o600)
     return path
+
+
+def enroll(
+    server: str, secret: str, state_dir: Path, ca: Path | None = None, timeout: float = 30.0
+) -> Enrollment:
+    """POST /v1/enroll and store the device id + token. Raises EnrollmentError with an actionable message."""
+    import requests
+
+    if not server.startswith(("https://", "http://")):
+        raise EnrollmentError(f"{server}: the server must be an https:// URL")
+    url = server.rstrip("/") + "/v1/enroll"
+    body = {"secret": secret, "hostname": socket.gethostname()[:255], "os": sys.platform}
+    try:
+        response = requests.post(url, json=body, timeout=timeout, verify=str(ca) if ca else True)
+    except requests.exceptions.SSLError as err:
+        raise EnrollmentError(
+            f"{url}: TLS verification failed; set server_ca in agent.toml to the server's CA"
+        ) from err
+    except requests.RequestException as err:
+        raise EnrollmentError(
+            f"{url}: cannot reach the server ({type(err).__name__}); check the URL and network"
+        ) from err
+    if response.status_code in (401, 403):
+        detail = _detail(response)
+        raise EnrollmentError(
+            f"enrollment refused: {detail}; ask IT for a new enrollment secret", exit_code=1
+        )
+    if response.status_code != 200:
+        raise EnrollmentError(
+            f"{url}: server answered HTTP {response.status_code}: {_detail(response)}", exit_code=1
+        )
+    try:
+        doc = response.json()
+        enrollment = Enrollment(
+            server.rstrip("/"), str(doc["device_id"]), str(doc["token"]), str(doc.get("group", "default"))
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise EnrollmentError(
+            f"{url}: unexpected answer from the server; is this a Mamori server?", exit_code=1
+        ) from err
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_enrollment(state_dir, enrollment)
+    return enrollment
+
+
+def _detail(response: Any) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail)[:200] if detail else f"HTTP {response.status_code}"

@@ -14,24 +14,10 @@ import pytest
 
 from agent.cli import main
 from agent.posture.base import result
-from agent.posture.cli import render_text, verdict
+from agent.commands.check import render_text, verdict
+from tests.harness.policies import policy_toml, write_agent_config
 from tests.posture.pki import TestCA
 from tests.posture.tlsserver import TlsServer
-
-OFF = """
-[network.vpn]
-mode = "off"
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-"""
 
 
 @pytest.fixture
@@ -43,10 +29,10 @@ def server(tmp_path: Path) -> Iterator[tuple[TestCA, TlsServer]]:
     srv.close()
 
 
-def apply_policy(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) -> Path:
+def apply_policy(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> Path:
     keys, state = tmp_path / "keys", tmp_path / "state"
     policy = tmp_path / "policy.toml"
-    policy.write_text(f'schema = 1\nid = "cli-test"\nversion = 1\n{body}', encoding="utf-8")
+    policy.write_text(text, encoding="utf-8")
     bundle = tmp_path / "bundle.json"
     assert main(["policy", "keygen", str(keys)]) == 0
     assert (
@@ -68,10 +54,8 @@ def apply_policy(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) 
         == 0
     )
     capsys.readouterr()
-    config = tmp_path / "agent.toml"
     pub = keys / "policy-signing.pub"
-    config.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{pub}"]\nlanguage = "en"\n', encoding="utf-8")
-    return config
+    return write_agent_config(tmp_path, state_dir=state, trusted_keys=[pub], language="en")
 
 
 def run_json(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
@@ -80,8 +64,8 @@ def run_json(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dic
     return code, json.loads(out)
 
 
-def tls_policy(url: str, ca: Path, extra: str = "") -> str:
-    return f'{OFF}\n[[network.tls]]\nurl = "{url}"\nca = "{ca}"\nmode = "block"\n{extra}'
+def tls_policy(url: str, ca: Path) -> str:
+    return policy_toml(policy_id="cli-test", tls=[{"url": url, "ca": ca, "mode": "block"}])
 
 
 def test_compliant_exit_0_and_exact_json_shape(
@@ -126,8 +110,7 @@ def test_could_not_evaluate_exit_2(
 
 
 def test_no_trusted_policy_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{tmp_path / "empty"}"\n', encoding="utf-8")
+    config = write_agent_config(tmp_path, state_dir=tmp_path / "empty")
     code = main(["agent", "check", "--config", str(config), "--json"])
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
@@ -165,10 +148,10 @@ def test_a_hand_edited_store_is_not_trusted(tmp_path: Path, capsys: pytest.Captu
 
     from policy.signing import sign_policy
 
-    config = apply_policy(tmp_path, OFF, capsys)
+    config = apply_policy(tmp_path, policy_toml(policy_id="cli-test"), capsys)
     store = tmp_path / "state" / "policy" / "trusted.json"
     doc = json.loads(store.read_text(encoding="utf-8"))
-    forged = f'schema = 1\nid = "cli-test"\nversion = 9\n{OFF}'.encode()
+    forged = policy_toml(policy_id="cli-test", version=9).encode()
     doc["bundle"] = sign_policy(forged, Ed25519PrivateKey.generate()).decode()
     doc["version"] = 9
     store.write_text(json.dumps(doc), encoding="utf-8")

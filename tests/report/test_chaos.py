@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from agent.report.cli import enroll
+from agent.report.enrollment import enroll
 from agent.report.outbox import Outbox
 from server.storage import Storage, events
 from tests.server.live import ROOT, ServerProcess, enroll_secret, free_port, migrated

@@ -17,7 +17,7 @@ from agent.cli import main
 from agent.config import AgentConfig
 from agent.platform.base import Rect, Window
 from agent.policy_source import PolicySource
-from agent.report.cli import enroll
+from agent.report.enrollment import enroll
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import SystemClock
