@@ -34,6 +34,7 @@ from typing import Any
 
 from agent.control import request
 from agent.report.enrollment import Enrollment, save_enrollment
+from tests.harness.policies import write_agent_config
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,14 +231,14 @@ class AgentLab:
             workdir / "policy.dsse.json",
         )
         lab.publish(policy_toml)
-        lab.config.write_text(
-            f'state_dir = "{state}"\n'
-            f'trusted_keys = ["{workdir / "keys" / "policy-signing.pub"}"]\n'
-            f'policy_bundle = "{lab.drop}"\n'
-            f'server = "{server.url}"\n'
-            'lock_command = ["true"]\n'
-            "tray = true\n",
-            encoding="utf-8",
+        write_agent_config(
+            workdir,
+            state_dir=state,
+            trusted_keys=[workdir / "keys" / "policy-signing.pub"],
+            policy_bundle=lab.drop,
+            server=server.url,
+            lock_command=["true"],
+            tray=True,
         )
         save_enrollment(state, Enrollment(server.url, str(uuid.uuid4()), "bench-token-" + uuid.uuid4().hex))
         return lab

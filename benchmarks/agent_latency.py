@@ -34,65 +34,32 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.agent_lab import AgentLab, XWatch, machine, summary
+from tests.harness.policies import Table, policy_toml
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
 SHARE_POLL = 0.5  # agent/share/monitor.py's default interval
 
-PRESENCE_FAST = """
-[presence]
-warn_after = "1s"
-protect_after = "2s"
-lock_after = "1h"
-cover = "blur"
-reveal = "activity"
-hotkey = "<ctrl>+<alt>+m"
-"""
-PRESENCE_SLOW = """
-[presence]
-warn_after = "1h"
-protect_after = "2h"
-lock_after = "3h"
-cover = "blur"
-reveal = "activity"
-hotkey = "<ctrl>+<alt>+m"
-"""
-REST = """
-[[customer_apps]]
-name = "ledger"
-processes = ["excel"]
-title = "顧客台帳"
-
-[screen_share]
-protect = true
-
-[network.vpn]
-mode = "{vpn_mode}"
-interfaces = ["tun*"]
-
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-
-[enforcement]
-grace = "0s"
-on_check_error = "allow"
-recheck = "1m"
-
-[acknowledgement]
-required = false
-"""
+PRESENCE_FAST: Table = {
+    "warn_after": "1s",
+    "protect_after": "2s",
+    "lock_after": "1h",
+    "cover": "blur",
+    "reveal": "activity",
+    "hotkey": "<ctrl>+<alt>+m",
+}
+PRESENCE_SLOW: Table = {**PRESENCE_FAST, "warn_after": "1h", "protect_after": "2h", "lock_after": "3h"}
 
 
-def policy(version: int, presence: str, vpn: bool) -> str:
-    head = f'schema = 1\nid = "bench-latency"\nversion = {version}\n'
-    return head + presence + REST.format(vpn_mode="block" if vpn else "off")
+def policy(version: int, presence: Table, vpn: bool) -> str:
+    return policy_toml(
+        policy_id="bench-latency",
+        version=version,
+        presence=presence,
+        customer_apps=[{"name": "ledger", "processes": ["excel"], "title": "顧客台帳"}],
+        vpn={"mode": "block" if vpn else "off", "interfaces": ["tun*"]},
+        enforcement={"grace": "0s", "on_check_error": "allow", "recheck": "1m"},
+        extra={"screen_share": {"protect": True}, "acknowledgement": {"required": False}},
+    )
 
 
 class Rig:

@@ -20,8 +20,7 @@ import pytest
 import requests
 
 from agent.demo import Demo, free_port, mamori, run_step
-from policy.keys import generate_keypair, load_private_key
-from policy.signing import sign_policy
+from tests.harness.policies import policy_keys, policy_toml, write_agent_config
 from tests.harness.xdesktop import XDesktop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,38 +28,18 @@ PHONE = "03-1234-5678"
 NEUTRAL = "0120-999-888"
 TITLE = "顧客台帳 - Excel"
 
-POLICY = """
-schema = 1
-id = "e2e"
-version = 1
-
-[presence]
-warn_after = "50m"
-protect_after = "55m"
-lock_after = "2h"
-cover = "opaque"
-reveal = "activity"
-
-[[customer_apps]]
-name = "ledger"
-title = "顧客台帳"
-
-[network.vpn]
-mode = "off"
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-
-[reporting]
-heartbeat = "1m"
-"""
+POLICY = policy_toml(
+    policy_id="e2e",
+    presence={
+        "warn_after": "50m",
+        "protect_after": "55m",
+        "lock_after": "2h",
+        "cover": "opaque",
+        "reveal": "activity",
+    },
+    customer_apps=[{"name": "ledger", "title": "顧客台帳"}],
+    extra={"reporting": {"heartbeat": "1m"}},
+)
 
 
 @pytest.mark.desktop
@@ -69,9 +48,10 @@ def test_signed_policy_drop_step_away_cover_and_server_evidence(xdesktop: XDeskt
     env = {**os.environ, **xdesktop.env, "PYTHONPATH": str(ROOT), "MAMORI_DESKTOP_BACKEND": "x11"}
     it = Demo(tmp_path / "it", free_port(), {k: v for k, v in env.items() if k != "DISPLAY"})
     it.workdir.mkdir()
-    private, public = generate_keypair(tmp_path / "keys")
+    keys = policy_keys(tmp_path / "keys")
+    public = keys.public_path
     bundle = tmp_path / "policy.dsse.json"
-    bundle.write_bytes(sign_policy(POLICY.encode(), load_private_key(private)))
+    bundle.write_bytes(keys.sign(POLICY))
     agent: subprocess.Popen[str] | None = None
     events: list[dict[str, object]] = []
     devices: dict[str, object] = {}
@@ -89,11 +69,14 @@ def test_signed_policy_drop_step_away_cover_and_server_evidence(xdesktop: XDeskt
     try:
         secret = it.server(public, bundle)
         state = tmp_path / "state"
-        config = tmp_path / "agent.toml"
-        config.write_text(
-            f'state_dir = "{state}"\ntrusted_keys = ["{public}"]\nserver = "{it.url}"\n'
-            f'policy_bundle = "{bundle}"\nlock_command = ["true"]\ntray = true\n',
-            encoding="utf-8",
+        config = write_agent_config(
+            tmp_path,
+            state_dir=state,
+            trusted_keys=[public],
+            server=it.url,
+            policy_bundle=bundle,
+            lock_command=["true"],
+            tray=True,
         )
         run_step(
             mamori("agent", "enroll", "--server", it.url, "--secret", secret, "--config", str(config)),

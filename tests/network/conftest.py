@@ -26,11 +26,6 @@ def lab(tmp_path: Path) -> Iterator[VpnLab]:
         vpn.close()
 
 
-def write_policy(path: Path, body: str, version: int = 1) -> Path:
-    path.write_text(f'schema = 1\nid = "netns-test"\nversion = {version}\n{body}', encoding="utf-8")
-    return path
-
-
 def evaluate_in(ns: Netns, policy: Path, groups: str = "network") -> dict[str, Any]:
     """One evaluation by the real Linux backend inside ``ns``: {"results": {id: {...}}, "vpn": [...]}."""
     done = ns.exec(PYTHON, "-m", "tests.network.netns_agent", "once", str(policy), groups, timeout=60)

@@ -12,34 +12,21 @@ from typing import Any
 
 import pytest
 
-from tests.network.conftest import AgentProcess, evaluate_in, write_policy
+from tests.harness.policies import write_agent_config, write_policy
+from tests.network.conftest import AgentProcess, evaluate_in
 from tests.network.netns import PYTHON, ROOT, TUN_SRV, UNDERLAY_SRV, VpnLab, wait_for
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-ONLY_VPN = """
-[enforcement]
-grace = "0s"
-recheck = "10m"
-[network.vpn]
-mode = "block"
-interfaces = ["tun*"]
-{vpn_extra}
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-"""
 
-
-def vpn_policy(tmp_path: Path, vpn_extra: str = "") -> Path:
-    return write_policy(tmp_path / "policy.toml", ONLY_VPN.format(vpn_extra=vpn_extra))
+def vpn_policy(tmp_path: Path, name: str = "policy.toml", **vpn: object) -> Path:
+    """Only the VPN check (``tun*``, blocking at once); ``vpn`` adds fields to [network.vpn]."""
+    return write_policy(
+        tmp_path / name,
+        policy_id="netns-test",
+        vpn={"mode": "block", "interfaces": ["tun*"], **vpn},
+        enforcement={"grace": "0s", "recheck": "10m"},
+    )
 
 
 def is_vpn(status: str, block: bool):  # type: ignore[no-untyped-def]
@@ -72,24 +59,24 @@ def test_route_check_with_corporate_cidrs(lab: VpnLab, tmp_path: Path) -> None:
     lab.client.exec("ip", "route", "add", "10.99.0.0/24", "dev", "tun0")
     lab.client.exec("ip", "route", "add", "10.98.0.0/24", "via", UNDERLAY_SRV, "dev", "veth1")
 
-    inside = evaluate_in(lab.client, vpn_policy(tmp_path, 'routes = ["10.99.0.0/24", "10.232.0.1"]'))
+    inside = evaluate_in(lab.client, vpn_policy(tmp_path, routes=["10.99.0.0/24", "10.232.0.1"]))
     assert inside["vpn"] == ["tun0"]
     assert inside["results"]["vpn"]["status"] == "pass"
     assert inside["results"]["vpn.routes"]["status"] == "pass", inside["results"]["vpn.routes"]
 
-    outside = evaluate_in(lab.client, vpn_policy(tmp_path, 'routes = ["10.99.0.0/24", "10.98.0.0/24"]'))
+    outside = evaluate_in(lab.client, vpn_policy(tmp_path, routes=["10.99.0.0/24", "10.98.0.0/24"]))
     routes = outside["results"]["vpn.routes"]
     assert routes["status"] == "fail"
     assert "10.98.0.0/24 -> veth1" in routes["detail"] and "10.99.0.0/24" not in routes["detail"]
 
     lab.disconnect()  # with the tunnel gone the corporate route has no VPN to use
-    gone = evaluate_in(lab.client, vpn_policy(tmp_path, 'routes = ["10.99.0.0/24"]'))
+    gone = evaluate_in(lab.client, vpn_policy(tmp_path, routes=["10.99.0.0/24"]))
     assert gone["results"]["vpn"]["status"] == "fail"
     assert gone["results"]["vpn.routes"]["status"] == "fail"
 
 
 def test_full_tunnel_with_openvpn_def1_routes(lab: VpnLab, tmp_path: Path) -> None:
-    policy = vpn_policy(tmp_path, "full_tunnel = true")
+    policy = vpn_policy(tmp_path, full_tunnel=True)
     split = evaluate_in(lab.client, policy)["results"]["vpn.full_tunnel"]
     assert split["status"] == "fail"  # no default route at all yet: "no route"
     lab.client.exec("ip", "route", "add", "default", "via", UNDERLAY_SRV, "dev", "veth1")
@@ -109,18 +96,10 @@ def test_plaintext_connection_of_a_customer_app_is_found_by_rule_name(lab: VpnLa
     other.symlink_to(os.path.realpath(PYTHON))
     policy = write_policy(
         tmp_path / "policy.toml",
-        """
-[[customer_apps]]
-name = "crm"
-processes = ["crm-client"]
-[network.vpn]
-mode = "off"
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "block"
-forbidden_ports = [23, 80]
-""",
+        policy_id="netns-test",
+        customer_apps=[{"name": "crm", "processes": ["crm-client"]}],
+        plaintext={"mode": "block", "forbidden_ports": [23, 80]},
+        device=None,  # the device checks keep their defaults: only the network group is evaluated here
     )
     # the customer app holds a plaintext HTTP connection (port 80) and a TLS one (443) through the tunnel;
     # another program also talks plain HTTP but is no customer app
@@ -181,9 +160,8 @@ def test_agent_check_cli_in_the_namespace(lab: VpnLab, tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
     )
-    config = tmp_path / "agent.toml"
     pub = keys / "policy-signing.pub"
-    config.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{pub}"]\nlanguage = "en"\n', encoding="utf-8")
+    config = write_agent_config(tmp_path, state_dir=state, trusted_keys=[pub], language="en")
 
     def check() -> tuple[int, dict[str, Any]]:
         done = lab.client.exec(
@@ -224,17 +202,12 @@ def test_dns_canary_through_the_tunnel(lab: VpnLab, tmp_path: Path) -> None:
     wait_for(lambda: b"ready" in log.read_bytes(), 10, "the DNS responder")
     lab.client.set_resolver(TUN_SRV)
 
-    good = vpn_policy(
-        tmp_path, '[network.vpn.dns_canary]\nname = "canary.corp.test"\nexpect = ["10.99.0.53"]'
-    )
+    good = vpn_policy(tmp_path, dns_canary={"name": "canary.corp.test", "expect": ["10.99.0.53"]})
     up = evaluate_in(lab.client, good, "network,probes")["results"]["vpn.dns"]
     assert up["status"] == "pass", up
 
-    wrong = write_policy(
-        tmp_path / "wrong.toml",
-        ONLY_VPN.format(
-            vpn_extra='[network.vpn.dns_canary]\nname = "canary.corp.test"\nexpect = ["10.99.0.99"]'
-        ),
+    wrong = vpn_policy(
+        tmp_path, "wrong.toml", dns_canary={"name": "canary.corp.test", "expect": ["10.99.0.99"]}
     )
     unexpected = evaluate_in(lab.client, wrong, "network,probes")["results"]["vpn.dns"]
     assert unexpected["status"] == "fail" and "10.99.0.53" in unexpected["detail"]

@@ -12,38 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.harness.policies import write_policy
 from tests.harness.xdesktop import XDesktop, wait_for
-from tests.network.conftest import write_policy
 from tests.network.netns import PYTHON, ROOT, VpnLab
 
 pytestmark = [pytest.mark.network, pytest.mark.desktop, pytest.mark.slow]
 
 PHONE = "03-1234-5678"
-
-POLICY = """
-[presence]
-warn_after = "59m"
-protect_after = "1h"
-lock_after = "2h"
-[[customer_apps]]
-name = "crm"
-processes = ["custapp"]
-[enforcement]
-grace = "0s"
-[network.vpn]
-mode = "block"
-interfaces = ["tun*"]
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "off"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-"""
 
 
 def test_customer_window_covered_while_vpn_down_and_revealed_after(
@@ -55,7 +30,14 @@ def test_customer_window_covered_while_vpn_down_and_revealed_after(
     box = window.rect()
     assert xdesktop.can_read(PHONE, box)
 
-    policy = write_policy(tmp_path / "policy.toml", POLICY)
+    policy = write_policy(
+        tmp_path / "policy.toml",
+        policy_id="netns-test",
+        presence={"warn_after": "59m", "protect_after": "1h", "lock_after": "2h"},
+        customer_apps=[{"name": "crm", "processes": ["custapp"]}],
+        vpn={"mode": "block", "interfaces": ["tun*"]},
+        enforcement={"grace": "0s"},
+    )
     agent = subprocess.Popen(
         lab.client.argv(
             "env", f"DISPLAY={xdesktop.display}", PYTHON, "-m", "tests.network.desktop_agent", str(policy)

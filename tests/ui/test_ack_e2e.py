@@ -12,6 +12,7 @@ import requests
 
 from agent.demo import Demo, free_port, mamori, run_step
 from agent.i18n import Translator
+from tests.harness.policies import write_agent_config
 from tests.harness.xdesktop import XDesktop, wait_for
 from tests.ui.test_tray_desktop import TrayState, status_for
 from tests.ui.uidesk import ROOT, TrayApp, find_window, window_gone
@@ -26,8 +27,7 @@ def test_new_policy_dialog_ack_event_on_server(xdesktop: XDesktop, tmp_path: Pat
         public, _bundle = demo.keys_and_policy()
         secret = demo.server(public, _bundle)
         state = tmp_path / "state"
-        config = tmp_path / "agent.toml"
-        config.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{public}"]\nserver = "{demo.url}"\n')
+        config = write_agent_config(tmp_path, state_dir=state, trusted_keys=[public], server=demo.url)
         run_step(
             mamori("agent", "enroll", "--server", demo.url, "--secret", secret, "--config", str(config)),
             "enroll",

@@ -13,6 +13,7 @@ from agent.config import AgentConfig
 from agent.doctor import Probes, Row, diagnose, essential_ok, render
 from agent.i18n import Translator
 from agent.platform.base import Capabilities
+from tests.harness.policies import write_agent_config
 from tests.harness.xdesktop import XDesktop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,8 +132,7 @@ def test_unwritable_state_dir(tmp_path: Path) -> None:
 
 
 def test_doctor_for_real_on_an_x_desktop(xdesktop: XDesktop, tmp_path: Path) -> None:
-    config = tmp_path / "agent.toml"
-    config.write_text(f'state_dir = "{tmp_path / "state"}"\nlock_command = ["true"]\nlanguage = "en"\n')
+    config = write_agent_config(tmp_path, state_dir=tmp_path / "state", lock_command=["true"], language="en")
     env = {**xdesktop.env, "PYTHONPATH": str(ROOT)}
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     result = subprocess.run(
