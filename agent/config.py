@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.platform import system_config_path
 from core.errors import MamoriError
 
 ENV_CONFIG = "MAMORI_CONFIG"
@@ -28,11 +28,7 @@ def default_config_path() -> Path:
     env = os.environ.get(ENV_CONFIG)
     if env:
         return Path(env)
-    if os.name == "nt":
-        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Mamori" / "agent.toml"
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/Mamori/agent.toml")
-    return Path("/etc/mamori/agent.toml")
+    return system_config_path()
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ import os
 import secrets
 import selectors
 import socket
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.platform import HAS_UNIX_SOCKETS, unix_stream_socket
 from core.errors import MamoriError
 
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -33,7 +33,7 @@ class ControlError(MamoriError):
 
 
 def _use_unix() -> bool:
-    return hasattr(socket, "AF_UNIX") and os.name != "nt"
+    return HAS_UNIX_SOCKETS
 
 
 def _port_file(path: Path) -> Path:
@@ -73,8 +73,6 @@ class ControlServer:
         self._thread.start()
 
     def _bind_unix(self) -> socket.socket:
-        if sys.platform == "win32":  # not reached: _use_unix() is false there
-            raise OSError(97, "no Unix sockets on Windows")
         if self.path.exists():
             # A socket left by a crashed agent is removed; a live agent answers and keeps it.
             try:
@@ -83,7 +81,7 @@ class ControlServer:
                 self.path.unlink()
             else:
                 raise OSError(98, f"another agent is running on {self.path}")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_stream_socket()
         old = os.umask(0o177)
         try:
             sock.bind(str(self.path))
@@ -199,9 +197,7 @@ def request(path: Path, message: Mapping[str, Any], timeout: float = 5.0) -> dic
     body = dict(message)
     try:
         if _use_unix():
-            if sys.platform == "win32":  # not reached: _use_unix() is false there
-                raise OSError(97, "no Unix sockets on Windows")
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = unix_stream_socket()
             try:
                 sock.settimeout(timeout)
                 sock.connect(str(path))

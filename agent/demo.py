@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.platform import DISPLAY_FROM_ENV
 from core.errors import MamoriError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,10 +75,7 @@ def run_step(argv: Sequence[str], what: str, env: dict[str, str] | None = None) 
 
 
 def has_display(environ: dict[str, str]) -> bool:
-    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")) or sys.platform in (
-        "win32",
-        "darwin",
-    )
+    return not DISPLAY_FROM_ENV or bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
 
 
 @dataclass

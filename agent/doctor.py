@@ -23,6 +23,7 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.i18n import Translator, detect_language
+from agent.platform import OS_NAME
 from agent.platform.base import Capabilities, Closable
 
 Translate = Callable[..., str]
@@ -46,7 +47,7 @@ class Probes:
     tray: Callable[[], tuple[str | None, bool, str]]  # (backend or None, has_menu, detail)
     notifications: Callable[[], str | None]  # None when notifications can be shown, else why not
     permissions: Callable[[], list[tuple[str, bool]]] = field(default=lambda: [])  # [(fix_key, granted)]
-    platform: str = sys.platform
+    platform: str = OS_NAME  # "linux", "win32", "darwin": which OS the fixes are for
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -336,10 +337,10 @@ def real_probes(config: AgentConfig) -> Probes:
     return Probes(
         capabilities=_probe_capabilities(config),
         tk=_probe_tk,
-        tray=_probe_tray(env, sys.platform),
-        notifications=_probe_notifications(env, sys.platform),
-        permissions=_probe_permissions(sys.platform),
-        platform=sys.platform,
+        tray=_probe_tray(env, OS_NAME),
+        notifications=_probe_notifications(env, OS_NAME),
+        permissions=_probe_permissions(OS_NAME),
+        platform=OS_NAME,
         environ=env,
     )
 

@@ -1,6 +1,6 @@
 """OS notifications for the worker: countdown, covering, blocking with its remedy, policy changes (issue 7 item 2).
 
-One backend per OS, chosen once (:func:`select_backend`; ``$MAMORI_NOTIFY_BACKEND`` wins):
+One backend per OS, chosen once by :mod:`agent.platform` (``$MAMORI_NOTIFY_BACKEND`` wins):
 
 - Linux: ``notify-send`` (libnotify) over the session D-Bus. Without a session bus or a notification daemon
   the backend reports itself unavailable and the notifier degrades (the tray still shows the state).
@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -29,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import Clock
 from core.errors import MamoriError
-from agent.report.stream import AgentEvent, EventStream, Kind
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ Urgency = Literal["low", "normal", "critical"]
 Translate = Callable[..., str]
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 APP_NAME = "Mamori"
-ENV_BACKEND = "MAMORI_NOTIFY_BACKEND"
 
 
 class NotifyError(MamoriError):
@@ -214,18 +212,10 @@ class NullNotifications:
 def select_backend(
     platform: str | None = None, environ: Mapping[str, str] | None = None, runner: Runner = run_command
 ) -> NotifyBackend:
-    env = os.environ if environ is None else environ
-    plat = sys.platform if platform is None else platform
-    forced = env.get(ENV_BACKEND, "")
-    if forced == "none":
-        return NullNotifications(f"disabled by {ENV_BACKEND}=none")
-    if forced == "notify-send" or (not forced and plat.startswith("linux")):
-        return LinuxNotifySend(runner, env)
-    if forced == "windows-toast" or (not forced and plat == "win32"):
-        return WindowsToast(runner)
-    if forced == "macos-osascript" or (not forced and plat == "darwin"):
-        return MacOsNotification(runner)
-    return NullNotifications(f"no notification backend for {forced or plat}")
+    """This OS's backend (``$MAMORI_NOTIFY_BACKEND`` wins), as :mod:`agent.platform` resolves it."""
+    from agent.platform import create_notifications
+
+    return create_notifications(environ=environ, platform=platform, runner=runner)
 
 
 class RateLimiter:

@@ -14,13 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from policy.dsse import MAX_BUNDLE_BYTES, parse_envelope
 from policy.errors import (
@@ -182,25 +181,32 @@ class TrustedStore:
             raise StoreError(
                 str(self.directory), f"cannot use the state directory: {err.strerror or err}"
             ) from err
-        with handle:
-            if sys.platform == "win32":
-                import msvcrt
+        with handle, _exclusive(handle):
+            yield
 
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                try:
-                    yield
-                finally:
-                    handle.seek(0)
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
 
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+@contextlib.contextmanager
+def _exclusive(handle: BinaryIO) -> Iterator[None]:
+    """Hold an exclusive lock on ``handle``: flock where the OS has fcntl, else msvcrt's byte-range lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no fcntl; msvcrt.locking locks the first byte instead
+        import msvcrt
+
+        # typeshed declares msvcrt's functions for win32 only; on other OSes this branch never runs.
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -221,11 +227,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise StoreError(str(path), f"cannot write: {err.strerror or err}") from err
-    if sys.platform != "win32":
-        # Make the rename itself durable (POSIX: fsync the directory).
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+    # Make the rename itself durable (POSIX: fsync the directory). Where directories cannot be opened or
+    # fsynced (Windows: os.open on a directory is refused) the rename is as durable as the OS makes it.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -21,11 +21,10 @@ import threading
 from typing import Any
 
 from agent.overlay.protocol import CoverSpec, ProtocolError, dumps, loads
+from agent.platform import COVER_FONT, make_process_dpi_aware
 
 PANEL = "#26303a"
 TEXT = "#ffffff"
-# A Japanese-capable UI font per OS; Tk (fontconfig on Linux) substitutes when it is missing.
-FONT = {"win32": "Yu Gothic UI", "darwin": "Hiragino Sans"}.get(sys.platform, "IPAGothic")
 BLUR_FACTOR = 24
 RAISE_MS = 250
 POLL_MS = 20
@@ -78,7 +77,7 @@ class Cover:
             text=spec.label,
             background=PANEL,
             foreground=TEXT,
-            font=(FONT, 13, "bold"),
+            font=(COVER_FONT, 13, "bold"),
             wraplength=max(120, spec.rect.width - 40),
             justify="center",
         )
@@ -220,7 +219,7 @@ class Helper:
             with contextlib.suppress(tk.TclError):
                 top.attributes("-topmost", True)
             label = tk.Label(
-                top, background="#fff4d6", foreground="#3a2a00", font=(FONT, 12), padx=16, pady=10
+                top, background="#fff4d6", foreground="#3a2a00", font=(COVER_FONT, 12), padx=16, pady=10
             )
             label.pack()
             top.label = label  # type: ignore[attr-defined]
@@ -254,17 +253,8 @@ class Helper:
         self.root.mainloop()
 
 
-def _dpi_aware() -> None:
-    """Windows: work in physical pixels, like GetWindowRect in a DPI-aware agent (agent/platform/windows.py)."""
-    if sys.platform == "win32":
-        import ctypes
-
-        with contextlib.suppress(AttributeError, OSError):
-            ctypes.windll.shcore.SetProcessDpiAwareness(2)
-
-
 def main() -> int:
-    _dpi_aware()
+    make_process_dpi_aware()  # covers in physical pixels, like the Windows backend's rectangles
     try:
         helper = Helper()
     except Exception as err:  # no display, no Tk: the agent learns covering is impossible and locks instead

@@ -1,11 +1,11 @@
 """Shared vocabulary of the posture checks (SPEC.md, "Posture"; issue 5).
 
 A check is a pure evaluator: ``facts from a HostProbe + policy section -> list[CheckResult]``. Everything that
-touches the OS lives in one backend per OS (``linux.py``, ``windows.py``, ``macos.py``) behind
-:class:`HostProbe`; each backend keeps its text/JSON parsers as pure module-level functions so they are tested
-on captured outputs. Backends return the frozen dataclasses below, never library objects, and translate OS
-failures once, at their boundary, into :class:`ProbeUnavailable` ("not determinable here" -> ``skip``) or
-:class:`ProbeError` (it should have worked -> ``error``).
+touches the OS lives in one backend per OS (agent/platform/posture_linux.py, posture_windows.py,
+posture_macos.py) behind :class:`HostProbe`; each backend keeps its text/JSON parsers as pure module-level
+functions so they are tested on captured outputs. Backends return the frozen dataclasses below, never library
+objects, and translate OS failures once, at their boundary, into :class:`ProbeUnavailable` ("not determinable
+here" -> ``skip``) or :class:`ProbeError` (it should have worked -> ``error``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from core.errors import MamoriError
 from agent.i18n import Translator
+from core.errors import MamoriError
 from policy.model import LocalText, Mode
 
 logger = logging.getLogger(__name__)

@@ -1,32 +1,11 @@
-"""Pick the posture backend once (STYLE.md: the pynput/pystray model).
+"""The posture probe of this OS: chosen by :mod:`agent.platform` (``resolve_platform().create_posture_host()``).
 
-``MAMORI_POSTURE_BACKEND`` (linux | windows | macos | unsupported) wins, else the running OS.
+Kept as the name agent/posture/monitor.py imports until it is handed the resolved Platform's probe.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from agent.platform import ENV_POSTURE as ENV_BACKEND
+from agent.platform import create_posture_host as default_host
 
-from agent.posture.base import HostProbe, Unsupported
-
-ENV_BACKEND = "MAMORI_POSTURE_BACKEND"
-
-
-def default_host() -> HostProbe:
-    name = os.environ.get(ENV_BACKEND) or {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(
-        sys.platform, "unsupported"
-    )
-    if name == "linux":
-        from agent.posture.linux import LinuxHost
-
-        return LinuxHost()
-    if name == "windows":
-        from agent.posture.windows import WindowsHost
-
-        return WindowsHost()
-    if name == "macos":
-        from agent.posture.macos import MacHost
-
-        return MacHost()
-    return Unsupported(reason=f"no posture backend for {name or sys.platform}")
+__all__ = ["ENV_BACKEND", "default_host"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from agent.decide.match import process_matches
 from agent.i18n import Translator
+from agent.platform import HAS_PROCFS
 from agent.posture.base import CheckResult, PostureError, probe_failed, result
 from policy.model import CustomerApp, Plaintext
 
@@ -94,7 +95,7 @@ def customer_app_connections(rule_for: RuleFor) -> list[Connection]:
             matching.append((proc.pid, name))
     if not matching:
         return []
-    if sys.platform.startswith("linux"):
+    if HAS_PROCFS:
         try:
             return _linux_connections(matching)
         except (OSError, ValueError) as err:

@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from core.clock import Clock
 from agent.i18n import Translator
+from agent.platform import HAS_PROCFS, OsFamily
 from agent.platform.base import Desktop, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.share.detect import NOT_SHARING, CaptureStream, ProcessInfo, ShareState, detect, windows_needed
 from agent.share.pipewire import default_capture_probe
 from agent.share.processes import ProcessLister, PsutilProcessLister
-from agent.share.signatures import OsFamily, signatures_for
+from agent.share.signatures import signatures_for
+from core.clock import Clock
 from policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def procfs_stamp() -> tuple[int, str] | None:
 
 
 def _procfs_stamp_usable() -> bool:
-    if not sys.platform.startswith("linux") or procfs_stamp() is None:
+    if not HAS_PROCFS or procfs_stamp() is None:
         return False
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:

@@ -17,13 +17,11 @@ Each entry's comment says what it matches. docs/screen-share-guard.md explains h
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
-from typing import Literal
 
+from agent.platform import OS_FAMILY, OsFamily
 from policy.model import Policy, ShareSignature
 
-OsFamily = Literal["linux", "windows", "macos"]
 OS_FAMILIES: tuple[OsFamily, ...] = ("linux", "windows", "macos")
 
 
@@ -155,17 +153,9 @@ MACOS: tuple[ShareSignature, ...] = (
 BUILTIN: dict[OsFamily, tuple[ShareSignature, ...]] = {"linux": LINUX, "windows": WINDOWS, "macos": MACOS}
 
 
-def host_os() -> OsFamily:
-    """The OS family whose built-in signatures apply on this machine."""
-    if sys.platform == "win32":
-        return "windows"
-    if sys.platform == "darwin":
-        return "macos"
-    return "linux"
-
-
 def builtin_signatures(os_family: OsFamily | None = None) -> tuple[ShareSignature, ...]:
-    return BUILTIN[os_family or host_os()]
+    """The built-in signatures of ``os_family`` (default: this machine's OS family)."""
+    return BUILTIN[os_family or OS_FAMILY]
 
 
 def signatures_for(policy: Policy | None, os_family: OsFamily | None = None) -> tuple[ShareSignature, ...]:

@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from core.errors import MamoriError
+from agent.platform import tray_backends
 from agent.platform.base import Capabilities
 from agent.tray.icons import Panel, TrayState, icon_image, panel_theme
 from agent.tray.tkhost import TkHost, TkUnavailableError
 from agent.tray.view import StatusView, build_view
+from core.errors import MamoriError
 from policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,8 @@ class TrayUnavailableError(MamoriError):
 
 
 def backend_candidates(environ: Mapping[str, str] | None = None, platform: str | None = None) -> list[str]:
-    """pystray backends to try, in order (pynput/pystray model: an environment variable wins)."""
-    env = os.environ if environ is None else environ
-    plat = sys.platform if platform is None else platform
-    forced = env.get("PYSTRAY_BACKEND")
-    if forced:
-        return [forced]
-    if plat == "win32":
-        return ["win32"]
-    if plat == "darwin":
-        return ["darwin"]
-    return ["appindicator", "xorg"]
+    """pystray backends to try, in order ($PYSTRAY_BACKEND wins), as :mod:`agent.platform` resolves them."""
+    return list(tray_backends(environ, platform))
 
 
 def load_pystray(candidates: Sequence[str]) -> tuple[Any, str]:

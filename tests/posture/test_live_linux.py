@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the live Linux 
 
 
 def test_live_device_and_wifi_checks_never_error_here() -> None:
-    from agent.posture.linux import LinuxHost
+    from agent.platform.posture_linux import LinuxHost
 
     host = LinuxHost()
     results = [
@@ -31,7 +31,7 @@ def test_live_device_and_wifi_checks_never_error_here() -> None:
 
 
 def test_live_interfaces_and_route_lookup() -> None:
-    from agent.posture.linux import LinuxHost
+    from agent.platform.posture_linux import LinuxHost
 
     host = LinuxHost()
     names = {n.name for n in host.interfaces()}

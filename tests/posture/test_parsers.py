@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.posture import linux, macos, windows
+from agent.platform import posture_linux as linux
+from agent.platform import posture_macos as macos
+from agent.platform import posture_windows as windows
 from agent.posture.base import ProbeError
 
 DATA = Path(__file__).parent / "data"

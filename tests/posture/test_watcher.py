@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.posture.linux import split_terse
-from agent.posture.watcher import NetlinkWatcher, PollWatcher, psutil_fingerprint
+from agent.platform.netlink import NetlinkWatcher
+from agent.platform.posture_linux import split_terse
+from agent.posture.watcher import PollWatcher, psutil_fingerprint
 
 
 def test_poll_watcher_calls_back_once_per_change() -> None:
