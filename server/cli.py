@@ -177,7 +177,7 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
 
     from core.clock import SystemClock
     from policy.keys import load_trusted_keys
-    from server.app import publish_policy
+    from server.publish import publish_policy
 
     settings = _settings(args)
     keys = load_trusted_keys([*args.pub, *settings.trusted_keys])

@@ -12,18 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.report.events import (
-    FORBIDDEN_KEYS,
-    KINDS,
-    Priority,
-    build_record,
-    record_priority,
-    rule_context,
-    stamp_device,
-    uuid7,
-    validate_record,
-)
+from agent.report.events import build_record, record_priority, rule_context, stamp_device, uuid7
 from agent.report.stream import AgentEvent, Kind
+from core.records import FORBIDDEN_KEYS, KINDS, Priority, validate_record
 
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -198,7 +189,7 @@ NESTED = st.recursive(
     )
 )
 def test_the_fast_key_check_agrees_with_the_path_scan(record: dict[str, object]) -> None:
-    from agent.report.events import _forbidden_paths, _holds_forbidden_key
+    from core.records import _forbidden_paths, _holds_forbidden_key
 
     assert _holds_forbidden_key(record) == bool(list(_forbidden_paths(record)))
 

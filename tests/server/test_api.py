@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from core.clock import FakeClock
 from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
+from core.clock import FakeClock
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage, ms

@@ -14,9 +14,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.clock import FakeClock
-from agent.report.events import KINDS, build_record, rule_context, stamp_device
+from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
+from core.clock import FakeClock
+from core.records import KINDS
 from server import auth
 from server.app import create_app
 from server.settings import Settings

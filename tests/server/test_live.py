@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from core.clock import SystemClock
 from agent.config import AgentConfig
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import SystemClock
 from policy.store import TrustedStore
+from tests.harness.policies import write_agent_config
 from tests.server.live import ROOT, pg_url, reset_pg, server_process, signed_policy, signing_key
 
 
@@ -62,8 +63,7 @@ def test_admin_workflow_on_a_real_server(backend: str, tmp_path: Path) -> None:
     with server_process(db, tmp_path / "server.log") as server:
         assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
         state = tmp_path / "agent"
-        config_file = tmp_path / "agent.toml"
-        config_file.write_text(f'state_dir = "{state}"\ntrusted_keys = ["{pub}"]\n')
+        config_file = write_agent_config(tmp_path, state_dir=state, trusted_keys=[pub])
         enrolled = mamori(
             "agent",
             "enroll",

@@ -1,0 +1,95 @@
+"""The admin API: devices with their status, stored events, publishing signed policies (docs/server-api.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from server.access import admin_auth
+from server.body import read_body
+from server.context import ServerContext, server_context
+from server.models import GROUP_PATTERN, NO_CONTROL, PolicyPublished
+from server.publish import publish_policy
+from server.status import device_status
+from server.storage import ms
+
+
+def devices_with_status(context: ServerContext) -> list[dict[str, Any]]:
+    """Every device with its computed ``status`` (also shown by the dashboard)."""
+    settings = context.settings
+    now = context.now_ms()
+    items = context.storage.devices()
+    for item in items:
+        item["status"] = device_status(
+            last_seen_ms=item["last_seen"],
+            stopped=bool(item["stopped"]),
+            state=item["state"],
+            heartbeat_s=item["heartbeat_s"],
+            now_ms=now,
+            silence_factor=settings.silence_factor,
+            min_silence_s=settings.min_silence_s,
+        )
+    return items
+
+
+def admin_devices(context: Annotated[ServerContext, Depends(server_context)]) -> dict[str, Any]:
+    return {"devices": devices_with_status(context)}
+
+
+def admin_events(
+    context: Annotated[ServerContext, Depends(server_context)],
+    device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
+    class_uid: Annotated[int | None, Query(alias="class", ge=0, le=99999)] = None,
+    since: Annotated[datetime | None, Query(description="RFC 3339 instant; events at or after it")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    since_ms = None
+    if since is not None:
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        try:
+            since_ms = max(0, min(ms(since), 2**53))
+        except (OverflowError, ValueError, OSError) as err:
+            raise HTTPException(422, "since is out of range") from err
+    return {
+        "events": context.storage.events(device=device, class_uid=class_uid, since_ms=since_ms, limit=limit)
+    }
+
+
+def router(default_group: str) -> APIRouter:
+    """The admin routes. A function, not a module-level router: the default of ``POST /v1/admin/policies``'s
+    ``group`` is server.toml's ``default_group``, and the OpenAPI document shows it."""
+    admin = APIRouter(tags=["admin"], dependencies=[Depends(admin_auth)])
+    admin.add_api_route("/v1/admin/devices", admin_devices, methods=["GET"])
+    admin.add_api_route("/v1/admin/events", admin_events, methods=["GET"])
+
+    async def admin_publish(
+        request: Request,
+        context: Annotated[ServerContext, Depends(server_context)],
+        group: Annotated[str, Query(pattern=GROUP_PATTERN)] = default_group,
+    ) -> PolicyPublished:
+        from policy.dsse import MAX_BUNDLE_BYTES
+
+        bundle = await read_body(request, MAX_BUNDLE_BYTES)
+        return await run_in_threadpool(
+            publish_policy, context.storage, context.trusted, bundle, group, context.clock.now()
+        )
+
+    admin.add_api_route(
+        "/v1/admin/policies",
+        admin_publish,
+        methods=["POST"],
+        status_code=201,
+        response_model=PolicyPublished,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "description": "a signed policy bundle (DSSE envelope) made by `mamori policy sign`",
+            }
+        },
+        responses={409: {"description": "version not newer"}, 422: {"description": "bundle rejected"}},
+    )
+    return admin
