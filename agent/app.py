@@ -20,6 +20,7 @@ from agent.control import ControlServer
 from agent.degraded import Degraded
 from agent.i18n import Translator
 from agent.overlay.supervisor import CoverSink, OverlaySupervisor
+from agent.platform import Platform, resolve_platform
 from agent.platform.base import Desktop
 from agent.policy_drop import PolicyDropWatcher
 from agent.policy_source import PolicySource, PolicyView
@@ -40,6 +41,7 @@ class Agent:
     """The running pieces of one agent."""
 
     config: AgentConfig
+    platform: Platform
     stream: EventStream
     policy: PolicySource
     runtime: Runtime
@@ -90,11 +92,12 @@ def build_agent(
     hotkey: bool = True,
     reporting: bool = True,
     clock: Clock | None = None,
+    platform: Platform | None = None,
 ) -> Agent:
     """Build every part of the agent for this PC (nothing runs until :func:`run_agent` or ``runtime.start``)."""
     from agent.hotkey import start_hotkey
-    from agent.platform import create_desktop
 
+    plat = platform if platform is not None else resolve_platform()
     clock = clock or SystemClock()
     stream = EventStream()
     source = (
@@ -102,7 +105,7 @@ def build_agent(
         if unsigned_policy is not None
         else PolicySource(config, clock, stream)
     )
-    desktop = create_desktop(config.lock_command)
+    desktop = plat.create_desktop(config.lock_command)
 
     # The helper reports clicks and failures to the protection loop built just below.
     def clicked(key: str) -> None:
@@ -121,7 +124,7 @@ def build_agent(
     if config.policy_bundle is not None:
         drop = PolicyDropWatcher(config.policy_bundle, source)
         runtime.add_worker("policy-drop", drop.run)
-    posture = PostureFollower(runtime, stream, clock)
+    posture = PostureFollower(runtime, stream, clock, probe=plat.create_posture_host())
     runtime.add_worker("posture", posture.run)
     runtime.add_status_provider("posture", posture.status)
     # Without readable titles (macOS without Screen Recording) the share guard says "unknown", never "no".
@@ -132,15 +135,17 @@ def build_agent(
     if reporting:
         service = ReportingService(config, stream, clock, policy=source)
         runtime.add_status_provider("reporting", service.status)
-    return Agent(config, stream, source, runtime, control, posture, share, drop, service)
+    return Agent(config, plat, stream, source, runtime, control, posture, share, drop, service)
 
 
 def run_agent(agent: Agent, *, tray: bool = True) -> int:
     """Start every part, block on the worker's UI (or the runtime without one) until stopped, then stop all."""
-    from agent.tray.wiring import attach_ui, run_ui
+    from agent.ui.wiring import attach_ui, run_ui
 
     runtime = agent.runtime
-    ui = attach_ui(runtime, agent.stream, agent.config, reporting=agent.reporting, tray=tray)
+    ui = attach_ui(
+        runtime, agent.stream, agent.config, reporting=agent.reporting, tray=tray, platform=agent.platform
+    )
     agent.control.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,10 +26,10 @@ from typing import Any
 
 import requests
 
-from core.clock import SystemClock
 from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.outbox import encode
 from agent.report.stream import AgentEvent, Kind
+from core.clock import SystemClock
 from server import auth
 from server.storage import Storage, devices
 from tests.server.live import ServerProcess, free_port, migrated

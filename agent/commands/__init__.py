@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import doctor
-from agent.commands import check, enroll, run
+from agent.commands import check, doctor, enroll, run
 
 
 def register(subparsers: Any) -> None:

@@ -109,6 +109,7 @@ def load_trusted_policy(source: PolicySource) -> Policy:
 def run_check(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.i18n import Translator, detect_language
+    from agent.platform import resolve_platform
     from agent.policy_source import PolicySource
     from agent.posture.monitor import PostureMonitor
     from core.clock import SystemClock
@@ -117,7 +118,13 @@ def run_check(args: argparse.Namespace) -> int:
     policy = load_trusted_policy(PolicySource(config, SystemClock()))
     language = detect_language(config.language)
     translator = Translator(language, {"ja": policy.messages.ja, "en": policy.messages.en})
-    monitor = PostureMonitor(policy, SystemClock(), lambda _state, _results: None, translator=translator)
+    monitor = PostureMonitor(
+        policy,
+        SystemClock(),
+        lambda _state, _results: None,
+        host=resolve_platform().create_posture_host(),
+        translator=translator,
+    )
     _state, results = monitor.evaluate()
     print(render_json(results, language) if args.json else render_text(results, language), file=sys.stdout)
     return verdict(results)[1]

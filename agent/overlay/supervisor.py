@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.clock import Clock, SystemClock
 from agent.overlay.protocol import CoverSpec, ProtocolError, countdown_message, covers_message, dumps, loads
+from core.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from agent.platform.selection import (
 )
 
 if TYPE_CHECKING:
-    from agent.notify import NotifyBackend, Runner
+    from agent.platform.notifications import NotifyBackend, Runner
     from agent.posture.base import HostProbe
     from policy.model import ShareSignature
 
@@ -194,7 +194,7 @@ def create_notifications(
     An unknown name, or an OS without a backend, is a ``NullNotifications`` that says why: the notifier
     reports it once as degraded and the tray still shows the state.
     """
-    from agent import notify
+    from agent.platform import notifications as notify
 
     env = os.environ if environ is None else environ
     plat = OS_NAME if platform is None else platform

@@ -18,15 +18,15 @@ import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from core.clock import Clock
 from agent.decide.enforcement import EnforcementState, decide
 from agent.i18n import Translator
+from agent.platform import create_posture_host
 from agent.posture.base import CheckResult, HostProbe
-from agent.posture.host import default_host
 from agent.posture.plaintext import RuleFor
 from agent.posture.suite import GROUPS, evaluate
 from agent.posture.watcher import NetworkWatcher, network_watcher
 from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import Clock
 from policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class PostureMonitor:
         self._clock = clock
         self._on_change = on_change
         self._stream = stream
-        self._host = host or default_host()
+        self._host = host or create_posture_host()
         self._rule_for = rule_for
         self._translator = translator
         self._watcher_factory = watcher_factory

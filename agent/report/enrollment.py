@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.platform import OS_NAME
 from core.errors import MamoriError
 
 ENROLLMENT_FILE = "enrollment.json"
@@ -75,7 +75,7 @@ def enroll(
     if not server.startswith(("https://", "http://")):
         raise EnrollmentError(f"{server}: the server must be an https:// URL")
     url = server.rstrip("/") + "/v1/enroll"
-    body = {"secret": secret, "hostname": socket.gethostname()[:255], "os": sys.platform}
+    body = {"secret": secret, "hostname": socket.gethostname()[:255], "os": OS_NAME}
     try:
         response = requests.post(url, json=body, timeout=timeout, verify=str(ca) if ca else True)
     except requests.exceptions.SSLError as err:

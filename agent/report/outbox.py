@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import MamoriError
 from agent.report.events import Priority, gap_record, record_priority
+from core.errors import MamoriError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import queue
 import re
 import secrets
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from agent.config import AgentConfig
+from agent.platform import OS_NAME
 from agent.policy_source import PolicySource
 from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
 from agent.report.events import Context, build_record, rule_context
@@ -436,7 +436,7 @@ class ReportingService:
                 "heartbeat_s": self._heartbeat_interval(),
                 "last_sequence": self.outbox.last_sequence(),
                 "stopping": stopping,
-                "os": sys.platform,
+                "os": OS_NAME,
             }
         )
         status = self.uploader.checkin(enrollment, summary)

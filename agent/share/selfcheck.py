@@ -18,10 +18,10 @@ from typing import Protocol
 
 from PIL import Image, ImageChops
 
-from core.clock import Clock, SystemClock
 from agent.decide.match import match_windows
 from agent.platform.base import Rect, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import Clock, SystemClock
 from policy.model import CustomerApp
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.notify import LinuxNotifySend, MacOsNotification, NullNotifications, WindowsToast
 from agent.platform import (
     ENV_BACKEND,
     ENV_NOTIFY,
@@ -17,6 +16,7 @@ from agent.platform import (
     resolve_platform,
 )
 from agent.platform.fake import FakeDesktop
+from agent.platform.notifications import LinuxNotifySend, MacOsNotification, NullNotifications, WindowsToast
 from agent.platform.posture_linux import LinuxHost
 from agent.platform.posture_macos import MacHost
 from agent.platform.posture_windows import WindowsHost

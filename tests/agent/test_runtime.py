@@ -295,7 +295,9 @@ def test_title_bar_outside_the_client_area_is_covered_too(tmp_path: Path) -> Non
     )
     desk = FakeDesktop([framed])
     sink = RecordingSink()
-    rt = build_runtime(AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=sink)
+    rt = build_runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=sink
+    )
     desk.set_idle(95)
     rt.protection.step()
     assert [(c.key, c.rect) for c in sink.current] == [

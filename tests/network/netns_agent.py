@@ -18,13 +18,13 @@ import threading
 import time
 from pathlib import Path
 
-from core.clock import SystemClock
 from agent.decide.enforcement import EnforcementState
+from agent.platform import create_posture_host
 from agent.posture.base import CheckResult
-from agent.posture.host import default_host
 from agent.posture.monitor import PostureMonitor
 from agent.posture.suite import evaluate
 from agent.report.stream import EventStream, Kind
+from core.clock import SystemClock
 from policy.load import load_policy
 
 
@@ -38,7 +38,9 @@ def main(argv: list[str]) -> int:
     policy = load_policy(path.read_bytes(), str(path))
     if command == "once":
         ev = evaluate(
-            policy, default_host(), groups=argv[2].split(",") if len(argv) > 2 else ("network", "probes")
+            policy,
+            create_posture_host(),
+            groups=argv[2].split(",") if len(argv) > 2 else ("network", "probes"),
         )
         results = [r.to_json("en") for rs in ev.results.values() for r in rs]
         emit({"results": results, "vpn": list(ev.vpn_interfaces or ())})

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.posture.base import result
 from agent.commands.check import render_text, verdict
+from agent.posture.base import result
 from tests.harness.policies import policy_toml, write_agent_config
 from tests.posture.pki import TestCA
 from tests.posture.tlsserver import TlsServer

@@ -7,33 +7,23 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-from core.clock import FakeClock
 from agent.decide.enforcement import EnforcementState
 from agent.posture.base import CheckResult, NetInterface
 from agent.posture.fake import FakeHost
 from agent.posture.monitor import PostureMonitor
 from agent.report.stream import AgentEvent, EventStream, Kind
+from core.clock import FakeClock
 from policy.load import load_policy
+from tests.harness.policies import Check, policy_toml
 
-POLICY = b"""
-schema = 1
-id = "monitor-test"
-version = 1
-[enforcement]
-grace = "2m"
-[network.vpn]
-mode = "block"
-[network.wifi]
-mode = "off"
-[network.plaintext]
-mode = "off"
-[device.disk_encryption]
-mode = "report"
-[device.firewall]
-mode = "off"
-[device.screen_lock]
-mode = "off"
-"""
+
+def monitor_policy(vpn: Check = "block") -> bytes:
+    return policy_toml(
+        policy_id="monitor-test", vpn=vpn, device={"disk_encryption": "report"}, enforcement={"grace": "2m"}
+    ).encode()
+
+
+POLICY = monitor_policy()
 
 TUN = NetInterface("tun0", True, "tun")
 ETH = NetInterface("eth0", True, "ethernet")
@@ -173,11 +163,7 @@ def test_network_change_triggers_evaluation_from_the_thread() -> None:
 
 def test_set_policy_drops_results_of_removed_checks() -> None:
     host = FakeHost(nics=[TUN], default_route="tun0")
-    with_routes = load_policy(
-        POLICY.replace(
-            b'mode = "block"\n[network.wifi]', b'mode = "block"\nroutes = ["10.9.0.0/16"]\n[network.wifi]'
-        )
-    )
+    with_routes = load_policy(monitor_policy({"mode": "block", "routes": ["10.9.0.0/16"]}))
     monitor = PostureMonitor(
         with_routes, FakeClock(), lambda s, r: None, host=host, watcher_factory=ManualWatcher
     )

@@ -221,9 +221,7 @@ def test_service_wait_notices_a_wall_clock_jump(tmp_path: Path) -> None:
     from agent.report.stream import EventStream
 
     clock = FakeClock()
-    service = ReportingService(
-        AgentConfig(state_dir=tmp_path), EventStream(), clock
-    )
+    service = ReportingService(AgentConfig(state_dir=tmp_path), EventStream(), clock)
     jumper = threading.Timer(0.05, clock.jump_wall, args=(7200,))
     jumper.start()
     started = time.monotonic()

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from core.clock import SystemClock
 from agent.report.stream import EventStream, Kind
 from agent.share.detect import ShareState
 from agent.share.monitor import COVER_MESSAGE_KEY, ShareMonitor
 from agent.share.processes import PsutilProcessLister
+from core.clock import SystemClock
 from policy.model import Policy
 from tests.harness.xdesktop import XDesktop, wait_for
 from tests.share.xwindows import StampedX11Desktop, desktop_for

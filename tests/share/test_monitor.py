@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from core.clock import FakeClock
 from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
 from agent.share.detect import ShareState
 from agent.share.monitor import COVER_MESSAGE_KEY, ShareMonitor, ShareNotice
+from core.clock import FakeClock
 from policy.model import Policy, ScreenShare, ShareSignature
 from tests.share.fixtures import ScriptedDesktop, ScriptedProcesses
 

@@ -6,7 +6,6 @@ import re
 
 from PIL import Image, ImageDraw
 
-from core.clock import FakeClock
 from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
 from agent.share.selfcheck import (
@@ -21,6 +20,7 @@ from agent.share.selfcheck import (
     cover_fraction,
     runtime_targets,
 )
+from core.clock import FakeClock
 from policy.model import CustomerApp
 from tests.harness.xdesktop import Box, XDesktop
 from tests.share.xwindows import CoverWindow

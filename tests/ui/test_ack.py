@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.ack import AckFlow, Acknowledgement, AckStore, needs_ack, policy_summary
-from core.clock import FakeClock
 from agent.i18n import Translator
 from agent.report.stream import EventStream, Kind
+from agent.ui.ack import AckFlow, Acknowledgement, AckStore, needs_ack, policy_summary
+from core.clock import FakeClock
 from policy.load import load_policy
 from policy.model import Policy
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.commands.doctor import Probes, Row, diagnose, essential_ok, render
 from agent.config import AgentConfig
-from agent.doctor import Probes, Row, diagnose, essential_ok, render
 from agent.i18n import Translator
 from agent.platform.base import Capabilities
 from tests.harness.policies import write_agent_config
@@ -184,7 +184,7 @@ def test_the_capability_probe_closes_the_desktop_it_opened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import agent.platform
-    from agent.doctor import _probe_capabilities
+    from agent.commands.doctor import _probe_capabilities
 
     # Before the fix the backend (its X display or D-Bus connection) was left open.
     closed: list[bool] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.tray.icons import FILL, TrayState, icon_image, panel_theme
+from agent.ui.icons import FILL, TrayState, icon_image, panel_theme
 
 
 def _center(state: TrayState, panel: str = "light") -> tuple[int, int, int]:

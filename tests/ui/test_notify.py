@@ -9,22 +9,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.clock import FakeClock
 from agent.i18n import Translator
-from agent.notify import (
+from agent.platform import create_notifications
+from agent.platform.notifications import (
     LinuxNotifySend,
     MacOsNotification,
     Notification,
-    NotificationBridge,
-    Notifier,
     NotifyError,
     NullNotifications,
-    RateLimiter,
     WindowsToast,
-    notification_for,
-    select_backend,
 )
 from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.ui.notify import NotificationBridge, Notifier, RateLimiter, notification_for
+from core.clock import FakeClock
 
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 TRICKY = Notification("k", 'He said "hi" \\ $(rm -rf /) `x`', "-n 'quoted' <b>&amp;</b> 顧客")
@@ -94,14 +91,17 @@ def test_macos_texts_are_argv_not_script() -> None:
 
 
 def test_backend_selection() -> None:
-    assert isinstance(select_backend("linux", {}), LinuxNotifySend)
-    assert isinstance(select_backend("win32", {}), WindowsToast)
-    assert isinstance(select_backend("darwin", {}), MacOsNotification)
-    assert isinstance(select_backend("linux", {"MAMORI_NOTIFY_BACKEND": "none"}), NullNotifications)
+    assert isinstance(create_notifications(platform="linux", environ={}), LinuxNotifySend)
+    assert isinstance(create_notifications(platform="win32", environ={}), WindowsToast)
+    assert isinstance(create_notifications(platform="darwin", environ={}), MacOsNotification)
     assert isinstance(
-        select_backend("linux", {"MAMORI_NOTIFY_BACKEND": "macos-osascript"}), MacOsNotification
+        create_notifications(platform="linux", environ={"MAMORI_NOTIFY_BACKEND": "none"}), NullNotifications
     )
-    assert isinstance(select_backend("sunos5", {}), NullNotifications)
+    assert isinstance(
+        create_notifications(platform="linux", environ={"MAMORI_NOTIFY_BACKEND": "macos-osascript"}),
+        MacOsNotification,
+    )
+    assert isinstance(create_notifications(platform="sunos5", environ={}), NullNotifications)
 
 
 def test_rate_limiter_per_key_and_burst() -> None:

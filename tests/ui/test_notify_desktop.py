@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import SystemClock
 from agent.i18n import Translator
-from agent.notify import LinuxNotifySend, Notifier, notification_for
+from agent.platform.notifications import LinuxNotifySend
 from agent.report.stream import AgentEvent, Kind
+from agent.ui.notify import Notifier, notification_for
+from core.clock import SystemClock
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 from tests.ui.uidesk import save_png, settle, squash
 

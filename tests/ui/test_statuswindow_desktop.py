@@ -37,7 +37,7 @@ def test_reopening_a_named_window_replaces_it(xdesktop: XDesktop) -> None:
         xdesktop,
         """
         from agent.i18n import Translator
-        from agent.tray.statuswindow import show_pause_dialog, show_text_window
+        from agent.ui.statuswindow import show_pause_dialog, show_text_window
 
         show_text_window(root, "What is reported", "first", "reported")
         win = show_text_window(root, "What is reported", "second", "reported")
@@ -56,7 +56,7 @@ def test_a_second_acknowledgement_dialog_replaces_the_first(xdesktop: XDesktop) 
     out = _run_tk(
         xdesktop,
         """
-        from agent.ack import show_ack_dialog
+        from agent.ui.ack import show_ack_dialog
         from agent.i18n import Translator
         from policy.load import load_policy
 

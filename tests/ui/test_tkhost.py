@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.tray.tkhost import TkHost, TkUnavailableError
+from agent.ui.tkhost import TkHost, TkUnavailableError
 
 
 def test_a_failed_start_keeps_failing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +38,7 @@ def test_concurrent_starts_share_one_tk_thread(monkeypatch: pytest.MonkeyPatch) 
         time.sleep(0.05)  # widen the window between "no thread yet" and "thread set"
         return real_thread(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("agent.tray.tkhost.threading.Thread", slow_thread)
+    monkeypatch.setattr("agent.ui.tkhost.threading.Thread", slow_thread)
     host = TkHost()
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
@@ -59,7 +59,7 @@ def test_concurrent_starts_share_one_tk_thread(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_the_idle_poll_backs_off_and_a_job_brings_it_back() -> None:
-    from agent.tray import tkhost
+    from agent.ui import tkhost
 
     # Before the change the Tk thread woke 20 times a second for the rest of the agent's life.
     class Root:

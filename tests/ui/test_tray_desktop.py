@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from agent.i18n import Translator
-from agent.tray.icons import FILL, TrayState
+from agent.ui.icons import FILL, TrayState
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 from tests.ui.uidesk import TrayApp, click_text, find_window, save_png, settle, squash, window_gone
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from agent.i18n import Translator
-from agent.tray.icons import TrayState
-from agent.tray.view import build_view, check_name, permissions, remedy, tray_state
+from agent.ui.icons import TrayState
+from agent.ui.view import build_view, check_name, permissions, remedy, tray_state
 
 EN = Translator("en")
 JA = Translator("ja")
@@ -135,8 +135,8 @@ def test_every_reason_and_degraded_capability_the_agent_reports_has_a_japanese_n
     # Before the fix "lock_failed", "hotkey", "lock_before_sleep" and "status" (the tray's own) reached the
     # Japanese tray and notifications as raw English identifiers.
     from agent.decide.cover import REASON_ORDER
-    from agent.notify import notification_for
     from agent.report.stream import AgentEvent, Kind
+    from agent.ui.notify import notification_for
 
     status = {
         "presence": "active",

@@ -13,8 +13,8 @@ from agent.i18n import Translator
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
-from agent.tray.view import build_view
-from agent.tray.wiring import attach_ui, handle_command
+from agent.ui.view import build_view
+from agent.ui.wiring import attach_ui, handle_command
 from core.clock import SystemClock
 from policy.load import load_policy
 
@@ -84,7 +84,7 @@ def test_ack_covers_until_acknowledged_through_the_runtime(
 def test_pause_is_reported_clamped_and_refused_when_not_allowed(tmp_path: Path) -> None:
     runtime, stream, config = make_runtime(tmp_path)
     events = stream.subscribe()
-    from agent.ack import AckFlow, AckStore
+    from agent.ui.ack import AckFlow, AckStore
 
     ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
     handle_command("pause 60 meeting", runtime, ack, stream)
@@ -103,7 +103,7 @@ def test_pause_is_reported_clamped_and_refused_when_not_allowed(tmp_path: Path) 
 
 def test_step_away_reaches_the_runtime(tmp_path: Path) -> None:
     runtime, stream, config = make_runtime(tmp_path)
-    from agent.ack import AckFlow, AckStore
+    from agent.ui.ack import AckFlow, AckStore
 
     ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
     handle_command("step_away", runtime, ack, stream)
@@ -117,7 +117,7 @@ def test_without_a_tray_the_agent_runs_and_reports_it(
 ) -> None:
     import threading
 
-    from agent.tray.wiring import run_ui
+    from agent.ui.wiring import run_ui
 
     monkeypatch.setenv("MAMORI_NOTIFY_BACKEND", "none")
     monkeypatch.delenv("DISPLAY", raising=False)

@@ -20,10 +20,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent.ack import AckFlow, AckStore
 from agent.i18n import Translator
 from agent.report.stream import EventStream
-from agent.tray.tray import Tray
+from agent.ui.ack import AckFlow, AckStore
+from agent.ui.tray import Tray
 from core.clock import SystemClock
 from policy.load import load_policy
 from policy.model import Policy

@@ -216,7 +216,7 @@ def _probe_tk() -> str | None:
 
 def _probe_tray(environ: Mapping[str, str], platform: str) -> Callable[[], tuple[str | None, bool, str]]:
     def probe() -> tuple[str | None, bool, str]:
-        from agent.tray.tray import MENU_BACKENDS, backend_candidates
+        from agent.ui.tray import MENU_BACKENDS, backend_candidates
 
         candidates = backend_candidates(environ, platform)
         if platform.startswith("linux"):
@@ -270,9 +270,10 @@ def _x11_tray_owner(display_name: str) -> bool | None:
 
 def _probe_notifications(environ: Mapping[str, str], platform: str) -> Callable[[], str | None]:
     def probe() -> str | None:
-        from agent.notify import LinuxNotifySend, select_backend
+        from agent.platform import create_notifications
+        from agent.platform.notifications import LinuxNotifySend
 
-        backend = select_backend(platform, environ)
+        backend = create_notifications(environ=environ, platform=platform)
         reason = backend.unavailable_reason()
         if reason is not None or not isinstance(backend, LinuxNotifySend):
             return reason

@@ -21,13 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.ack import AckFlow, AckStore
 from agent.config import AgentConfig
 from agent.host import Host
 from agent.i18n import Translator, detect_language
-from agent.notify import NotificationBridge, Notifier, select_backend
+from agent.platform import Platform, resolve_platform
 from agent.report.stream import AgentEvent, EventStream, Kind
-from agent.tray.tray import Tray
+from agent.ui.ack import AckFlow, AckStore
+from agent.ui.notify import NotificationBridge, Notifier
+from agent.ui.tray import Tray
 from policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def translator_for(config: AgentConfig, policy: Policy | None) -> Translator:
 
 
 def handle_command(command: str, runtime: Host, ack: AckFlow, stream: EventStream) -> None:
-    """Carry out one tray command (see agent.tray.tray for the list)."""
+    """Carry out one tray command (see agent.ui.tray for the list)."""
     parts = command.split()
     if not parts:
         return
@@ -94,7 +95,9 @@ def attach_ui(
     *,
     reporting: ReportingLike | None = None,
     tray: bool = True,
+    platform: Platform | None = None,
 ) -> UI:
+    plat = platform if platform is not None else resolve_platform()
     policy = runtime.policy()
     t = translator_for(config, policy)
     holder: dict[str, Tray] = {}
@@ -119,7 +122,7 @@ def attach_ui(
         )
         logger.warning("notifications unavailable: %s", reason)
 
-    notifier = Notifier(select_backend(), runtime.clock, on_degraded=degraded)
+    notifier = Notifier(plat.create_notifications(), runtime.clock, on_degraded=degraded)
     # The status window and the tray say when notifications cannot be shown (user guide, "Notifications").
     runtime.add_status_provider("notifications", lambda: {"available": notifier.degraded_reason is None})
 
@@ -139,6 +142,7 @@ def attach_ui(
             lambda command: handle_command(command, runtime, ack, stream),
             reported_provider=recent,
             policy_provider=runtime.policy,
+            backends=plat.tray_backends,
         )
         holder["tray"] = the_tray
 
@@ -165,7 +169,7 @@ def run_ui(ui: UI, runtime: Host) -> None:
     A tray that cannot start (no system tray, no display) is a degraded state, not a failure: it is reported
     as ``agent.degraded`` (capability "tray") and the agent keeps protecting without it.
     """
-    from agent.tray.tray import TrayUnavailableError
+    from agent.ui.tray import TrayUnavailableError
 
     if ui.tray is not None:
         tray = ui.tray

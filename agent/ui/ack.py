@@ -7,7 +7,7 @@ Three layers, kept apart:
 - disk: :class:`AckStore` keeps the acknowledgements in ``state_dir/acknowledgements.json`` (atomic replace);
 - flow: :class:`AckFlow` covers customer windows until acknowledged (when the policy says so), records the
   acknowledgement and publishes ``POLICY_ACKNOWLEDGED`` with policy id, version and time;
-- UI: :func:`show_ack_dialog` builds the Tk dialog (on the Tk thread of :class:`agent.tray.tkhost.TkHost`).
+- UI: :func:`show_ack_dialog` builds the Tk dialog (on the Tk thread of :class:`agent.ui.tkhost.TkHost`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import Clock
 from core.errors import MamoriError
-from agent.report.stream import AgentEvent, EventStream, Kind
 from policy.errors import StoreError
 from policy.model import Policy
 from policy.store import atomic_write
@@ -236,8 +236,8 @@ def show_ack_dialog(
     import tkinter as tk
     from tkinter import ttk
 
-    from agent.tray.statuswindow import fresh_toplevel
-    from agent.tray.tkfonts import ui_font
+    from agent.ui.statuswindow import fresh_toplevel
+    from agent.ui.tkfonts import ui_font
 
     lang = str(language or getattr(t, "language", "en"))
     # One dialog at a time: a new policy or a second menu click replaces it instead of stacking another.

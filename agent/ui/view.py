@@ -11,9 +11,9 @@ because the tray must keep showing *something* while parts of the agent start or
                    (or posture: {"checks": [...]})
     capabilities:  {"window_list": bool, "cover": bool, "lock": bool, "idle": bool, ...}
     degraded:      ["capability", ...]              (reported degraded; added to the missing capabilities)
-    notifications: {"available": bool}              (agent.tray.wiring; false adds "notifications")
+    notifications: {"available": bool}              (agent.ui.wiring; false adds "notifications")
     policy:        {"id", "version", "ack_required": bool, "acknowledged": bool} or null
-    ack:           {"pending": bool, ...} (agent.ack.AckFlow.status)
+    ack:           {"pending": bool, ...} (agent.ui.ack.AckFlow.status)
     worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.tray.icons import TrayState
+from agent.ui.icons import TrayState
 
 Translate = Callable[..., str]
 

@@ -10,7 +10,7 @@ dialogs run on the :class:`TkHost` thread. What the worker asks for goes out as 
     pause <minutes> <reason_code>     only sent when the policy allows; minutes <= pause_max
     resume
     quit                              only sent when the policy allows; the runtime stops, then calls stop()
-    acknowledge <policy_id> <version> the worker acknowledged that policy version (see agent.ack.AckFlow)
+    acknowledge <policy_id> <version> the worker acknowledged that policy version (see agent.ui.ack.AckFlow)
 
 Backend: $PYSTRAY_BACKEND wins; else on Linux AppIndicator (menus) when importable, else X11 (``xorg``, no
 menu: a click opens the status window with the same actions); Windows ``win32``, macOS ``darwin``.
@@ -31,9 +31,9 @@ from typing import Any
 
 from agent.platform import tray_backends
 from agent.platform.base import Capabilities
-from agent.tray.icons import Panel, TrayState, icon_image, panel_theme
-from agent.tray.tkhost import TkHost, TkUnavailableError
-from agent.tray.view import StatusView, build_view
+from agent.ui.icons import Panel, TrayState, icon_image, panel_theme
+from agent.ui.tkhost import TkHost, TkUnavailableError
+from agent.ui.view import StatusView, build_view
 from core.errors import MamoriError
 from policy.model import Policy
 
@@ -104,6 +104,7 @@ class Tray:
         refresh_interval: float = 2.0,
         ui: TkHost | None = None,
         name: str = "Mamori",
+        backends: Sequence[str] | None = None,
     ) -> None:
         self._t = translator
         self._status_provider = status_provider
@@ -116,6 +117,7 @@ class Tray:
         self._ui = ui
         self._own_ui = ui is None
         self._name = name
+        self._backends = backends
         self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._stopped = threading.Event()
         self._icon: Any = None
@@ -134,7 +136,8 @@ class Tray:
 
     def run(self) -> None:
         """Show the icon and block until :meth:`stop` (call on the main thread)."""
-        pystray, self.backend = load_pystray(backend_candidates())
+        candidates = list(self._backends) if self._backends is not None else backend_candidates()
+        pystray, self.backend = load_pystray(candidates)
         self._pystray = pystray
         view = self._read_view()
         self._icon = pystray.Icon(
@@ -335,7 +338,7 @@ class Tray:
             return None
 
     def show_status(self) -> None:
-        from agent.tray.statuswindow import StatusWindow
+        from agent.ui.statuswindow import StatusWindow
 
         ui = self._tk()
         if ui is None:
@@ -350,7 +353,7 @@ class Tray:
         ui.call(present)
 
     def ask_pause(self) -> None:
-        from agent.tray.statuswindow import show_pause_dialog
+        from agent.ui.statuswindow import show_pause_dialog
 
         perms = self._read_view().permissions
         ui = self._tk()
@@ -359,7 +362,7 @@ class Tray:
         ui.call(lambda root: show_pause_dialog(root, self._t, perms.pause_max_minutes, self.pause))
 
     def show_reported(self) -> None:
-        from agent.tray.statuswindow import show_text_window
+        from agent.ui.statuswindow import show_text_window
 
         ui = self._tk()
         if ui is None:
@@ -368,7 +371,7 @@ class Tray:
         ui.call(lambda root: show_text_window(root, self._t("status.reported.title"), text, "reported"))
 
     def show_policy(self) -> None:
-        from agent.tray.statuswindow import show_text_window
+        from agent.ui.statuswindow import show_text_window
 
         ui = self._tk()
         if ui is None:
@@ -378,7 +381,7 @@ class Tray:
 
     def show_ack(self) -> None:
         """Open the acknowledgement dialog for the policy in effect (safe from any thread)."""
-        from agent.ack import show_ack_dialog
+        from agent.ui.ack import show_ack_dialog
 
         policy = self._policy() if self._policy else None
         ui = self._tk()
@@ -388,7 +391,7 @@ class Tray:
 
     def show_ack_for(self, policy: Policy) -> None:
         """AckFlow's ``show_dialog`` hook: open the dialog for this policy."""
-        from agent.ack import show_ack_dialog
+        from agent.ui.ack import show_ack_dialog
 
         ui = self._tk()
         if ui is not None:
@@ -542,7 +545,7 @@ def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def policy_text(t: Translate, policy: Policy | None) -> str:
-    from agent.ack import policy_summary
+    from agent.ui.ack import policy_summary
 
     if policy is None:
         return t("status.policy_none") + "\n"

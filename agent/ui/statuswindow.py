@@ -1,6 +1,6 @@
 """Tk windows of the tray: the status window (the menu-less tray's fallback), pause dialog, text viewers.
 
-Every builder here runs on the Tk thread (:class:`agent.tray.tkhost.TkHost`) and takes the ``master`` it gives.
+Every builder here runs on the Tk thread (:class:`agent.ui.tkhost.TkHost`) and takes the ``master`` it gives.
 The status window offers exactly the tray menu's actions, through the same :class:`Actions`, so a worker on a
 tray without menus (pystray's X11 backend) loses nothing.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from tkinter import ttk
 from typing import Any, Protocol
 
-from agent.tray.icons import FILL, icon_image
-from agent.tray.tkfonts import ui_font
-from agent.tray.view import StatusView, build_view
+from agent.ui.icons import FILL, icon_image
+from agent.ui.tkfonts import ui_font
+from agent.ui.view import StatusView, build_view
 
 Translate = Callable[..., str]
 REFRESH_MS = 1000
@@ -22,7 +22,7 @@ PAUSE_REASONS = ("meeting", "presentation", "support", "other")
 
 
 class Actions(Protocol):
-    """What the worker can do; implemented by :class:`agent.tray.tray.Tray`."""
+    """What the worker can do; implemented by :class:`agent.ui.tray.Tray`."""
 
     def step_away(self) -> None: ...
     def show_reported(self) -> None: ...
