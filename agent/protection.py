@@ -35,6 +35,63 @@ logger = logging.getLogger(__name__)
 PolicyView = Callable[[], Policy | None]
 
 
+class Pause:
+    """A worker's pause of away protection: a monotonic deadline and its wall-clock time for the status."""
+
+    def __init__(self, clock: Clock, stream: EventStream) -> None:
+        self.clock = clock
+        self.stream = stream
+        self._lock = threading.Lock()
+        self._until: float | None = None
+        self._until_wall: datetime | None = None
+
+    def start(self, seconds: float) -> None:
+        with self._lock:
+            self._until = self.clock.monotonic() + seconds
+            self._until_wall = self.clock.now() + timedelta(seconds=seconds)
+
+    def end(self) -> None:
+        with self._lock:
+            self._until = self._until_wall = None
+
+    def active(self) -> bool:
+        """True while the pause runs; publishes ``agent.resumed`` once when it runs out."""
+        with self._lock:
+            if self._until is None:
+                return False
+            if self.clock.monotonic() < self._until:
+                return True
+            self._until = self._until_wall = None
+        self.stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, self.clock.now(), {"reason_code": "expired"}))
+        return False
+
+    def until(self) -> str | None:
+        with self._lock:
+            return self._until_wall.isoformat() if self._until_wall else None
+
+
+class Announcer:
+    """``protection.applied`` once when a reason starts covering, ``protection.removed`` when it ends."""
+
+    def __init__(self, clock: Clock, stream: EventStream) -> None:
+        self.clock = clock
+        self.stream = stream
+        self._announced: dict[str, str] = {}  # source -> event reason of the PROTECTION_APPLIED sent
+
+    def update(self, reasons: Mapping[str, Reason], plan: CoverPlan) -> None:
+        now = self.clock.now()
+        data = {"rules": plan.rules, "count": plan.count}
+        for source, reason in reasons.items():
+            if source not in self._announced:
+                self._announced[source] = reason.event_reason
+                self.stream.publish(
+                    AgentEvent(Kind.PROTECTION_APPLIED, now, {"reason": reason.event_reason, **data})
+                )
+        for source in [s for s in self._announced if s not in reasons]:
+            event_reason = self._announced.pop(source)
+            self.stream.publish(AgentEvent(Kind.PROTECTION_REMOVED, now, {"reason": event_reason, **data}))
+
+
 class Protection:
     def __init__(
         self,
@@ -70,7 +127,7 @@ class Protection:
             desktop, stream, clock, self.stopped, self._lock_failed_now, verify_timeout=lock_verify_timeout
         )
         self._reasons: dict[str, Reason] = {}
-        self._announced: dict[str, str] = {}  # source -> event reason of the PROTECTION_APPLIED sent
+        self._announcer = Announcer(clock, stream)
         self._inhibitors: set[str] = set()
         self._machine = PresenceMachine(self._presence())
         self._decision: PresenceDecision | None = None
@@ -80,8 +137,7 @@ class Protection:
         self._last_covers: list[CoverSpec] | None = None
         self._countdown_shown: int | None = None
         self._lock_failed = False
-        self._paused_until: float | None = None  # monotonic deadline of a worker's pause of away protection
-        self._paused_until_wall: datetime | None = None
+        self._pause = Pause(clock, stream)
 
     # ---- policy ----------------------------------------------------------------------------------------
     def policy(self) -> Policy | None:
@@ -124,8 +180,8 @@ class Protection:
         self.wake.set()
 
     def step_away(self) -> None:
+        self._pause.end()  # stepping away ends a pause
         with self._lock:
-            self._paused_until = self._paused_until_wall = None  # stepping away ends a pause
             self._machine.step_away(self.clock.monotonic())
         self.wake.set()
 
@@ -140,15 +196,12 @@ class Protection:
         if policy is None or not policy.worker.allow_pause:
             return 0.0
         seconds = max(0.0, min(minutes * 60.0, policy.worker.pause_max))
-        with self._lock:
-            self._paused_until = self.clock.monotonic() + seconds
-            self._paused_until_wall = self.clock.now() + timedelta(seconds=seconds)
+        self._pause.start(seconds)
         self.wake.set()
         return seconds / 60.0
 
     def resume(self) -> None:
-        with self._lock:
-            self._paused_until = self._paused_until_wall = None
+        self._pause.end()
         self.wake.set()
 
     def reveal(self, key: str = "") -> None:
@@ -211,7 +264,7 @@ class Protection:
             locked = False
         self.session_lock.track(locked)
         overlay_ok = self.overlay is not None and self.overlay.available()
-        paused = self._paused()
+        paused = self._pause.active()
         with self._lock:
             sample = PresenceInput(
                 idle=0.0 if paused else idle,  # a pause holds the away stages at "active"
@@ -249,18 +302,6 @@ class Protection:
         # Sleep until the next threshold could be reached, but wake at least every idle_tick.
         return max(self.tick, min(self.idle_tick, presence.warn_after - idle, presence.protect_after - idle))
 
-    def _paused(self) -> bool:
-        """True while a pause runs; publishes ``agent.resumed`` once when it runs out."""
-        with self._lock:
-            until = self._paused_until
-            if until is None:
-                return False
-            if self.clock.monotonic() < until:
-                return True
-            self._paused_until = self._paused_until_wall = None
-        self.stream.publish(AgentEvent(Kind.PROTECTION_RESUMED, self.clock.now(), {"reason_code": "expired"}))
-        return False
-
     def _window_inhibitors(self) -> set[str]:
         return {"fullscreen"} if any(w.fullscreen and not w.minimized for w in self._windows) else set()
 
@@ -287,7 +328,7 @@ class Protection:
             monitors = self._monitors() if LOCK_FAILED in reasons else []
             plan = plan_covers(reasons, rules, self._windows, monitors, presence=presence, label=self._label)
             self._plan = plan
-            self._announce(reasons, plan)
+            self._announcer.update(reasons, plan)
             changed = plan.covers != self._last_covers
             self._last_covers = plan.covers
         if changed and self.overlay is not None:
@@ -298,19 +339,6 @@ class Protection:
             return list(self.desktop.monitors())
         except PlatformError:
             return []
-
-    def _announce(self, reasons: Mapping[str, Reason], plan: CoverPlan) -> None:
-        now = self.clock.now()
-        data = {"rules": plan.rules, "count": plan.count}
-        for source, reason in reasons.items():
-            if source not in self._announced:
-                self._announced[source] = reason.event_reason
-                self.stream.publish(
-                    AgentEvent(Kind.PROTECTION_APPLIED, now, {"reason": reason.event_reason, **data})
-                )
-        for source in [s for s in self._announced if s not in reasons]:
-            event_reason = self._announced.pop(source)
-            self.stream.publish(AgentEvent(Kind.PROTECTION_REMOVED, now, {"reason": event_reason, **data}))
 
     def _update_countdown(self, decision: PresenceDecision) -> None:
         if self.overlay is None:
@@ -351,7 +379,7 @@ class Protection:
                 "cover_reasons": cover_reasons,
                 "covered": {"rules": self._plan.rules if reasons else [], "count": self._plan.count},
                 "lock_failed": self._lock_failed,
-                "paused_until": self._paused_until_wall.isoformat() if self._paused_until_wall else None,
+                "paused_until": self._pause.until(),
                 "inhibitors": sorted(self._inhibitors | self._window_inhibitors()),
                 "capabilities": {
                     "backend": caps.backend,

@@ -7,6 +7,7 @@ the server stores just its hash.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from agent.platform import OS_NAME
 from core.errors import MamoriError
+
+logger = logging.getLogger(__name__)
 
 ENROLLMENT_FILE = "enrollment.json"
 
@@ -64,6 +67,32 @@ def save_enrollment(state_dir: Path, enrollment: Enrollment) -> Path:
     }
     atomic_write(path, json.dumps(doc, indent=2).encode("utf-8"), mode=0o600)
     return path
+
+
+class EnrollmentWatch:
+    """The stored enrollment, re-read only when its file changes (``mamori agent enroll`` while running)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._enrollment: Enrollment | None = None
+        self._mtime: float | None = None
+
+    def current(self) -> tuple[Enrollment | None, bool]:
+        """(the enrollment or None, whether the file changed since the last call)."""
+        try:
+            mtime = enrollment_path(self.state_dir).stat().st_mtime
+        except OSError:
+            self._enrollment, self._mtime = None, None
+            return None, False
+        if mtime == self._mtime:
+            return self._enrollment, False
+        try:
+            self._enrollment = load_enrollment(self.state_dir)
+        except EnrollmentError as err:
+            logger.warning("%s", err)
+            self._enrollment = None
+        self._mtime = mtime
+        return self._enrollment, True
 
 
 def enroll(

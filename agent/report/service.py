@@ -21,15 +21,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from agent.config import AgentConfig
 from agent.platform import OS_NAME
 from agent.policy_source import PolicySource
-from agent.report.enrollment import Enrollment, EnrollmentError, enrollment_path, load_enrollment
+from agent.report.enrollment import Enrollment, EnrollmentWatch
 from agent.report.events import Context, build_record, rule_context
 from agent.report.outbox import Outbox, OutboxError, Pending
 from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.report.summary import DeviceState
 from agent.report.uploader import Backoff, PolicyFetcher, Uploader
 from core import __version__
 from core.clock import Clock
@@ -47,7 +50,6 @@ RESUME_SLACK = (
     30.0  # seconds the wall clock may run ahead of the monotonic clock in one wait without "resume"
 )
 MAX_WAIT = 5.0
-AWAY_STAGES = frozenset({"protect", "lock", "locked", "away"})
 _NON_CODE = re.compile(r"[^a-z0-9_.-]+")
 # Put on the service's own subscription queue by stop() to end the persist loop's blocking get().
 _WAKE = cast(AgentEvent, object())
@@ -56,6 +58,60 @@ _WAKE = cast(AgentEvent, object())
 def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESUME_SLACK) -> bool:
     """True when the wall clock ran ahead of the monotonic clock: the machine slept, or the clock was stepped."""
     return wall_delta - mono_delta > slack
+
+
+def http_session(config: AgentConfig, session: requests.Session | None = None) -> requests.Session:
+    """The session every request to the server goes through, trusting agent.toml's ``server_ca`` if set."""
+    if session is None:
+        import requests
+
+        session = requests.Session()
+    if config.server_ca is not None:
+        session.verify = str(config.server_ca)
+    return session
+
+
+def privacy_context(policy: Policy | None, state_dir: Path) -> Context:
+    """What the privacy filter needs from the policy: rule names, share apps, the window-title mode and key."""
+    if policy is None:
+        return Context()
+    mode = policy.reporting.window_titles
+    return rule_context(
+        [rule.name for rule in policy.customer_apps],
+        [sig.app for sig in policy.screen_share.signatures],
+        mode,
+        title_key(state_dir) if mode == "hashed" else None,
+    )
+
+
+def title_key(state_dir: Path) -> bytes:
+    """Per-device secret for keyed title hashes; never leaves the PC."""
+    from policy.store import atomic_write
+
+    path = state_dir / TITLE_KEY_FILE
+    try:
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    atomic_write(path, key, mode=0o600)
+    return key
+
+
+def rejected_event(rejected: Sequence[tuple[str, str, str]], now: datetime) -> AgentEvent | None:
+    """``report.rejected`` for events the server refused (uid, reason, kind); None when there is nothing to say.
+    A rejected rejection report is not reported again (no feedback loop)."""
+    rejected = [r for r in rejected if r[2] != Kind.REPORT_REJECTED]
+    if not rejected:
+        return None
+    data = {
+        "count": len(rejected),
+        "uids": [uid for uid, _, _ in rejected][:100],
+        "reasons": dict(Counter(reason_code(reason) for _uid, reason, _kind in rejected)),
+    }
+    return AgentEvent(Kind.REPORT_REJECTED, now, data)
 
 
 def reason_code(reason: str) -> str:
@@ -92,13 +148,7 @@ class ReportingService:
         self._queue = stream.subscribe()
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox = Outbox(config.state_dir / OUTBOX_FILE, now=clock.now)
-        if session is None:
-            import requests
-
-            session = requests.Session()
-        if config.server_ca is not None:
-            session.verify = str(config.server_ca)
-        self.session = session
+        self.session = session = http_session(config, session)
         self.uploader = Uploader(
             self.outbox, session, clock, batch_max_events=batch_max_events, backoff=backoff, on_send=on_send
         )
@@ -114,15 +164,11 @@ class ReportingService:
         self._first_pending: float | None = None
         self._retry_at = 0.0
         self._flushing = False
-        self._enrollment: Enrollment | None = None
-        self._enrollment_mtime: float | None = None
+        self._enrollments = EnrollmentWatch(config.state_dir)
         self.auth_failed = False
         self.last_upload_status: int | None = None
         # state summary (heartbeat / checkin), derived from the stream
-        self._stage: str | None = None
-        self._failing: dict[str, str] = {}
-        self._locked = False
-        self._started_mono = clock.monotonic()
+        self.state = DeviceState(clock)
         self.reload_policy()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -187,33 +233,9 @@ class ReportingService:
     def reload_policy(self) -> None:
         policy = self.policy_source.current()
         self._policy = policy
-        if policy is None:
-            self._context = Context()
-            return
-        reporting = policy.reporting
-        self.outbox.set_bounds(reporting.outbox_max_events, reporting.outbox_max_bytes)
-        key = self._title_key() if reporting.window_titles == "hashed" else None
-        self._context = rule_context(
-            [rule.name for rule in policy.customer_apps],
-            [sig.app for sig in policy.screen_share.signatures],
-            reporting.window_titles,
-            key,
-        )
-
-    def _title_key(self) -> bytes:
-        """Per-device secret for keyed title hashes; never leaves the PC."""
-        from policy.store import atomic_write
-
-        path = self.config.state_dir / TITLE_KEY_FILE
-        try:
-            key = path.read_bytes()
-            if len(key) == 32:
-                return key
-        except OSError:
-            pass
-        key = secrets.token_bytes(32)
-        atomic_write(path, key, mode=0o600)
-        return key
+        if policy is not None:
+            self.outbox.set_bounds(policy.reporting.outbox_max_events, policy.reporting.outbox_max_bytes)
+        self._context = privacy_context(policy, self.config.state_dir)
 
     def _heartbeat_interval(self) -> float:
         if self._heartbeat_override is not None:
@@ -264,7 +286,7 @@ class ReportingService:
         records = []
         reload = False
         for event in events:
-            self._track(event)
+            self.state.track(event)
             if event.kind == Kind.POLICY_APPLIED:
                 reload = True
             try:
@@ -280,55 +302,17 @@ class ReportingService:
         if reload:
             self.reload_policy()
 
-    def _track(self, event: AgentEvent) -> None:
-        data = event.data
-        if event.kind == Kind.PRESENCE_STAGE and isinstance(data.get("stage"), str):
-            self._stage = data["stage"]
-        elif event.kind == Kind.SESSION_LOCKED:
-            self._locked = True
-        elif event.kind == Kind.SESSION_UNLOCKED:
-            self._locked = False
-        elif event.kind == Kind.POSTURE_FINDING and isinstance(data.get("check_id"), str):
-            if data.get("status") in ("fail", "error") and data.get("mode") not in ("off", None):
-                self._failing[data["check_id"]] = str(data.get("status"))
-            else:
-                self._failing.pop(data["check_id"], None)
-
     def summary(self) -> dict[str, Any]:
         """The state summary of heartbeats and checkins: online / away / non_compliant."""
-        if self._failing:
-            state = "non_compliant"
-        elif self._locked or (self._stage in AWAY_STAGES):
-            state = "away"
-        else:
-            state = "online"
-        return {
-            "state": state,
-            "stage": self._stage,
-            "failing": sorted(self._failing),
-            "policy_id": self._policy.id if self._policy else None,
-            "policy_version": self._policy.version if self._policy else None,
-            "uptime_s": round(max(0.0, self.clock.monotonic() - self._started_mono), 1),
-        }
+        return self.state.summary(self._policy)
 
     # --- uploading -------------------------------------------------------------------------------------------
 
     def _current_enrollment(self) -> Enrollment | None:
-        path = enrollment_path(self.config.state_dir)
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            self._enrollment, self._enrollment_mtime = None, None
-            return None
-        if mtime != self._enrollment_mtime:
-            try:
-                self._enrollment = load_enrollment(self.config.state_dir)
-            except EnrollmentError as err:
-                logger.warning("%s", err)
-                self._enrollment = None
-            self._enrollment_mtime = mtime
-            self.auth_failed = False
-        return self._enrollment
+        enrollment, changed = self._enrollments.current()
+        if changed:
+            self.auth_failed = False  # new credentials: try them
+        return enrollment
 
     def _upload_loop(self) -> None:
         while not self._stopping.is_set():
@@ -389,17 +373,9 @@ class ReportingService:
             self._first_pending = None if not self.outbox.has_work() else self.clock.monotonic()
 
     def _report_rejected(self, rejected: Sequence[tuple[str, str, str]]) -> None:
-        # A rejected rejection report is not reported again (no feedback loop).
-        rejected = [r for r in rejected if r[2] != Kind.REPORT_REJECTED]
-        if not rejected:
-            return
-        reasons = Counter(reason_code(reason) for _uid, reason, _kind in rejected)
-        data = {
-            "count": len(rejected),
-            "uids": [uid for uid, _, _ in rejected][:100],
-            "reasons": dict(reasons),
-        }
-        self.stream.publish(AgentEvent(Kind.REPORT_REJECTED, self.clock.now(), data))
+        event = rejected_event(rejected, self.clock.now())
+        if event is not None:
+            self.stream.publish(event)
 
     def _wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` (in slices, so stop and wake are prompt). True when the machine resumed."""
@@ -428,17 +404,14 @@ class ReportingService:
             logger.warning("policy refresh failed: %s", err)
 
     def _checkin(self, enrollment: Enrollment, *, stopping: bool) -> None:
-        summary = self.summary()
-        summary.update(
-            {
-                "agent_version": __version__,
-                "hostname": socket.gethostname()[:255],
-                "heartbeat_s": self._heartbeat_interval(),
-                "last_sequence": self.outbox.last_sequence(),
-                "stopping": stopping,
-                "os": OS_NAME,
-            }
-        )
+        summary = self.summary() | {
+            "agent_version": __version__,
+            "hostname": socket.gethostname()[:255],
+            "heartbeat_s": self._heartbeat_interval(),
+            "last_sequence": self.outbox.last_sequence(),
+            "stopping": stopping,
+            "os": OS_NAME,
+        }
         status = self.uploader.checkin(enrollment, summary)
         if status in (401, 403):
             self.auth_failed = True
