@@ -189,7 +189,7 @@ def main() -> int:
         box = window.rect()
         wrap: list[str] = []
         if use_vpn:
-            from tests.network.netns import VpnLab
+            from tests.harness.netns import VpnLab
 
             vpn = VpnLab(tmp)
             wrap = vpn.client.argv()

@@ -29,7 +29,7 @@ import requests
 from benchmarks.ingest_sqlite import make_batches
 from server import auth
 from server.storage import Storage, devices
-from tests.server.live import ServerProcess, free_port, migrated, reset_pg
+from tests.harness.live_server import ServerProcess, free_port, migrated, reset_pg
 
 
 def own_schema(url: str, schema: str) -> str:

@@ -32,7 +32,7 @@ from agent.report.stream import AgentEvent, Kind
 from core.clock import SystemClock
 from server import auth
 from server.storage import Storage, devices
-from tests.server.live import ServerProcess, free_port, migrated
+from tests.harness.live_server import ServerProcess, free_port, migrated
 
 BATCH = 500
 

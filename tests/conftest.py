@@ -10,8 +10,9 @@ import os
 
 import pytest
 
-# The real X desktop fixtures (xdesktop, xdesktop_wide, xdesktop_factory) for every test folder.
-pytest_plugins = ["tests.harness.desktop"]
+# The real X desktop fixtures (xdesktop, xdesktop_wide, xdesktop_factory) and the network-namespace VPN lab
+# (lab) for every test folder.
+pytest_plugins = ["tests.harness.desktop", "tests.harness.network"]
 
 REQUIRED_MARKERS = ("desktop", "network", "postgres")
 

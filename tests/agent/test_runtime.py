@@ -14,7 +14,7 @@ from agent.platform.base import Capabilities, Monitor, Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from core.clock import FakeClock
-from tests.agent.fakes import RecordingSink, policy, window
+from tests.harness.fakes import RecordingSink, policy, window
 
 CRM = window(1, "Acme | Salesforce", "chrome", Rect(100, 100, 800, 600))
 NOTES = window(2, "notes.txt", "gedit", Rect(950, 100, 400, 300))

@@ -10,7 +10,7 @@ from core.clock import FakeClock
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage
-from tests.server.live import migrated
+from tests.harness.live_server import migrated
 
 
 @pytest.fixture

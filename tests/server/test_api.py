@@ -17,7 +17,7 @@ from core.clock import FakeClock
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage, ms
-from tests.server.live import admin_token, enroll_secret, signed_policy, signing_key
+from tests.harness.live_server import admin_token, enroll_secret, signed_policy, signing_key
 
 
 def event(

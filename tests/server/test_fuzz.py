@@ -22,7 +22,7 @@ from server import auth
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage, devices
-from tests.server.live import admin_token, migrated, pg_url, reset_pg, signed_policy, signing_key
+from tests.harness.live_server import admin_token, migrated, pg_url, reset_pg, signed_policy, signing_key
 
 DEVICE_ID = "dfuzz0000000000000000001"
 DEVICE_TOKEN = "mdt_fuzz-device-token"

@@ -16,8 +16,8 @@ from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import SystemClock
 from policy.store import TrustedStore
+from tests.harness.live_server import ROOT, pg_url, reset_pg, server_process, signed_policy, signing_key
 from tests.harness.policies import write_agent_config
-from tests.server.live import ROOT, pg_url, reset_pg, server_process, signed_policy, signing_key
 
 
 def mamori(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 
 from server import migrate
 from server.storage import EnrollRefusedError, EventRow, Storage, metadata
-from tests.server.live import migrated, pg_url, reset_pg
+from tests.harness.live_server import migrated, pg_url, reset_pg
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
