@@ -4,7 +4,8 @@ From agent.toml it builds one event stream, one policy source (agent.policy_sour
 platform resolved once (agent.platform), the protection loop with its cover helper, the supervising runtime
 (the :class:`agent.host.Host` every part plugs into), the control socket, and the parts that plug in: the MDM
 policy drop, the posture monitor, the screen-share guard, reporting, and the worker's UI. Nothing else in the
-agent constructs these; tests build the same graph through :func:`build_runtime` and :func:`build_agent`.
+agent constructs these (only `mamori demo` without a display runs the reporting service alone); tests build
+the same graph through :func:`build_runtime` and :func:`build_agent`.
 """
 
 from __future__ import annotations

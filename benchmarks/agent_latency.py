@@ -14,7 +14,7 @@ seen by a separate X client of this script), i.e. what a viewer of the screen se
   window appearing while the browser already runs (window signature; from the moment the window manager lists
   the window).
 - **VPN dropped → covered**: with root and OpenVPN, the agent runs inside the client namespace of a real OpenVPN
-  tunnel (tests/network/netns.py); the policy requires ``tun*`` (mode "block", no grace). From the SIGTERM of
+  tunnel (tests/harness/netns.py); the policy requires ``tun*`` (mode "block", no grace). From the SIGTERM of
   the OpenVPN client to the cover. (The reporting stub is unreachable from that namespace: uploads back off.)
 
 Prints one JSON document. Exits non-zero only when the lab cannot be set up.

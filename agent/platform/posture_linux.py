@@ -1,6 +1,6 @@
 """Linux posture backend: sysfs, ``ip``, NetworkManager, lsblk, ufw/firewalld/nftables, GNOME/KDE settings.
 
-Parsers are pure module-level functions over captured tool output (tests/posture/data/linux_*); the
+Parsers are pure module-level functions over captured tool output (tests/agent/platform/data/linux_*); the
 :class:`LinuxHost` methods only gather text and call them. Paths are parameters so tests can point them at a
 fake sysfs tree.
 """

@@ -1,6 +1,6 @@
 """macOS posture backend: ifconfig, ``route -n get``, CoreWLAN, fdesetup, the application firewall, screen lock.
 
-Parsers are pure and tested on captured outputs (tests/posture/data/macos_*). CoreWLAN (pyobjc) is imported
+Parsers are pure and tested on captured outputs (tests/agent/platform/data/macos_*). CoreWLAN (pyobjc) is imported
 inside the method that needs it.
 """
 

@@ -3,7 +3,7 @@
 Parsing is locale-independent wherever Windows allows it: PowerShell objects as JSON with numeric enums, and for
 ``netsh wlan show interfaces`` (whose labels *and* values are translated, e.g. 認証 / オープン in Japanese) the
 position of the authentication and cipher lines right after the radio-type line, whose value is ``802.11…`` in
-every language. Parsers are pure and tested on captured outputs (tests/posture/data/windows_*).
+every language. Parsers are pure and tested on captured outputs (tests/agent/platform/data/windows_*).
 """
 
 from __future__ import annotations

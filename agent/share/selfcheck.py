@@ -46,7 +46,7 @@ class CoverLook:
 
 
 # The opaque cover's panel colour, as drawn by the cover helper (agent/overlay/helper.py, PANEL "#26303a");
-# tests/share/test_selfcheck.py fails if the two drift apart. Not imported from there: that module is the
+# tests/agent/share/test_selfcheck.py fails if the two drift apart. Not imported from there: that module is the
 # Tk helper process and the agent process should not load Tk for one constant.
 OPAQUE_COVER = CoverLook(background=(0x26, 0x30, 0x3A))
 

@@ -436,7 +436,7 @@ class _XorgPump:
     pystray's X11 backend updates the icon from another thread by sending itself a ClientMessage over the
     Xlib connection its main loop is blocked reading, then waits for the result with no timeout, and draws
     without flushing. With python-xlib 0.33 this loses updates under load: the icon froze in one state or
-    kept a stale tooltip in tests/ui/test_tray_desktop.py. This pump replaces the backend's event generator:
+    kept a stale tooltip in tests/agent/ui/test_tray_desktop.py. This pump replaces the backend's event generator:
     it runs queued jobs on the main-loop thread (where pystray calls the implementation directly), flushes,
     and waits on the connection's socket with a short timeout so queued jobs are never stranded.
     """
@@ -470,7 +470,7 @@ class _XorgPump:
     def set_image(self, image: Any) -> None:
         """Draw a new icon image without pystray's ``_update_icon``, which re-sends a dock request on every
         update: the tray manager then re-embeds the window, and a redraw racing the re-embedding left the icon
-        blank or stale (seen in tests/ui/test_tray_desktop.py)."""
+        blank or stale (seen in tests/agent/ui/test_tray_desktop.py)."""
         icon = self._icon
         icon._icon = image
         icon._icon_data = None  # pystray's cache of the image scaled to the window
