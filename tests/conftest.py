@@ -1,6 +1,7 @@
 """Shared test configuration.
 
-With MAMORI_REQUIRE_ALL_TESTS=1 (set by .ci/run) a skipped desktop, network or PostgreSQL test fails the run:
+With MAMORI_REQUIRE_ALL_TESTS=1 (set by .ci/run) a skipped desktop, network, PostgreSQL or real-application test
+fails the run:
 CI must not skip them (SPEC.md, "Testing for real").
 """
 
@@ -14,7 +15,7 @@ import pytest
 # (lab) for every test folder.
 pytest_plugins = ["tests.harness.desktop", "tests.harness.network"]
 
-REQUIRED_MARKERS = ("desktop", "network", "postgres")
+REQUIRED_MARKERS = ("desktop", "network", "postgres", "apps")
 
 
 @pytest.hookimpl(hookwrapper=True)
