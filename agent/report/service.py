@@ -50,6 +50,7 @@ RESUME_SLACK = (
     30.0  # seconds the wall clock may run ahead of the monotonic clock in one wait without "resume"
 )
 MAX_WAIT = 5.0
+MIN_WAIT = 0.01  # the shortest wait of one upload-loop pass: no pass returns without waiting
 _NON_CODE = re.compile(r"[^a-z0-9_.-]+")
 # Put on the service's own subscription queue by stop() to end the persist loop's blocking get().
 _WAKE = cast(AgentEvent, object())
@@ -236,6 +237,7 @@ class ReportingService:
         if policy is not None:
             self.outbox.set_bounds(policy.reporting.outbox_max_events, policy.reporting.outbox_max_bytes)
         self._context = privacy_context(policy, self.config.state_dir)
+        self._wake.set()  # the upload thread recomputes its heartbeat deadline from this policy
 
     def _heartbeat_interval(self) -> float:
         if self._heartbeat_override is not None:
@@ -327,30 +329,34 @@ class ReportingService:
             logger.exception("final upload at stop failed")
 
     def _upload_cycle(self) -> None:
-        now = self.clock.monotonic()
-        next_heartbeat = now + self._heartbeat_interval()
-        next_policy = now
+        # The heartbeat deadline is derived on every pass from the policy in force *now* (a policy applied after
+        # start moves it), and the first heartbeat is due one interval after start (issue 12, item 5).
+        last_heartbeat = self.clock.monotonic()
+        next_policy = last_heartbeat
         while not self._stopping.is_set():
             now = self.clock.monotonic()
             enrollment = self._current_enrollment()
+            # Without an enrollment nothing is due: look for one again after MAX_WAIT. Every pass waits, so the
+            # thread can never spin (an MDM-drop-only agent has no server at all).
+            deadlines = [now + MAX_WAIT]
             if enrollment is not None:
                 if now >= next_policy:
                     self._refresh_policy(enrollment)
                     next_policy = now + self.policy_interval
-                if now >= next_heartbeat:
+                if now >= last_heartbeat + self._heartbeat_interval():
                     self.stream.publish(AgentEvent(Kind.HEARTBEAT, self.clock.now(), self.summary()))
                     self._checkin(enrollment, stopping=False)
-                    next_heartbeat = now + self._heartbeat_interval()
+                    last_heartbeat = now
                 if self._upload_due(now):
                     self._upload(enrollment)
                     continue
-            deadlines = [next_heartbeat, next_policy]
-            if self.outbox.has_work():
-                deadlines.append(max(self._retry_at, (self._first_pending or now) + self.batch_delay))
-            if self._wait(min(deadlines) - now):
+                deadlines += [last_heartbeat + self._heartbeat_interval(), next_policy]
+                if self.outbox.has_work():
+                    deadlines.append(max(self._retry_at, (self._first_pending or now) + self.batch_delay))
+            if self._wait(max(MIN_WAIT, min(deadlines) - now)):
                 self._retry_at = 0.0
                 self.uploader.backoff.reset()
-                next_heartbeat = next_policy = 0.0
+                last_heartbeat = next_policy = float("-inf")
 
     def _upload_due(self, now: float) -> bool:
         pending = self.outbox.pending_count()

@@ -352,3 +352,81 @@ def test_events_the_server_refuses_are_set_aside_and_reported(tmp_path: Path) ->
         service.stop()
     finally:
         server.close()
+
+
+class _ScriptedWaits:
+    """Drives ``_upload_cycle`` on a FakeClock: every wait advances the clock by what was asked, and the loop
+    stops once ``until`` simulated seconds have passed (or after too many passes: a spinning loop)."""
+
+    def __init__(self, service: ReportingService, clock: Any, until: float, on_time: Any = None) -> None:
+        self.service, self.clock, self.until, self.on_time = service, clock, until, on_time
+        self.start = clock.monotonic()
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.clock.advance(max(0.0, min(seconds, 5.0)))
+        if self.on_time is not None:
+            self.on_time(self.clock.monotonic() - self.start)
+        if self.clock.monotonic() - self.start >= self.until or len(self.waits) > 10_000:
+            self.service._stopping.set()
+        return False
+
+
+def test_without_an_enrollment_every_upload_pass_waits(tmp_path: Path) -> None:
+    """An MDM-drop-only agent has no server: the upload thread must sleep, not spin (issue 16)."""
+    from core.clock import FakeClock
+
+    clock = FakeClock()
+    config = AgentConfig(state_dir=tmp_path / "agent")
+    service = ReportingService(config, EventStream(), clock, policy_interval=300, heartbeat=60)
+    script = _ScriptedWaits(service, clock, until=600)
+    service._wait = script  # type: ignore[method-assign]
+    service._upload_cycle()
+    assert min(script.waits) >= 1.0, "a pass of the upload loop returned without waiting"
+    assert len(script.waits) <= 600 / 5 + 1  # at most one look for an enrollment every MAX_WAIT
+    service.outbox.close()
+
+
+def test_heartbeat_follows_the_policy_applied_after_start(tmp_path: Path) -> None:
+    """The first policy arrives after start with a 60 s heartbeat: the first heartbeat comes within 60 s of
+    the start, not after the 300 s default that was in force when the loop began (issue 12, item 5)."""
+    from agent.report.enrollment import Enrollment, save_enrollment
+    from core.clock import FakeClock
+    from policy.model import Policy, Reporting
+    from tests.harness.recording_server import RecordingServer
+
+    class LatePolicy(PolicySource):
+        policy: Policy | None = None
+
+        def current(self) -> Policy | None:
+            return self.policy
+
+    server = RecordingServer()
+    try:
+        clock = FakeClock()
+        config = AgentConfig(state_dir=tmp_path / "agent")
+        save_enrollment(config.state_dir, Enrollment(server.url, "dtest", "mdt_x"))
+        stream = EventStream()
+        source = LatePolicy(config, clock, stream)
+        service = ReportingService(config, stream, clock, policy_interval=1e9, policy=source)
+        heartbeats: list[float] = []
+        sub = stream.subscribe()
+
+        def on_time(elapsed: float) -> None:
+            if source.policy is None and elapsed >= 10:
+                source.policy = Policy(schema=1, id="p", version=1, reporting=Reporting(heartbeat=60.0))
+                service.reload_policy()
+            while not sub.empty():
+                if sub.get_nowait().kind == Kind.HEARTBEAT:
+                    heartbeats.append(elapsed)
+
+        script = _ScriptedWaits(service, clock, until=200, on_time=on_time)
+        service._wait = script  # type: ignore[method-assign]
+        service._upload_cycle()
+        assert heartbeats, "no heartbeat in 200 s under a 60 s heartbeat policy"
+        assert heartbeats[0] <= 60.0 + 5.0
+        assert len(heartbeats) >= 3  # then every 60 s
+        service.outbox.close()
+    finally:
+        server.close()
