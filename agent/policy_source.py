@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -37,6 +38,18 @@ logger = logging.getLogger(__name__)
 RECHECK = 60.0  # seconds between re-verifications when nothing changed on disk
 
 PolicyView = Callable[[], Policy | None]
+
+
+@dataclass(frozen=True)
+class PolicyReading:
+    """What a one-shot command finds: the policy the agent enforces (or would after its next drop check) and
+    where it comes from, plus what is wrong with the other place."""
+
+    verified: VerifiedPolicy | None
+    origin: str  # "store", "drop" or "" (none)
+    problems: tuple[str, ...] = ()
+
+
 _Stamp = tuple[tuple[int, int, int] | None, ...]
 
 
@@ -90,6 +103,40 @@ class PolicySource:
             return self._fixed
         verified = self.read_verified()
         return verified.policy if verified is not None else None
+
+    def read_with_drop(self) -> PolicyReading:
+        """The trusted store, or agent.toml's ``policy_bundle`` (an MDM drop) when the store is empty or older.
+
+        The drop is verified now against ``trusted_keys`` (signature, schema, expiry) and nothing is written:
+        this is for ``agent check`` and doctor, which must see the policy the running agent enforces (its drop
+        watcher applies the same file) without changing the store. Raises PolicyError when the trusted keys
+        cannot be read; a store or drop that does not verify is named in ``problems``.
+        """
+        from policy.keys import load_trusted_keys
+        from policy.verify import verify_bundle
+
+        trusted = load_trusted_keys(self.config.trusted_keys)
+        problems: list[str] = []
+        stored: VerifiedPolicy | None = None
+        try:
+            stored = self.store.current(trusted)
+        except PolicyError as err:
+            problems.append(f"trusted store {self.store.path}: {err}")
+        drop = self.config.policy_bundle
+        if drop is None:
+            return PolicyReading(stored, "store" if stored else "", tuple(problems))
+        try:
+            dropped = verify_bundle(drop.read_bytes(), trusted, self.clock.now())
+        except FileNotFoundError:
+            problems.append(f"policy_bundle {drop}: no such file")
+        except OSError as err:
+            problems.append(f"policy_bundle {drop}: {err.strerror}")
+        except BundleRejectedError as err:
+            problems.append(f"policy_bundle {drop}: {err}")
+        else:
+            if stored is None or dropped.version > stored.version:
+                return PolicyReading(dropped, "drop", tuple(problems))
+        return PolicyReading(stored, "store" if stored else "", tuple(problems))
 
     def current(self) -> Policy | None:
         """The cached policy in force; the last good one when the store cannot be read right now."""

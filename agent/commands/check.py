@@ -29,14 +29,15 @@ EXIT_UNKNOWN = 2
 class NoTrustedPolicyError(MamoriError):
     """There is no verified policy to evaluate against."""
 
-    def __init__(self, state_dir: Path, reason: str = "") -> None:
+    def __init__(self, state_dir: Path, reason: str = "", drop: Path | None = None) -> None:
         self.state_dir = state_dir
         why = f" ({reason})" if reason else ""
-        super().__init__(
-            f"no trusted policy in {state_dir}{why}; apply a signed policy first: "
-            f"mamori policy apply BUNDLE --pub KEY --state-dir {state_dir}",
-            exit_code=EXIT_UNKNOWN,
+        fix = (
+            f"put a policy signed with one of trusted_keys at {drop}"
+            if drop is not None
+            else f"apply a signed policy first: mamori policy apply BUNDLE --pub KEY --state-dir {state_dir}"
         )
+        super().__init__(f"no trusted policy in {state_dir}{why}; {fix}", exit_code=EXIT_UNKNOWN)
 
 
 def register(subparsers: Any) -> None:
@@ -85,17 +86,21 @@ def render_text(results: Sequence[CheckResult], language: str) -> str:
 
 
 def load_trusted_policy(source: PolicySource) -> Policy:
-    """The policy in force, its stored signature checked again against agent.toml's trusted_keys: the store
-    lives in the worker's own state directory and a hand-edited file must not decide the verdict."""
+    """The policy the agent enforces: the trusted store, or agent.toml's policy_bundle (an MDM drop) when the
+    store is empty or older, each signature checked now against trusted_keys: the store lives in the worker's
+    own state directory and a hand-edited file must not decide the verdict."""
     from policy.errors import PolicyError
 
     state_dir = source.config.state_dir
     try:
-        verified = source.read_verified()
+        reading = source.read_with_drop()
     except PolicyError as err:
         raise NoTrustedPolicyError(state_dir, str(err)) from err
+    verified = reading.verified
     if verified is None:
-        raise NoTrustedPolicyError(state_dir)
+        raise NoTrustedPolicyError(state_dir, "; ".join(reading.problems), drop=source.config.policy_bundle)
+    for problem in reading.problems:
+        print(f"mamori: warning: {problem}", file=sys.stderr)
     if verified.is_expired(source.clock.now()):
         # the agent keeps enforcing its last-known-good policy (SPEC.md, Policy); say so, do not refuse
         print(

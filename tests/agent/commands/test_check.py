@@ -157,3 +157,42 @@ def test_a_hand_edited_store_is_not_trusted(tmp_path: Path, capsys: pytest.Captu
     store.write_text(json.dumps(doc), encoding="utf-8")
     assert main(["agent", "check", "--config", str(config), "--json"]) == 2
     assert "no trusted policy" in capsys.readouterr().err
+
+
+def test_check_reads_the_configured_drop_when_the_store_is_empty(
+    tmp_path: Path, server: tuple[TestCA, TlsServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MDM-drop deployment: agent.toml names policy_bundle and nothing was applied to the store yet."""
+    from tests.harness.policies import policy_keys
+
+    ca, srv = server
+    keys = policy_keys(tmp_path / "keys")
+    drop = tmp_path / "drop.json"
+    drop.write_bytes(keys.sign(tls_policy(f"https://localhost:{srv.port}/", ca.path)))
+    config = write_agent_config(
+        tmp_path,
+        state_dir=tmp_path / "empty",
+        trusted_keys=[keys.public_path],
+        policy_bundle=drop,
+        language="en",
+    )
+    code, doc = run_json(config, capsys)
+    assert code == 0 and doc["compliant"] is True
+    assert not (tmp_path / "empty" / "trusted.json").exists()  # read, not applied: check changes nothing
+
+
+def test_a_drop_signed_by_an_untrusted_key_is_refused_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.harness.policies import policy_keys
+
+    trusted, other = policy_keys(tmp_path / "trusted"), policy_keys(tmp_path / "other")
+    drop = tmp_path / "drop.json"
+    drop.write_bytes(other.sign(policy_toml()))
+    config = write_agent_config(
+        tmp_path, state_dir=tmp_path / "empty", trusted_keys=[trusted.public_path], policy_bundle=drop
+    )
+    code = main(["agent", "check", "--config", str(config), "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert str(drop) in err and "not trusted" in err and "mamori policy apply" not in err
