@@ -144,7 +144,17 @@ class Demo:
             encoding="utf-8",
         )
         run_step(
-            mamori("agent", "enroll", "--server", self.url, "--secret", secret, "--config", str(config)),
+            mamori(
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                self.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+            ),
             "enroll",
             self.env,
         )

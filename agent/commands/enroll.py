@@ -21,6 +21,11 @@ def register(subparsers: Any) -> None:
         "--secret", required=True, help="enrollment secret from `mamori server enroll-secret create`"
     )
     parser.add_argument("--config", type=Path, default=None, help="agent.toml (default: the installed one)")
+    parser.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow a plain http:// server (a lab only: the token and events cross the network unencrypted)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run_enroll)
 
@@ -29,7 +34,9 @@ def run_enroll(args: argparse.Namespace) -> int:
     from agent.config import load_config
 
     config = load_config(args.config)
-    enrollment = enroll(args.server, args.secret, config.state_dir, config.server_ca)
+    enrollment = enroll(
+        args.server, args.secret, config.state_dir, config.server_ca, insecure_http=args.insecure_http
+    )
     if args.json:
         import json
 

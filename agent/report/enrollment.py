@@ -96,27 +96,49 @@ class EnrollmentWatch:
 
 
 def enroll(
-    server: str, secret: str, state_dir: Path, ca: Path | None = None, timeout: float = 30.0
+    server: str,
+    secret: str,
+    state_dir: Path,
+    ca: Path | None = None,
+    timeout: float = 30.0,
+    *,
+    insecure_http: bool = False,
 ) -> Enrollment:
-    """POST /v1/enroll and store the device id + token. Raises EnrollmentError with an actionable message."""
+    """POST /v1/enroll and store the device id + token. Raises EnrollmentError with an actionable message.
+
+    ``http://`` is refused unless ``insecure_http`` (a lab): the token and every event would cross the network
+    in clear text. TLS trusts ``ca`` (agent.toml's server_ca) or the OS store, never the environment's CA
+    variables (agent/report/transport.py).
+    """
     import requests
 
+    from agent.report import transport
+
+    if server.startswith("http://") and not insecure_http:
+        raise EnrollmentError(
+            f"{server}: plain http:// would send the device token and every event unencrypted; use the "
+            "server's https:// URL, or pass --insecure-http for a lab"
+        )
     if not server.startswith(("https://", "http://")):
-        raise EnrollmentError(f"{server}: the server must be an https:// URL")
+        raise EnrollmentError(
+            f"{server}: the server must be an https:// URL, e.g. https://mamori.example.com"
+        )
     url = server.rstrip("/") + "/v1/enroll"
     body = {"secret": secret, "hostname": socket.gethostname()[:255], "os": OS_NAME}
     try:
-        response = requests.post(url, json=body, timeout=timeout, verify=str(ca) if ca else True)
+        with transport.http_session(ca) as session:
+            response = session.post(url, json=body, timeout=timeout)
     except requests.exceptions.SSLError as err:
-        raise EnrollmentError(
-            f"{url}: TLS verification failed; set server_ca in agent.toml to the server's CA"
-        ) from err
+        advice = transport.tls_advice(transport.tls_problem(err), ca)
+        raise EnrollmentError(f"{url}: {advice}") from err
     except requests.RequestException as err:
         raise EnrollmentError(
             f"{url}: cannot reach the server ({type(err).__name__}); check the URL and network"
         ) from err
     if response.status_code in (401, 403):
-        detail = _detail(response)
+        # The server's detail may carry its own advice ("...; ask IT for a new one"): say the cause once,
+        # with one fix.
+        detail = _detail(response).split(";", 1)[0].strip()
         raise EnrollmentError(
             f"enrollment refused: {detail}; ask IT for a new enrollment secret", exit_code=1
         )

@@ -62,14 +62,11 @@ def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESU
 
 
 def http_session(config: AgentConfig, session: requests.Session | None = None) -> requests.Session:
-    """The session every request to the server goes through, trusting agent.toml's ``server_ca`` if set."""
-    if session is None:
-        import requests
+    """The session every request to the server goes through: its TLS trusts agent.toml's ``server_ca`` (or the
+    OS store), whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say (agent/report/transport.py)."""
+    from agent.report import transport
 
-        session = requests.Session()
-    if config.server_ca is not None:
-        session.verify = str(config.server_ca)
-    return session
+    return transport.http_session(config.server_ca, session)
 
 
 def privacy_context(policy: Policy | None, state_dir: Path) -> Context:

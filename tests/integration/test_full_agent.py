@@ -79,7 +79,17 @@ def test_signed_policy_drop_step_away_cover_and_server_evidence(xdesktop: XDeskt
             tray=True,
         )
         run_step(
-            mamori("agent", "enroll", "--server", it.url, "--secret", secret, "--config", str(config)),
+            mamori(
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                it.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+            ),
             "enroll",
             env,
         )

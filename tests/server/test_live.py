@@ -67,6 +67,7 @@ def test_admin_workflow_on_a_real_server(backend: str, tmp_path: Path) -> None:
         enrolled = mamori(
             "agent",
             "enroll",
+            "--insecure-http",
             "--server",
             server.url,
             "--secret",
@@ -78,6 +79,7 @@ def test_admin_workflow_on_a_real_server(backend: str, tmp_path: Path) -> None:
         refused = mamori(
             "agent",
             "enroll",
+            "--insecure-http",
             "--server",
             server.url,
             "--secret",

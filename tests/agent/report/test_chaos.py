@@ -86,7 +86,7 @@ def test_no_event_lost_or_duplicated_through_server_and_agent_kills(tmp_path: Pa
     server = ServerProcess(db_url, free_port(), tmp_path / "server.log")
     server.start()
     state = tmp_path / "agent"
-    device_id = enroll(server.url, enroll_secret(storage), state).device_id
+    device_id = enroll(server.url, enroll_secret(storage), state, insecure_http=True).device_id
     agent = AgentProcess(state)
     agent.start()
     server_kills: list[int] = []

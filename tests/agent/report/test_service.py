@@ -77,7 +77,7 @@ def test_events_reach_the_server_exactly_as_shown_to_the_worker(
 ) -> None:
     storage, _ = server_db
     config = agent_config(tmp_path, keys[1])
-    enroll(live.url, enroll_secret(storage), config.state_dir)
+    enroll(live.url, enroll_secret(storage), config.state_dir, insecure_http=True)
     stream = EventStream()
     clock = SystemClock()
     service = ReportingService(config, stream, clock, batch_delay=0.1, policy_interval=3600)
@@ -115,7 +115,7 @@ def test_no_window_title_or_typed_text_reaches_outbox_or_server(
 
     assert rule_matches(policy.policy.customer_apps[0], window)  # the policy does match this title
 
-    enroll(live.url, enroll_secret(storage), config.state_dir)
+    enroll(live.url, enroll_secret(storage), config.state_dir, insecure_http=True)
     stream = EventStream()
     clock = SystemClock()
     service = ReportingService(config, stream, clock, batch_delay=0.1, policy_interval=3600)
@@ -172,7 +172,7 @@ def test_heartbeats_checkins_and_policy_pull(
     )
     assert published.status_code == 201
     config = agent_config(tmp_path, pub)
-    enroll(live.url, enroll_secret(storage), config.state_dir)
+    enroll(live.url, enroll_secret(storage), config.state_dir, insecure_http=True)
     stream = EventStream()
     service = ReportingService(
         config, stream, SystemClock(), batch_delay=0.1, heartbeat=0.3, policy_interval=3600
@@ -217,7 +217,7 @@ def test_policy_fetch_uses_etag_and_rejects_untrusted_bundles(
     admin = {"Authorization": f"Bearer {admin_token(storage)}"}
     requests.post(live.url + "/v1/admin/policies", data=signed_policy(private, 1), headers=admin, timeout=10)
     state = tmp_path / "agent"
-    enroll(live.url, enroll_secret(storage), state)
+    enroll(live.url, enroll_secret(storage), state, insecure_http=True)
     enrollment = load_enrollment(state)
     assert enrollment is not None
     session = requests.Session()
@@ -229,7 +229,7 @@ def test_policy_fetch_uses_etag_and_rejects_untrusted_bundles(
     assert fetcher.refresh(enrollment) is None  # 304
     _other_private, other_pub = signing_key(tmp_path / "other")
     stranger = tmp_path / "stranger"
-    enroll(live.url, enroll_secret(storage), stranger)
+    enroll(live.url, enroll_secret(storage), stranger, insecure_http=True)
     strange = load_enrollment(stranger)
     assert strange is not None
     wary = PolicyFetcher(
@@ -250,12 +250,42 @@ def test_agent_enroll_command(
     state = tmp_path / "state"
     config = write_agent_config(tmp_path, state_dir=state)
     secret = enroll_secret(storage)
-    assert main(["agent", "enroll", "--server", live.url, "--secret", secret, "--config", str(config)]) == 0
+    assert (
+        main(
+            [
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                live.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+            ]
+        )
+        == 0
+    )
     saved = state / "enrollment.json"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     doc = json.loads(saved.read_text())
     assert doc["token"].startswith("mdt_") and doc["device_id"] in capsys.readouterr().out
-    assert main(["agent", "enroll", "--server", live.url, "--secret", secret, "--config", str(config)]) == 1
+    assert (
+        main(
+            [
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                live.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("mamori: enrollment refused") and "used up" in err and len(err.splitlines()) == 1
 
@@ -293,7 +323,7 @@ def test_a_tiny_outbox_keeps_findings_and_the_server_gets_the_gap_counts(
     while service.outbox.last_sequence() < 45 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert service.outbox.pending_count() <= 10
-    enroll(live.url, enroll_secret(storage), config.state_dir)
+    enroll(live.url, enroll_secret(storage), config.state_dir, insecure_http=True)
     assert service.flush(20)
     service.stop()
     stored = admin_get(live, storage, "/v1/admin/events", limit=1000)["events"]

@@ -29,7 +29,17 @@ def test_new_policy_dialog_ack_event_on_server(xdesktop: XDesktop, tmp_path: Pat
         state = tmp_path / "state"
         config = write_agent_config(tmp_path, state_dir=state, trusted_keys=[public], server=demo.url)
         run_step(
-            mamori("agent", "enroll", "--server", demo.url, "--secret", secret, "--config", str(config)),
+            mamori(
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                demo.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+            ),
             "enroll",
             env,
         )
