@@ -7,6 +7,19 @@ plans the covers for the active reasons (agent.decide.cover) and hands them to t
 Other parts switch their own reason only: ``set_cover_reason("share" | "posture" | "ack", active, key)``;
 ``set_inhibitor(name, active)`` may delay the lock, never the cover. Events carry rule names, counts and reason
 codes only — never window titles or labels.
+
+Honest and fail-closed (issue 11):
+
+- ``protection.applied`` is published only once the helper has drawn at least one cover for the reason; a
+  reason whose rules match no open window is shown as "nothing to cover" (status ``covered.state``), not as
+  covered.
+- an idle counter that errors counts as away: the idle time keeps growing from the last good sample, so
+  protect and lock come on the policy's clock; reported as ``agent.degraded`` (idle, query_failed).
+- a window list that errors keeps the covers it had; after :data:`WINDOW_LIST_GRACE` seconds of errors the
+  whole screen is covered (reason ``windows_unknown``); reported as ``agent.degraded`` (window_list,
+  query_failed).
+- in the lock stage the covers stop re-raising themselves (the screen locker maps above them), and while the OS
+  says the session is locked no cover is drawn at all.
 """
 
 from __future__ import annotations
@@ -18,7 +31,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.decide.cover import AWAY, LOCK_FAILED, CoverPlan, Reason, plan_covers
+from agent.decide.cover import (
+    AWAY,
+    LOCK_FAILED,
+    WINDOWS_UNKNOWN,
+    CoverPlan,
+    Reason,
+    cover_state,
+    plan_covers,
+    unmatched_rules,
+)
 from agent.decide.presence import PresenceDecision, PresenceInput, PresenceMachine, Stage
 from agent.degraded import Degraded
 from agent.i18n import Translator, catalog, detect_language
@@ -33,6 +55,10 @@ from policy.model import Policy, Presence
 logger = logging.getLogger(__name__)
 
 PolicyView = Callable[[], Policy | None]
+
+WINDOW_LIST_GRACE = (
+    3.0  # seconds a failing window list keeps its last covers before the whole screen is covered
+)
 
 
 class Pause:
@@ -78,11 +104,13 @@ class Announcer:
         self.stream = stream
         self._announced: dict[str, str] = {}  # source -> event reason of the PROTECTION_APPLIED sent
 
-    def update(self, reasons: Mapping[str, Reason], plan: CoverPlan) -> None:
+    def update(self, reasons: Mapping[str, Reason], plan: CoverPlan, drawn: bool = True) -> None:
+        """``drawn``: the helper has put every cover of ``plan`` on screen. A reason is announced only then, and
+        only when the plan covers something: no event claims a cover that is not there."""
         now = self.clock.now()
         data = {"rules": plan.rules, "count": plan.count}
         for source, reason in reasons.items():
-            if source not in self._announced:
+            if source not in self._announced and plan.covers and drawn:
                 self._announced[source] = reason.event_reason
                 self.stream.publish(
                     AgentEvent(Kind.PROTECTION_APPLIED, now, {"reason": reason.event_reason, **data})
@@ -134,10 +162,14 @@ class Protection:
         self._idle = 0.0
         self._windows: list[Window] = []
         self._plan = CoverPlan([], [])
-        self._last_covers: list[CoverSpec] | None = None
+        self._last_covers: tuple[list[CoverSpec], bool] | None = None
         self._countdown_shown: int | None = None
         self._lock_failed = False
         self._pause = Pause(clock, stream)
+        self._idle_good: tuple[float, float] | None = None  # (monotonic, idle) of the last good idle sample
+        self._idle_failing = False
+        self._windows_failing_since: float | None = None
+        self._locked = False
 
     # ---- policy ----------------------------------------------------------------------------------------
     def policy(self) -> Policy | None:
@@ -253,15 +285,12 @@ class Protection:
         policy = self.policy()
         presence = self._presence()
         caps = self.desktop.capabilities()
-        try:
-            idle = self.desktop.idle_seconds()
-        except PlatformError as err:
-            self.degraded.report("idle", "query_failed", str(err))
-            idle = 0.0
+        idle = self._idle_sample()
         try:
             locked = self.desktop.is_locked()
         except PlatformError:
             locked = False
+        self._locked = locked
         self.session_lock.track(locked)
         overlay_ok = self.overlay is not None and self.overlay.available()
         paused = self._pause.active()
@@ -302,18 +331,46 @@ class Protection:
         # Sleep until the next threshold could be reached, but wake at least every idle_tick.
         return max(self.tick, min(self.idle_tick, presence.warn_after - idle, presence.protect_after - idle))
 
+    def _idle_sample(self) -> float:
+        """The idle time; when the counter errors, the time since the last good sample (fail closed: away)."""
+        now = self.clock.monotonic()
+        try:
+            idle = self.desktop.idle_seconds()
+        except PlatformError as err:
+            self.degraded.report("idle", "query_failed", str(err))
+            if not self._idle_failing:
+                logger.warning("idle counter failed; counting the time since the last good sample as idle")
+                self._idle_failing = True
+            if self._idle_good is None:
+                self._idle_good = (now, 0.0)
+            since, last = self._idle_good
+            return last + (now - since)
+        self._idle_failing = False
+        self._idle_good = (now, idle)
+        return idle
+
     def _window_inhibitors(self) -> set[str]:
         return {"fullscreen"} if any(w.fullscreen and not w.minimized for w in self._windows) else set()
 
     def _refresh_windows(self) -> None:
+        now = self.clock.monotonic()
         try:
             windows = self.desktop.windows()
         except PlatformError as err:
-            # Keep the last list: dropping covers because one query failed would reveal customer data.
-            logger.warning("window list failed: %s", err)
+            # Keep the last list: dropping covers because one query failed would reveal customer data. If it
+            # lasts, which windows hold customer data is unknown: cover the whole screen.
+            self.degraded.report("window_list", "query_failed", str(err))
+            with self._lock:
+                if self._windows_failing_since is None:
+                    logger.warning("window list failed: %s", err)
+                    self._windows_failing_since = now
+                elif now - self._windows_failing_since >= WINDOW_LIST_GRACE:
+                    self._reasons[WINDOWS_UNKNOWN] = Reason("cover.windows_unknown", WINDOWS_UNKNOWN)
             return
         with self._lock:
             self._windows = windows
+            self._windows_failing_since = None
+            self._reasons.pop(WINDOWS_UNKNOWN, None)
 
     def _label(self, key: str) -> str:
         texts = self._translator.both(key) if key in catalog() else {"ja": key, "en": key}
@@ -324,15 +381,35 @@ class Protection:
     def _refresh_covers(self, policy: Policy | None, presence: Presence) -> None:
         with self._lock:
             reasons = dict(self._reasons)
+            if WINDOWS_UNKNOWN in reasons and len(reasons) == 1:
+                reasons = {}  # the window list fails, but nothing needs covering right now
             rules = policy.customer_apps if policy is not None else ()
-            monitors = self._monitors() if LOCK_FAILED in reasons else []
+            whole = LOCK_FAILED in reasons or WINDOWS_UNKNOWN in reasons
+            monitors = self._monitors() if whole else []
             plan = plan_covers(reasons, rules, self._windows, monitors, presence=presence, label=self._label)
+            stage = self._decision.stage if self._decision is not None else Stage.ACTIVE
+            # The lock stage: the screen locker must end up above every cover; once the OS says locked, the
+            # locker hides the screen and no cover is drawn (a cover above a lock screen is a bug, issue 11).
+            lock_stage = stage is Stage.LOCK and LOCK_FAILED not in reasons
+            if self._locked and LOCK_FAILED not in reasons:
+                plan = CoverPlan([], plan.matches)
             self._plan = plan
-            self._announcer.update(reasons, plan)
-            changed = plan.covers != self._last_covers
-            self._last_covers = plan.covers
+            drawn = self._drawn(plan)
+            self._announcer.update(reasons, plan, drawn)
+            wanted = (plan.covers, not lock_stage)
+            changed = wanted != self._last_covers
+            self._last_covers = wanted
         if changed and self.overlay is not None:
-            self.overlay.show(plan.covers)
+            self.overlay.show(plan.covers, on_top=not lock_stage)
+
+    def _drawn(self, plan: CoverPlan) -> bool:
+        """Whether the helper says every cover of ``plan`` is on screen (a sink that does not say is trusted)."""
+        if self.overlay is None:
+            return False
+        shown = self.overlay.status().get("shown")
+        if shown is None:
+            return True
+        return {c.key for c in plan.covers} <= set(shown)
 
     def _monitors(self) -> list[Monitor]:
         try:
@@ -360,6 +437,21 @@ class Protection:
         self.wake.set()
 
     # ---- status ----------------------------------------------------------------------------------------
+    def _cover_state(self, active: bool) -> dict[str, Any]:
+        """What is covered, honestly (``covered`` gives the rules and count): ``state`` "covered" (windows),
+        "screen" (whole screen), "nothing_to_cover" (no open window matches a rule), "no_rules", "locked" (the
+        OS lock screen hides everything) or "none" (no cover reason); ``unmatched_rules``: rules that match no
+        open window; ``drawn``: the helper confirmed every cover is on screen."""
+        policy = self._policy
+        rules = policy.customer_apps if policy is not None else ()
+        plan = self._plan
+        if not active:
+            return {"state": "none", "unmatched_rules": [], "drawn": True}
+        state = cover_state(plan, rules)
+        if self._locked and not plan.covers and LOCK_FAILED not in self._reasons:
+            state = "locked"
+        return {"state": state, "unmatched_rules": unmatched_rules(plan, rules), "drawn": self._drawn(plan)}
+
     def status(self) -> dict[str, Any]:
         caps = self.desktop.capabilities()
         with self._lock:
@@ -378,6 +470,7 @@ class Protection:
                 },
                 "cover_reasons": cover_reasons,
                 "covered": {"rules": self._plan.rules if reasons else [], "count": self._plan.count},
+                "cover_state": self._cover_state(bool(reasons)),
                 "lock_failed": self._lock_failed,
                 "paused_until": self._pause.until(),
                 "inhibitors": sorted(self._inhibitors | self._window_inhibitors()),

@@ -409,7 +409,7 @@ def _check_customer_apps(policy: model.Policy) -> list[Problem]:
                 )
             )
         seen.setdefault(app.name, index)
-        if not app.processes and app.title is None:
+        if not app.processes and not app.families and app.title is None:
             out.append(
                 Problem(path, "needs processes or title; otherwise every window would count as customer data")
             )

@@ -103,6 +103,10 @@ class Presence:
     )
 
 
+# Built-in app families a [[customer_apps]] rule may name; agent/decide/match.py holds their executables.
+APP_FAMILIES = ("browsers", "spreadsheets")
+
+
 @dataclass(frozen=True)
 class CustomerApp:
     name: str = field(
@@ -117,6 +121,16 @@ class CustomerApp:
         metadata=doc(
             "Process names or globs (case-insensitive, '.exe' optional). Empty matches any process.",
             example=["chrome", "msedge.exe", "firefox*"],
+        ),
+    )
+    families: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Built-in app families whose real executable names on every OS count as listed in processes "
+            "(browsers: Chrome, Chromium, Edge, Firefox, Brave, Vivaldi, Opera, Safari; spreadsheets: "
+            "Excel, LibreOffice Calc, Numbers).",
+            example=["browsers"],
+            items_enum=list(APP_FAMILIES),
         ),
     )
     title: re.Pattern[str] | None = field(

@@ -4,7 +4,11 @@ the covers out; no OS, no clock.
 While any *cover reason* is active every customer-data window is covered. "away" alone uses the policy's cover
 style (blur or opaque) and may be clickable (reveal = "click"); any other reason ("share", "posture", "ack")
 covers opaquely with the label of the first active reason in :data:`REASON_ORDER`. "lock_failed" covers every
-monitor: the session should have locked and did not.
+monitor: the session should have locked and did not; so does "windows_unknown": a cover is needed and the window
+list has been failing for a while, so which windows hold customer data is unknown (fail closed).
+
+:func:`cover_state` says honestly what a plan does: "covered" (N windows), "screen" (whole screen),
+"nothing_to_cover" (the rules matched no open window) or "no_rules" (the policy names no customer app).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from agent.platform.base import Monitor, Rect, Window
 from policy.model import CustomerApp, Presence
 
 # The label of the first active reason in this order is shown on opaque covers.
-REASON_ORDER = ("lock_failed", "posture", "share", "ack", "away")
+REASON_ORDER = ("lock_failed", "windows_unknown", "posture", "share", "ack", "away")
 AWAY = "away"
 LOCK_FAILED = "lock_failed"
+WINDOWS_UNKNOWN = "windows_unknown"
+WHOLE_SCREEN = (LOCK_FAILED, WINDOWS_UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,9 @@ def plan_covers(
     label: Callable[[str], str],
 ) -> CoverPlan:
     """The covers for ``reasons``; ``label(message_key)`` gives the text drawn on opaque covers."""
-    if LOCK_FAILED in reasons:
-        text = label(reasons[LOCK_FAILED].message_key)
+    whole = next((r for r in WHOLE_SCREEN if r in reasons), None)
+    if whole is not None:
+        text = label(reasons[whole].message_key)
         return CoverPlan(
             [CoverSpec(f"screen:{i}", m.rect, "opaque", text) for i, m in enumerate(monitors)], []
         )
@@ -76,6 +83,21 @@ def plan_covers(
         if strip is not None:
             covers.append(CoverSpec(f"w:{m.window.id}:title", strip, "opaque", "", clickable))
     return CoverPlan(covers, matches)
+
+
+def cover_state(plan: CoverPlan, rules: Sequence[CustomerApp]) -> str:
+    """What ``plan`` covers, for the status, the tray and the events: never "covered" with nothing drawn."""
+    if plan.matches:
+        return "covered"
+    if plan.covers:
+        return "screen"
+    return "nothing_to_cover" if rules else "no_rules"
+
+
+def unmatched_rules(plan: CoverPlan, rules: Sequence[CustomerApp]) -> list[str]:
+    """Names of the rules that matched no open window (an admin's hint that a rule may be wrong)."""
+    matched = set(plan.rules)
+    return [r.name for r in rules if r.name not in matched]
 
 
 def title_strip(window: Window) -> Rect | None:

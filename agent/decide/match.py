@@ -1,8 +1,13 @@
 """Which windows hold customer data (SPEC.md, ``[[customer_apps]]``). Pure: windows and rules in, matches out.
 
 A window is customer data when its process matches one of the rule's ``processes`` (names or globs,
-case-insensitive, ``.exe`` optional; an empty list matches any process) and its title matches the rule's
-``title`` regex (absent: any title). The title is tried as the OS reports it and in NFKC form, so a rule
+case-insensitive, ``.exe`` optional) or one of its ``families`` (:data:`FAMILIES`: the real executable names of
+that kind of app on every OS), and its title matches the rule's ``title`` regex (absent: any title). A rule
+with neither processes nor families matches any process.
+
+A window's process is its :attr:`Window.process_name` (the backend found its pid: X11 ``_NET_WM_PID``, else the
+X-Resource client pid). When no pid could be found the window's class (X11 ``WM_CLASS``) stands in for it:
+a stated fallback, weaker because any program may set any class, shown by ``mamori agent apps``. The title is tried as the OS reports it and in NFKC form, so a rule
 written ``Salesforce`` also matches a title in full-width letters ``Ｓａｌｅｓｆｏｒｃｅ``.
 
 Only the rule name leaves this module's callers (events, status); titles never do.
@@ -17,6 +22,28 @@ from dataclasses import dataclass
 
 from agent.platform.base import Window
 from policy.model import CustomerApp
+
+# Built-in app families (policy.model.APP_FAMILIES): executable names as each OS reports them (Linux: the
+# process name, e.g. Debian's "chromium" and "firefox-esr"; Windows: "chrome.exe" with ".exe" optional; macOS:
+# the application name) and the X11 WM_CLASS classes used when a window's pid is unknown.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "browsers": (
+        # Chrome / Chromium
+        "chrome", "google-chrome", "google-chrome-stable", "chromium", "chromium-browser", "google chrome",
+        # Edge
+        "msedge", "microsoft-edge", "microsoft edge",
+        # Firefox (Debian ships firefox-esr)
+        "firefox", "firefox-esr", "firefox-bin", "firefox.real",
+        # Brave, Vivaldi, Opera
+        "brave", "brave-browser", "brave browser", "vivaldi", "vivaldi-bin", "opera",
+        # Safari (macOS)
+        "safari",
+    ),
+    "spreadsheets": (
+        "excel", "microsoft excel", "soffice", "soffice.bin", "scalc", "localc", "libreoffice",
+        "libreoffice-calc", "numbers",
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,10 +74,35 @@ def title_matches(rule: CustomerApp, title: str) -> bool:
     return folded != title and rule.title.search(folded) is not None
 
 
+def identity(window: Window) -> tuple[str, str]:
+    """The name a window's process is matched by and where it came from: ("process", name) when the backend
+    found the window's process, else ("wm_class", class) as the stated fallback, else ("", "")."""
+    if window.process_name:
+        return "process", window.process_name
+    if window.wm_class:
+        return "wm_class", window.wm_class
+    return "", ""
+
+
+def rule_patterns(rule: CustomerApp) -> tuple[str, ...]:
+    """The rule's process patterns with its families expanded."""
+    out = list(rule.processes)
+    for family in rule.families:
+        out.extend(FAMILIES.get(family, ()))
+    return tuple(out)
+
+
+def process_rule_matches(rule: CustomerApp, window: Window) -> bool:
+    """The process half of a rule: any of its patterns (families included) matches the window's identity."""
+    patterns = rule_patterns(rule)
+    if not patterns:
+        return True
+    _, name = identity(window)
+    return any(process_matches(p, name) for p in patterns)
+
+
 def rule_matches(rule: CustomerApp, window: Window) -> bool:
-    if rule.processes and not any(process_matches(p, window.process_name) for p in rule.processes):
-        return False
-    return title_matches(rule, window.title)
+    return process_rule_matches(rule, window) and title_matches(rule, window.title)
 
 
 def coverable(window: Window) -> bool:

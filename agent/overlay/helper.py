@@ -8,7 +8,8 @@ Each cover is a borderless (override-redirect) topmost Tk window exactly over th
 - ``blur``: a snapshot of the area taken with mss *before* the cover maps, reduced 24x and smoothed with
   Pillow so no character survives, kept only in memory (never written to disk), with the label on top.
 A cover that moves or resizes keeps its snapshot (scaled): a new grab would capture the cover itself.
-Covers are re-raised every 250 ms because a newly raised managed window may stack above them on X11.
+Covers are re-raised every 250 ms because a newly raised managed window may stack above them on X11, except
+while the agent says ``on_top: false`` (the lock stage), so a screen locker's window stays above them.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class Cover:
         if first or old.label != spec.label:
             self.text.configure(text=spec.label, wraplength=max(120, r.width - 40))
         self.top.geometry(f"{r.width}x{r.height}+{r.x}+{r.y}")
-        self.top.lift()
+        if self.helper.on_top:
+            self.top.lift()
 
     def _render_image(self) -> None:
         if self.small is None:
@@ -123,6 +125,7 @@ class Helper:
         self.root = tk.Tk(className="MamoriCover")
         self.root.withdraw()
         self.covers: dict[str, Cover] = {}
+        self.on_top = True  # False in the lock stage: covers stop re-raising so the screen locker stays above
         self.countdown: Any = None
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._buffer = b""
@@ -178,6 +181,7 @@ class Helper:
         seq = message.get("seq")
         if op == "covers":
             specs = [CoverSpec.from_json(c) for c in message["covers"]]
+            self.on_top = bool(message.get("on_top", True))
             self.set_covers(specs)
             self.root.update_idletasks()
             self.root.update()
@@ -232,7 +236,8 @@ class Helper:
         self.countdown.lift()
 
     def keep_on_top(self) -> None:
-        for cover in self.covers.values():
+        # Not in the lock stage: a screen locker maps its window above the covers and must stay there.
+        for cover in self.covers.values() if self.on_top else ():
             cover.top.lift()
         if self.countdown is not None:
             self.countdown.lift()

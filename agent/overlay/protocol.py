@@ -6,7 +6,9 @@ brought back by re-sending the last message of each kind.
 agent -> helper (stdin)::
 
     {"op": "covers", "seq": 7, "covers": [{"key": "w:123", "x": 0, "y": 0, "w": 640, "h": 200,
-                                          "style": "blur"|"opaque", "label": "...", "clickable": false}]}
+                                          "style": "blur"|"opaque", "label": "...", "clickable": false}],
+     "on_top": true}
+        on_top false: stop re-raising the covers (the lock stage: a screen locker must stay above them)
     {"op": "countdown", "seq": 8, "seconds": 25.0 | null, "text": "..."}
     {"op": "ping", "seq": 9}
     {"op": "quit"}
@@ -75,8 +77,8 @@ class CoverSpec:
             raise ProtocolError(f"bad cover: {err}") from err
 
 
-def covers_message(seq: int, covers: Sequence[CoverSpec]) -> str:
-    return dumps({"op": "covers", "seq": seq, "covers": [c.to_json() for c in covers]})
+def covers_message(seq: int, covers: Sequence[CoverSpec], on_top: bool = True) -> str:
+    return dumps({"op": "covers", "seq": seq, "covers": [c.to_json() for c in covers], "on_top": on_top})
 
 
 def countdown_message(seq: int, seconds: float | None, text: str = "") -> str:

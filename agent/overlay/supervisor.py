@@ -34,7 +34,7 @@ class CoverSink(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def show(self, covers: Sequence[CoverSpec]) -> None: ...
+    def show(self, covers: Sequence[CoverSpec], on_top: bool = True) -> None: ...
     def countdown(self, seconds: float | None, text: str = "") -> None: ...
     def available(self) -> bool: ...
     def status(self) -> dict[str, Any]: ...
@@ -219,11 +219,12 @@ class OverlaySupervisor:
                 self._write(proc, dumps({"op": "ping", "seq": self._seq}))
 
     # ---- CoverSink -------------------------------------------------------------------------------------
-    def show(self, covers: Sequence[CoverSpec]) -> None:
+    def show(self, covers: Sequence[CoverSpec], on_top: bool = True) -> None:
+        """Draw ``covers``; ``on_top`` False stops re-raising them (the lock stage: the locker stays above)."""
         with self._lock:
             self._seq += 1
             self._covers_seq = self._seq
-            self._covers_msg = covers_message(self._seq, covers)
+            self._covers_msg = covers_message(self._seq, covers, on_top)
             if self._proc is not None:
                 self._write(self._proc, self._covers_msg)
 

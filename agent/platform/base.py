@@ -42,6 +42,10 @@ class Window:
     # The window with its decorations when they lie outside ``rect`` (X11: the WM's title bar, from EWMH
     # _NET_FRAME_EXTENTS). The title bar shows the title, which can be customer data, so it is covered too.
     frame: Rect | None = None
+    # Where ``pid`` came from: "net_wm_pid" (the window says), "xres" (X11: the X server's X-Resource client
+    # pid), "os" (Windows/macOS: the OS owns the window); "" when unknown, then matching falls back to
+    # ``wm_class`` (agent/decide/match.py).
+    pid_source: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,22 @@ class XDisplay:
         self.lock = threading.RLock()
         self.root: Any = self.d.screen().root
         self._atoms: dict[str, int] = {}
+        # X-Resource 1.2 tells which local process created a window (agent/platform/x11_windows.py).
+        self.has_xres = self._xres_client_ids()
+        # Requests without a reply (e.g. selecting events on a window that just closed) report errors
+        # asynchronously; python-xlib's default handler only prints them. The requests that matter have
+        # replies and raise where they are made, so stray BadWindow/BadDrawable from vanished windows are
+        # dropped here instead of reaching the agent (issue 11: a window closed from outside).
+        self.d.set_error_handler(lambda *_args: None)
+
+    def _xres_client_ids(self) -> bool:
+        if not self.has_extension("X-Resource"):
+            return False
+        try:
+            version = self.d.res_query_version()
+        except self.errors:
+            return False
+        return (int(version.server_major), int(version.server_minor)) >= (1, 2)
 
     def has_extension(self, name: str) -> bool:
         return bool(self.d.has_extension(name))

@@ -1,8 +1,9 @@
 """Locking an X11 session (used by agent/platform/linux_x11.py; :func:`run_locker` by linux_wayland.py too).
 
 - lock: agent.toml ``lock_command``, else ``loginctl lock-session``, else ``xdg-screensaver lock``.
-- after a lock request, a locker that neither starts the X screensaver nor tells logind (i3lock, xsecurelock)
-  still counts as locked while it runs or holds the keyboard grab.
+- after a lock request, a locker that neither starts the X screensaver nor tells logind (i3lock, xsecurelock,
+  xscreensaver) counts as locked while another client holds the keyboard grab. A lock program that merely
+  keeps running is no evidence (``sleep 25`` locks nothing): the lock is verified by what the X server says.
 """
 
 from __future__ import annotations
@@ -61,19 +62,23 @@ class SessionLocker:
     def locker_evidence(self) -> bool:
         """After our lock request: is a screen locker holding the session?
 
-        Lockers such as i3lock or xsecurelock neither start the X screensaver nor tell logind. They do grab the
-        keyboard, or keep running until unlocked. This is only asked after a lock request, because ordinary
-        programs grab the keyboard briefly (menus, drags).
+        Lockers such as i3lock, xsecurelock or xscreensaver neither start the X screensaver nor tell logind.
+        They do grab the keyboard for as long as the screen is locked (a locker that cannot grab it refuses
+        to lock). This is only asked after a lock request, because ordinary programs grab the keyboard
+        briefly (menus, drags). A lock program that is still running proves nothing by itself.
         """
         if self._lock_requested_at is None:
             return False
-        if self._locker is not None and self._locker.poll() is None:
-            return True
         grabbed = self._keyboard_grabbed_elsewhere()
         if grabbed:
             self._lock_seen = True
-        elif self._lock_seen or time.monotonic() - self._lock_requested_at > LOCKER_GRACE:
-            self._lock_requested_at = None  # unlocked again, or no locker ever grabbed: stop asking
+        elif self._lock_seen or (
+            time.monotonic() - self._lock_requested_at > LOCKER_GRACE
+            and (self._locker is None or self._locker.poll() is not None)
+        ):
+            # Unlocked again, or no locker ever grabbed: stop asking. A locker still starting up (xscreensaver
+            # fades out first) keeps the question open while it runs.
+            self._lock_requested_at = None
         return grabbed
 
     def _keyboard_grabbed_elsewhere(self) -> bool:

@@ -1,6 +1,7 @@
 """The EWMH window list of an X11 session as :class:`Window` values (used by agent/platform/linux_x11.py).
 
-- :class:`WindowReader`: ``_NET_CLIENT_LIST_STACKING`` (bottom to top), ``_NET_WM_NAME``, ``_NET_WM_PID``,
+- :class:`WindowReader`: ``_NET_CLIENT_LIST_STACKING`` (bottom to top), ``_NET_WM_NAME``, ``_NET_WM_PID`` (else
+  the X-Resource extension's client pid),
   ``_NET_WM_STATE`` (fullscreen, hidden), ``_NET_ACTIVE_WINDOW``, ``_NET_FRAME_EXTENTS``; geometry translated to
   root coordinates.
 - :class:`ListWatch`: a second, listen-only connection that counts changes of that list and of the clients'
@@ -61,8 +62,7 @@ class WindowReader:
                 hidden = x.atom("_NET_WM_STATE_HIDDEN") in state or attrs.map_state != x.X.IsViewable
                 geom = win.get_geometry()
                 origin = win.translate_coords(x.root, 0, 0)
-                pid_value = x.prop(win, "_NET_WM_PID", x.Xatom.CARDINAL)
-                pid = int(pid_value[0]) if pid_value is not None and len(pid_value) else None
+                pid, pid_source = self._pid(win, int(xid))
                 wm_class = win.get_wm_class()
                 client = Rect(-origin.x, -origin.y, int(geom.width), int(geom.height))
                 out.append(
@@ -77,11 +77,29 @@ class WindowReader:
                         active=int(xid) == active_id,
                         fullscreen=x.atom("_NET_WM_STATE_FULLSCREEN") in state,
                         minimized=hidden,
+                        pid_source=pid_source,
                     )
                 )
             except x.errors:
                 continue
         return out
+
+    def _pid(self, win: Any, xid: int) -> tuple[int | None, str]:
+        """The window's process: ``_NET_WM_PID`` when the client set it, else the X server's own record of the
+        connection that created the window (X-Resource 1.2 ``QueryClientIds``, local clients only), which
+        xmessage, many Java, Wine and older toolkit windows need: they never set ``_NET_WM_PID``."""
+        value = self._x.prop(win, "_NET_WM_PID", self._x.Xatom.CARDINAL)
+        if value is not None and len(value) and int(value[0]) > 0:
+            return int(value[0]), "net_wm_pid"
+        if not self._x.has_xres:
+            return None, ""
+        from Xlib.ext import res
+
+        reply = self._x.d.res_query_client_ids([{"client": xid, "mask": res.LocalClientPIDMask}])
+        for item in reply.ids:
+            if item.spec.mask & res.LocalClientPIDMask and len(item.value):
+                return int(item.value[0]), "xres"
+        return None, ""
 
     def _text(self, win: Any) -> str:
         value = self._x.prop(win, "_NET_WM_NAME", self._x.atom("UTF8_STRING"))

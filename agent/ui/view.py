@@ -191,6 +191,12 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
             except KeyError:
                 names.append(str(r))
         lines.append(t("status.cover_reason", reasons=", ".join(names)))
+        # What is really covered (issue 11): a reason whose rules match nothing covers nothing.
+        cover_state = _mapping(status.get("cover_state"))
+        state_name = cover_state.get("state")
+        if state_name in ("covered", "screen", "nothing_to_cover", "no_rules", "locked"):
+            count = _mapping(status.get("covered")).get("count", 0)
+            lines.append(t(f"status.covered.{state_name}", count=count))
     policy = _mapping(status.get("policy"))
     ack = _mapping(status.get("ack"))  # AckFlow.status(), when the runtime registers it
     ack_needed = bool(ack.get("pending")) or (

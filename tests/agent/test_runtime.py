@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
-from agent.platform.base import Capabilities, Monitor, Rect
+from agent.platform.base import Capabilities, Monitor, PlatformError, Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from core.clock import FakeClock
@@ -372,3 +373,149 @@ def test_pause_refused_when_the_policy_does_not_allow_it(parts) -> None:
     desk.set_idle(95)
     rt.protection.step()
     assert len(sink.current) == 1
+
+
+# ---- issue 11: honest state, fail closed, covers under the lock screen ----------------------------------
+class FailingDesktop(FakeDesktop):
+    """A fake desktop whose idle counter or window list can be made to fail."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_fails = False
+        self.windows_fail = False
+
+    def idle_seconds(self) -> float:
+        if self.idle_fails:
+            raise PlatformError("idle counter broke")
+        return super().idle_seconds()
+
+    def windows(self):
+        if self.windows_fail:
+            raise PlatformError("window list broke")
+        return super().windows()
+
+
+def _runtime(tmp_path: Path, desk: FakeDesktop, clock: FakeClock, sink=None, stream=None):
+    return build_runtime(
+        AgentConfig(state_dir=tmp_path),
+        policy(),
+        desk,
+        stream or EventStream(),
+        clock,
+        overlay=sink or RecordingSink(),
+        translator=Translator("en"),
+        lock_verify_timeout=2.0,
+    )
+
+
+def test_idle_counter_error_counts_as_away_on_the_policy_clock(tmp_path: Path) -> None:
+    desk, clock, sink, stream = FailingDesktop([CRM]), FakeClock(), RecordingSink(), EventStream()
+    rt = _runtime(tmp_path, desk, clock, sink, stream)
+    desk.set_idle(5)
+    rt.protection.step()
+    desk.idle_fails = True
+    clock.advance(30)
+    rt.protection.step()
+    assert rt.status()["presence"]["stage"] == "active" and sink.current == []  # 35 s: still before warn
+    clock.advance(60)  # 95 s since the last input the counter reported: protect (policy: 90 s)
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["w:1"]
+    clock.advance(300)  # lock_after
+    rt.protection.step()
+    rt.protection.session_lock.join()
+    assert desk.lock_calls == 1
+    degraded = kinds(stream, Kind.CAPABILITY_DEGRADED)
+    assert {"capability": "idle", "reason": "query_failed"} in degraded
+
+
+def test_window_list_error_keeps_covers_then_covers_the_whole_screen(tmp_path: Path) -> None:
+    from agent.protection import WINDOW_LIST_GRACE
+
+    desk, clock, sink, stream = FailingDesktop([CRM, NOTES]), FakeClock(), RecordingSink(), EventStream()
+    rt = _runtime(tmp_path, desk, clock, sink, stream)
+    desk.set_idle(95)
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["w:1"]
+    desk.windows_fail = True
+    clock.advance(0.5)
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["w:1"]  # the last list's covers stay
+    clock.advance(WINDOW_LIST_GRACE)
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["screen:0"]
+    assert rt.status()["cover_state"]["state"] == "screen"
+    assert {"capability": "window_list", "reason": "query_failed"} in kinds(stream, Kind.CAPABILITY_DEGRADED)
+    desk.windows_fail = False
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["w:1"]
+
+
+def test_a_reason_that_matches_nothing_is_not_announced_as_covered(tmp_path: Path) -> None:
+    desk, clock, sink, stream = FakeDesktop([NOTES]), FakeClock(), RecordingSink(), EventStream()
+    rt = _runtime(tmp_path, desk, clock, sink, stream)
+    desk.set_idle(95)
+    rt.protection.step()
+    assert sink.current == []
+    assert kinds(stream, Kind.PROTECTION_APPLIED) == []
+    state = rt.status()["cover_state"]
+    assert state["state"] == "nothing_to_cover" and state["unmatched_rules"] == ["crm", "ledger"]
+    desk.add_window(CRM)
+    rt.protection.step()
+    assert kinds(stream, Kind.PROTECTION_APPLIED) == [{"reason": "away", "rules": ["crm"], "count": 1}]
+    assert rt.status()["cover_state"]["state"] == "covered"
+    desk.input()
+    rt.protection.step()
+    assert kinds(stream, Kind.PROTECTION_REMOVED) == [{"reason": "away", "rules": [], "count": 0}]
+
+
+def test_no_event_before_the_helper_has_drawn_the_cover(tmp_path: Path) -> None:
+    class SlowSink(RecordingSink):
+        drawn: ClassVar[list[str]] = []
+
+        def status(self) -> dict:
+            return {"available": True, "shown": list(self.drawn)}
+
+    desk, clock, sink, stream = FakeDesktop([CRM]), FakeClock(), SlowSink(), EventStream()
+    rt = _runtime(tmp_path, desk, clock, sink, stream)
+    desk.set_idle(95)
+    rt.protection.step()
+    assert [c.key for c in sink.current] == ["w:1"] and kinds(stream, Kind.PROTECTION_APPLIED) == []
+    assert rt.status()["cover_state"]["drawn"] is False
+    sink.drawn = ["w:1"]
+    rt.protection.step()
+    assert len(kinds(stream, Kind.PROTECTION_APPLIED)) == 1
+
+
+def test_lock_stage_stops_raising_covers_and_a_locked_session_draws_none(tmp_path: Path) -> None:
+    desk, clock, sink = FakeDesktop([CRM]), FakeClock(), RecordingSink()
+    rt = _runtime(tmp_path, desk, clock, sink)
+    desk.set_idle(95)
+    rt.protection.step()
+    assert sink.on_top[-1] is True and [c.key for c in sink.current] == ["w:1"]
+    desk.set_idle(300)
+    rt.protection.step()
+    assert sink.on_top[-1] is False  # the locker must map above the covers
+    rt.protection.session_lock.join()
+    rt.protection.step()
+    assert desk.locked and sink.current == []
+    assert rt.status()["cover_state"]["state"] == "locked"
+    desk.unlock()
+    rt.protection.step()
+    assert sink.current == [] and rt.status()["presence"]["stage"] == "active"
+
+
+def test_lock_that_does_not_engage_is_lock_failed_with_whole_screen_on_top(tmp_path: Path) -> None:
+    desk, clock, sink, stream = (
+        FakeDesktop([CRM], lock_works=False),
+        FakeClock(),
+        RecordingSink(),
+        EventStream(),
+    )
+    rt = _runtime(tmp_path, desk, clock, sink, stream)
+    desk.set_idle(300)
+    rt.protection.step()
+    rt.protection.step()
+    rt.protection.session_lock.join()
+    rt.protection.step()
+    assert kinds(stream, Kind.LOCK_FAILED) and not kinds(stream, Kind.SESSION_LOCKED)
+    assert [c.key for c in sink.current] == ["screen:0"] and sink.on_top[-1] is True

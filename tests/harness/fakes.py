@@ -54,6 +54,7 @@ class RecordingSink:
     def __init__(self, available: bool = True) -> None:
         self.shown: list[list[CoverSpec]] = []
         self.countdowns: list[tuple[float | None, str]] = []
+        self.on_top: list[bool] = []
         self.is_available = available
         self.started = False
         self.stopped = False
@@ -64,8 +65,9 @@ class RecordingSink:
     def stop(self) -> None:
         self.stopped = True
 
-    def show(self, covers: Sequence[CoverSpec]) -> None:
+    def show(self, covers: Sequence[CoverSpec], on_top: bool = True) -> None:
         self.shown.append(list(covers))
+        self.on_top.append(on_top)
 
     def countdown(self, seconds: float | None, text: str = "") -> None:
         self.countdowns.append((seconds, text))
