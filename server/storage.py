@@ -148,12 +148,31 @@ assert _EVENT_COLUMNS == (
 
 
 @functools.cache
-def _pg_insert_events() -> Any:
-    """One INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING uid per batch (SQLAlchemy
-    "insertmanyvalues"), built once."""
-    from sqlalchemy.dialects import postgresql
+def _pg_ingest_sql() -> str:
+    """PostgreSQL: a batch in one statement (one round trip between BEGIN and COMMIT).
 
-    return postgresql.insert(events).on_conflict_do_nothing(index_elements=["uid"]).returning(events.c.uid)
+    The rows travel as one array per column (``unnest``), so the text is the same for every batch size and
+    psycopg prepares it server-side after a few executions (its ``prepare_threshold``). ``upd`` locks the device
+    row (``FOR UPDATE`` in the subquery: under READ COMMITTED a concurrent batch of the same device waits and then
+    reads the committed high-water mark, so gap bookkeeping sees batches one after another), returns the mark
+    from before this batch and raises it to the highest inserted sequence; ``ins`` returns the rows inserted,
+    not the duplicates. Built only from the table definition, never from request data."""
+    cols = ", ".join(_EVENT_COLUMNS)
+    return (
+        "WITH ins AS ("  # noqa: S608 - column names from the table definition, values bound
+        f"INSERT INTO events ({cols}) "
+        "SELECT u, %(device_id)s::varchar, s, c, t, sv, e, tm, %(now)s::bigint, b "
+        "FROM unnest(%(uid)s::varchar[], %(sequence)s::bigint[], %(class_uid)s::int[], %(type_uid)s::int[], "
+        "%(severity_id)s::int[], %(event_code)s::varchar[], %(time)s::bigint[], %(body)s::text[]) "
+        "AS r(u, s, c, t, sv, e, tm, b) "
+        "ON CONFLICT (uid) DO NOTHING RETURNING uid, sequence"
+        "), upd AS ("
+        "UPDATE devices AS d SET max_sequence = GREATEST(old.max_sequence, "
+        "COALESCE((SELECT max(sequence) FROM ins), 0)), last_seen = %(now)s::bigint, stopped = false "
+        "FROM (SELECT id, max_sequence FROM devices WHERE id = %(device_id)s::varchar FOR UPDATE) AS old "
+        "WHERE d.id = old.id RETURNING old.max_sequence AS previous"
+        ") SELECT (SELECT previous FROM upd), ARRAY(SELECT uid FROM ins), ARRAY(SELECT sequence FROM ins)"
+    )
 
 
 @functools.cache
@@ -443,32 +462,27 @@ class Storage:
     # --- ingest ----------------------------------------------------------------------------------------------
 
     def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
-        """INSERT ... ON CONFLICT (uid) DO NOTHING; returns the uids actually inserted.
+        """SQLite: INSERT ... ON CONFLICT (uid) DO NOTHING; returns the uids actually inserted.
 
         ``rows`` are tuples in ``_EVENT_COLUMNS`` order, uid first."""
-        if self.is_sqlite:
-            # Writers are serialised (self._write_lock and BEGIN IMMEDIATE), so nothing else changes the table
-            # under us. The common case, a batch of new events, is inserted in one go: when every row was
-            # inserted we know which ones. Otherwise (a resent batch) undo it, look the duplicates up and insert
-            # only the rest, so the inserted uids are exact.
-            conn.exec_driver_sql("SAVEPOINT ingest")
-            if self._sqlite_insert(conn, rows) == len(rows):
-                conn.exec_driver_sql("RELEASE ingest")
-                return {r[0] for r in rows}
-            conn.exec_driver_sql("ROLLBACK TO ingest")
+        # Writers are serialised (self._write_lock and BEGIN IMMEDIATE), so nothing else changes the table
+        # under us. The common case, a batch of new events, is inserted in one go: when every row was
+        # inserted we know which ones. Otherwise (a resent batch) undo it, look the duplicates up and insert
+        # only the rest, so the inserted uids are exact.
+        conn.exec_driver_sql("SAVEPOINT ingest")
+        if self._sqlite_insert(conn, rows) == len(rows):
             conn.exec_driver_sql("RELEASE ingest")
-            uids = [r[0] for r in rows]
-            existing: set[str] = set()
-            for i in range(0, len(uids), 500):
-                chunk = uids[i : i + 500]
-                existing.update(
-                    conn.execute(sa.select(events.c.uid).where(events.c.uid.in_(chunk))).scalars()
-                )
-            fresh = [r for r in rows if r[0] not in existing]
-            self._sqlite_insert(conn, fresh)
-            return {r[0] for r in fresh}
-        params = [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows]
-        return {r[0] for r in conn.execute(_pg_insert_events(), params)}
+            return {r[0] for r in rows}
+        conn.exec_driver_sql("ROLLBACK TO ingest")
+        conn.exec_driver_sql("RELEASE ingest")
+        uids = [r[0] for r in rows]
+        existing: set[str] = set()
+        for i in range(0, len(uids), 500):
+            chunk = uids[i : i + 500]
+            existing.update(conn.execute(sa.select(events.c.uid).where(events.c.uid.in_(chunk))).scalars())
+        fresh = [r for r in rows if r[0] not in existing]
+        self._sqlite_insert(conn, fresh)
+        return {r[0] for r in fresh}
 
     @staticmethod
     def _sqlite_insert(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
@@ -493,6 +507,8 @@ class Storage:
         unique: dict[str, EventRow] = {}
         for row in batch:
             unique.setdefault(row.uid, row)
+        if not self.is_sqlite:
+            return self._pg_ingest(device_id, list(unique.values()), len(batch), now)
         with self.write() as conn:
             device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
             previous_max = int(device.max_sequence) if device else 0
@@ -533,6 +549,38 @@ class Storage:
                 .values(max_sequence=new_max, last_seen=now, stopped=False)
             )
         return len(inserted), len(batch) - len(inserted)
+
+    def _pg_ingest(self, device_id: str, unique: list[EventRow], received: int, now: int) -> tuple[int, int]:
+        """PostgreSQL ingest: BEGIN, one statement (insert, lock and raise the high-water mark), COMMIT; gap
+        rows, rare, in the same transaction. Three round trips a batch where there were five."""
+        params = {
+            "device_id": device_id,
+            "now": now,
+            "uid": [r.uid for r in unique],
+            "sequence": [r.sequence for r in unique],
+            "class_uid": [r.class_uid for r in unique],
+            "type_uid": [r.type_uid for r in unique],
+            "severity_id": [r.severity_id for r in unique],
+            "event_code": [r.event_code for r in unique],
+            "time": [r.time for r in unique],
+            "body": [r.body for r in unique],
+        }
+        with self.write() as conn:
+            previous, uids, seqs = conn.exec_driver_sql(_pg_ingest_sql(), params).one()
+            previous_max = int(previous or 0)
+            opened, _new_max = new_gaps(previous_max, seqs)
+            late = [s for s in seqs if s <= previous_max]
+            if late:
+                self._fill_gaps(conn, device_id, late, now)
+            if opened:
+                conn.execute(
+                    gaps.insert(),
+                    [
+                        {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
+                        for g in opened
+                    ],
+                )
+        return len(uids), received - len(uids)
 
     def _fill_gaps(self, conn: Connection, device_id: str, late: list[int], now: int) -> None:
         low, high = min(late), max(late)
