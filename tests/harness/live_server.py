@@ -3,6 +3,7 @@ databases (SQLite files or the real PostgreSQL), enrollment and signed policies.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -50,11 +51,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_PG_DATABASES: dict[str, str] = {}
+
+
 def pg_url() -> str:
-    url = os.environ.get(PG_ENV)
-    if not url:
+    """A PostgreSQL database of this test process's own, made on first use next to $MAMORI_TEST_PG_URL's.
+
+    Tests reset it with ``DROP SCHEMA public``; two test runs on one machine (a developer's and CI's) must not
+    drop each other's tables, so each process gets ``<database>_<pid>`` and drops it when it exits.
+    """
+    base = os.environ.get(PG_ENV)
+    if not base:
         pytest.skip(f"{PG_ENV} is not set (CI sets it; start PostgreSQL and export it to run this test)")
-    return url
+    if base not in _PG_DATABASES:
+        parsed = sa.engine.make_url(base)
+        name = f"{parsed.database}_{os.getpid()}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        atexit.register(_drop_pg_database, base, name)
+        _PG_DATABASES[base] = parsed.set(database=name).render_as_string(hide_password=False)
+    return _PG_DATABASES[base]
+
+
+def _drop_pg_database(base: str, name: str) -> None:
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except sa.exc.SQLAlchemyError:
+        pass  # best effort at exit; the next run of this pid drops it first
+    finally:
+        admin.dispose()
 
 
 def reset_pg(url: str) -> None:
