@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ def load_config(path: Path | None = None) -> AgentConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{target}: cannot read config ({err}); check the path and permissions") from err
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{target}: TOML syntax error: {err}; fix the file") from err
+        raise ConfigError(f"{target}: TOML syntax error: {err}; {_syntax_fix(target)}") from err
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(
@@ -118,6 +119,35 @@ def load_config(path: Path | None = None) -> AgentConfig:
         language=language,
         source=target,
     )
+
+
+# A double-quoted string holding a backslash path: "C:\Users\..." or "\\server\share" (TOML reads \U, \s ...
+# as escapes, so the file does not parse).
+_WINDOWS_PATH_IN_DOUBLE_QUOTES = re.compile(r'(?m)^\s*([A-Za-z_]+)\s*=\s*(\[?)\s*"((?:[A-Za-z]:)?\\[^"\n]*)"')
+
+
+def _syntax_fix(target: Path) -> str:
+    """The fix for a TOML syntax error; a Windows path in double quotes gets the single-quoted form."""
+    try:
+        text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "fix the file"
+    found = _WINDOWS_PATH_IN_DOUBLE_QUOTES.search(text)
+    if found is None:
+        return "fix the file"
+    key, bracket, value = found.group(1), found.group(2), found.group(3)
+    example = f"{key} = ['{value}', ...]" if bracket else f"{key} = '{value}'"
+    return f"put Windows paths in single quotes, which keep backslashes as they are: {example}"
+
+
+def toml_string(value: str | Path) -> str:
+    """``value`` as a TOML string for files the product writes: a literal string ('...'), which keeps the
+    backslashes of a Windows path as they are; a basic string only when the value holds a quote or newline."""
+    text = str(value)
+    if "'" not in text and "\n" not in text and "\r" not in text:
+        return f"'{text}'"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
 
 
 def _resolve(value: str, base: Path) -> Path:

@@ -62,6 +62,16 @@ def demo_policy(text: str) -> str:
     return re.sub(r'(?m)^(\s*mode\s*=\s*)"block"', r'\1"warn"', text)
 
 
+def agent_toml(state: Path, public: Path, server: str, *, tray: bool) -> str:
+    """The demo's agent.toml: paths as TOML literal strings, so a Windows path (C:\\Users\\...) stays valid."""
+    from agent.config import toml_string
+
+    return (
+        f"state_dir = {toml_string(state)}\ntrusted_keys = [{toml_string(public)}]\n"
+        f"server = {toml_string(server)}\ntray = {'true' if tray else 'false'}\n"
+    )
+
+
 def mamori(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
 
@@ -139,8 +149,7 @@ class Demo:
         state = self.workdir / "agent-state"
         config = self.workdir / "agent.toml"
         config.write_text(
-            f'state_dir = "{state}"\ntrusted_keys = ["{public}"]\nserver = "{self.url}"\n'
-            f"tray = {'false' if self.headless else 'true'}\n",
+            agent_toml(state, public, self.url, tray=not self.headless),
             encoding="utf-8",
         )
         run_step(

@@ -45,8 +45,9 @@ class PinnedTrustAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, True, cert)
+    ) -> Any:
+        host_params, typed = super().build_connection_pool_key_attributes(request, True, cert)
+        pool_kwargs: dict[str, Any] = dict(typed)
         for key in ("ca_certs", "ca_cert_dir"):
             pool_kwargs.pop(key, None)
         pool_kwargs["ssl_context"] = self._context
@@ -54,7 +55,7 @@ class PinnedTrustAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
-        super().cert_verify(conn, url, True, cert)
+        super().cert_verify(conn, url, True, cert)  # type: ignore[no-untyped-call]
         # urllib3 would load these files into the shared context: the pinned context is the only trust.
         conn.ca_certs = None
         conn.ca_cert_dir = None

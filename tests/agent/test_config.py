@@ -48,3 +48,44 @@ def test_an_empty_trusted_key_path_is_refused(tmp_path: Path) -> None:
     cfg.write_text('trusted_keys = [""]\n')
     with pytest.raises(ConfigError, match="trusted_keys must be an array of paths"):
         load_config(cfg)
+
+
+def test_a_windows_path_in_double_quotes_gets_the_single_quote_fix(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('state_dir = "C:\\Users\\taro\\mamori"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    message = str(info.value)
+    assert "TOML syntax error" in message and "single quotes" in message
+    assert "state_dir = 'C:\\Users\\taro\\mamori'" in message and "\n" not in message
+    cfg.write_text('trusted_keys = ["\\\\fileserver\\keys\\p.pub"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"trusted_keys = \['\\\\fileserver"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "value", ["C:\\Users\\太郎\\AppData\\Local\\mamori", "/home/taro/state", "C:\\it's\\here", 'a"b']
+)
+def test_toml_string_round_trips_paths(tmp_path: Path, value: str) -> None:
+    import tomllib
+
+    from agent.config import toml_string
+
+    assert tomllib.loads(f"state_dir = {toml_string(value)}\n")["state_dir"] == value
+    if "'" not in value:
+        assert toml_string(value).startswith("'")  # a literal string: backslashes as they are
+
+
+def test_the_demo_writes_an_agent_toml_that_reads_back_windows_paths(tmp_path: Path) -> None:
+    import tomllib
+
+    from agent.demo import agent_toml
+
+    state, public = Path("C:\\Users\\taro\\state"), Path("C:\\Users\\taro\\keys\\policy-signing.pub")
+    doc = tomllib.loads(agent_toml(state, public, "http://127.0.0.1:8080", tray=True))
+    assert doc == {
+        "state_dir": str(state),
+        "trusted_keys": [str(public)],
+        "server": "http://127.0.0.1:8080",
+        "tray": True,
+    }
