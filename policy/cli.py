@@ -127,6 +127,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for problem in problems:
                 print(problem.format(name), file=sys.stderr)
             status = EXIT_INVALID
+        elif policy.expires is not None and policy.expires <= SystemClock().now():
+            # Well-formed, but agents would refuse it: not "valid" (the exit status stays 0: the file parses).
+            print(
+                f"{name}: warning: expired at {policy.expires.isoformat()} (id {policy.id}, version "
+                f"{policy.version}); agents refuse it: set a later expires before signing",
+                file=sys.stderr,
+            )
         else:
             print(f"{name}: valid (id {policy.id}, version {policy.version})")
     return status

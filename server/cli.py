@@ -66,6 +66,10 @@ def register(subparsers: Any) -> None:
     )
     publish.set_defaults(func=cmd_policy_publish)
 
+    from server import evidence_cli  # export and report: their own module
+
+    evidence_cli.register(subparsers)
+
 
 def parse_lifetime(text: str) -> timedelta | None:
     """ "7d", "12h", "90m", "1h30m" -> timedelta; "never" -> None."""
@@ -91,19 +95,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config).with_db(args.db)
 
 
+DB_URL_EXAMPLES = "sqlite:////var/lib/mamori/mamori.db or postgresql+psycopg://mamori@db.example.com/mamori"
+
+
 def _storage(settings: Settings, *, require_current: bool = True) -> Storage:
     from server.migrate import current_revision, head_revision
-    from server.storage import Storage
 
-    storage = Storage(settings.db_url)
+    storage = open_storage(settings.db_url)
     if require_current:
         try:
             current = current_revision(storage.engine)
         except Exception as err:
-            raise ServerCommandError(
-                f"cannot open database {storage.engine.url.render_as_string()}: {type(err).__name__}; "
-                "check --db and that the database server runs"
-            ) from err
+            raise ServerCommandError(database_problem(err, settings.db_url)) from err
         if current != head_revision():
             raise ServerCommandError(
                 f"database schema is at {current or 'nothing'}, expected {head_revision()}; run `mamori server migrate`"
@@ -111,10 +114,85 @@ def _storage(settings: Settings, *, require_current: bool = True) -> Storage:
     return storage
 
 
+def open_storage(db_url: str) -> Storage:
+    """The storage for ``db_url``; a URL SQLAlchemy cannot use is one line naming what to write instead."""
+    import sqlalchemy as sa
+
+    from server.storage import Storage
+
+    try:
+        return Storage(db_url)
+    except sa.exc.NoSuchModuleError as err:
+        scheme = db_url.split(":", 1)[0]
+        raise ServerCommandError(
+            f"--db {_redacted(db_url)}: no database driver for {scheme!r}; write e.g. {DB_URL_EXAMPLES}"
+        ) from err
+    except sa.exc.ArgumentError as err:
+        raise ServerCommandError(
+            f"--db {_redacted(db_url)}: not a database URL; write e.g. {DB_URL_EXAMPLES}"
+        ) from err
+    except ImportError as err:
+        raise ServerCommandError(
+            f"--db {_redacted(db_url)}: the database driver is not installed ({err.name}); "
+            "install the server extra: pip install 'mamori[server]'"
+        ) from err
+
+
+def database_problem(err: BaseException, db_url: str) -> str:
+    """One line: which database, what went wrong, and the fix (psycopg's multi-line text reduced to its cause)."""
+    import sqlalchemy as sa
+
+    where = _redacted(db_url)
+    try:
+        url = sa.engine.make_url(db_url)
+        if url.get_backend_name() == "postgresql":
+            where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} (database {url.database})"
+        elif url.get_backend_name() == "sqlite":
+            where = f"SQLite file {url.database}"
+    except sa.exc.ArgumentError:
+        pass
+    text = " ".join(str(getattr(err, "orig", None) or err).split()).lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return f"cannot log in to {where}: wrong user or password; fix them in --db or db in server.toml"
+    if "does not exist" in text and "database" in text:
+        return f"{where} does not exist; create it (createdb) or fix the database name in --db"
+    if "unable to open database file" in text:
+        return f"cannot open {where}: the folder is missing or not writable; create it or fix --db"
+    if any(s in text for s in ("connection refused", "could not connect", "connection failed", "timeout")):
+        return (
+            f"cannot connect to {where}: nothing answers there; start PostgreSQL, or fix the host and port "
+            "in --db or db in server.toml"
+        )
+    if "could not translate host name" in text or "name or service not known" in text:
+        return f"cannot connect to {where}: unknown host name; fix the host in --db or db in server.toml"
+    return f"cannot open {where}: {type(err).__name__}; check --db and that the database server runs"
+
+
+def _redacted(db_url: str) -> str:
+    """The URL without its password (it may be printed to a shared terminal or log)."""
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(db_url).render_as_string(hide_password=True)
+    except Exception:
+        return db_url.rsplit("@", maxsplit=1)[-1] if "@" in db_url else db_url
+
+
+def sqlite_file(db_url: str) -> str | None:
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(db_url)
+    except sa.exc.ArgumentError:
+        return None
+    return url.database if url.get_backend_name() == "sqlite" and url.database else None
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from server.migrate import current_revision, head_revision, upgrade
 
-    storage = _storage(_settings(args), require_current=False)
+    settings = _settings(args)
+    storage = _storage(settings, require_current=False)
     try:
         before = current_revision(storage.engine)
         upgrade(storage.engine)
@@ -122,11 +200,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         import sqlalchemy as sa
 
         if isinstance(err, sa.exc.SQLAlchemyError):
-            raise ServerCommandError(
-                f"migration failed: {type(err).__name__}: {str(err).splitlines()[0]}"
-            ) from err
+            raise ServerCommandError(f"migration failed: {database_problem(err, settings.db_url)}") from err
         raise
+    where = sqlite_file(settings.db_url)
     print(f"database at {head_revision()} (was {before or 'empty'})")
+    print(f"SQLite file: {where}" if where else f"database: {_redacted(settings.db_url)}")
     return 0
 
 
@@ -227,6 +305,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         ssl.update(factory=True, workers=settings.workers)
     else:
         target = create_app(settings, storage, SystemClock())
+    scheme = "https" if settings.tls_cert and settings.tls_key else "http"
+    shown = host.strip("[]")
+    shown = "127.0.0.1" if shown in ("0.0.0.0", "::") else shown
+    print(
+        f"mamori server listening on {scheme}://{host}:{port_text} (dashboard {scheme}://{shown}:{port_text}/)"
+    )
+    where = sqlite_file(settings.db_url)
+    print(f"database: {'SQLite file ' + where if where else _redacted(settings.db_url)}", flush=True)
+    if scheme == "http":
+        import sys
+
+        print(
+            "warning: plain HTTP: device tokens and events cross the network unencrypted; set tls_cert and "
+            "tls_key in server.toml, or put a TLS reverse proxy in front (agents enroll over http:// only "
+            "with --insecure-http)",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(
         target,
         host=host.strip("[]"),
