@@ -121,3 +121,30 @@ def match_windows(rules: Sequence[CustomerApp], windows: Iterable[Window]) -> li
                 out.append(Match(window, rule.name))
                 break
     return out
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """Why one rule does or does not match one window (for ``mamori agent apps``; shown locally only).
+
+    ``why``: "matched"; "process" (its processes/families do not include the window's process); "title" (the
+    process matches, the title does not); "hidden" (minimized or empty: nothing to cover).
+    """
+
+    rule: str
+    why: str
+
+
+def explain(rules: Sequence[CustomerApp], window: Window) -> list[RuleVerdict]:
+    """Every rule's verdict on ``window``, in the rules' order (the first "matched" is the one that covers)."""
+    out: list[RuleVerdict] = []
+    for rule in rules:
+        if not process_rule_matches(rule, window):
+            out.append(RuleVerdict(rule.name, "process"))
+        elif not title_matches(rule, window.title):
+            out.append(RuleVerdict(rule.name, "title"))
+        elif not coverable(window):
+            out.append(RuleVerdict(rule.name, "hidden"))
+        else:
+            out.append(RuleVerdict(rule.name, "matched"))
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from agent.platform.base import Window
+from agent.share.recorders import process_key
 from policy.model import ShareSignature
 
 # The app name of a PipeWire screencast whose consumer is not a known app, and of the PipeWire signal when it
@@ -25,10 +26,17 @@ PIPEWIRE_APP = "Screencast"
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """A running process as the share guard sees it: id and executable base name, nothing else."""
+    """A running process as the share guard sees it: id, executable base name and, for the few command-line
+    recorders whose arguments say it (agent/share/recorders.py), whether it grabs the screen."""
 
     pid: int
     name: str
+    screen_grab: bool = False
+
+    @property
+    def key(self) -> str:
+        """The name signatures match: ``screen-grab:ffmpeg`` for an ffmpeg recording the screen."""
+        return process_key(normalise_name(self.name), self.screen_grab)
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ def _process_names(processes: Sequence[ProcessInfo]) -> frozenset[str]:
     global _last_names  # noqa: PLW0603
     last, names = _last_names
     if last is not processes:
-        names = frozenset(normalise_name(p.name) for p in processes)
+        names = frozenset(p.key for p in processes)
         _last_names = (processes, names)
     return names
 

@@ -3,8 +3,10 @@
 Polled several times a second, so it is kept cheap: listing pids is one directory read, and a process's
 name is read once, when its pid first appears (psutil's ``process_iter`` would re-read every name on every
 call). A pid that disappears is forgotten; a pid reused between two polls keeps its old name until it goes
-away — polls are a fraction of a second apart, so this is accepted. Only names are read, never command
-lines (SPEC.md: command lines never leave the PC, and Mamori has no need to see them).
+away — polls are a fraction of a second apart, so this is accepted. Only names are read, except the command
+line of the few recorders whose arguments say whether they grab the screen (ffmpeg, gst-launch, vlc:
+agent/share/recorders.py); it is read once, reduced to one yes/no and dropped — never stored, logged or sent
+(SPEC.md: command lines never leave the PC).
 
 The snapshot is updated, not rebuilt: a start or exit touches only that pid's entry and the count of its
 (normalised) name, and the set of distinct names handed to detection is the same object until a name
@@ -18,7 +20,8 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
-from agent.share.detect import ProcessInfo, ProcessSnapshot, normalise_name
+from agent.share.detect import ProcessInfo, ProcessSnapshot
+from agent.share.recorders import grabs_screen, reads_argv
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +55,16 @@ class PsutilProcessLister:
             name = self._read_name(pid)
             if name is None:
                 continue
-            infos[pid] = ProcessInfo(pid=pid, name=name)
-            key = normalise_name(name)
+            info = ProcessInfo(pid=pid, name=name, screen_grab=self._grabs_screen(pid, name))
+            infos[pid] = info
+            key = info.key
             if key in counts:
                 counts[key] += 1
             else:
                 counts[key] = 1
                 names_changed = True
         for pid in gone:
-            key = normalise_name(infos.pop(pid).name)
+            key = infos.pop(pid).key
             counts[key] -= 1
             if not counts[key]:
                 del counts[key]
@@ -68,6 +72,15 @@ class PsutilProcessLister:
         names = frozenset(counts) if names_changed else self._snapshot.names
         self._snapshot = ProcessSnapshot(infos.values(), names)
         return self._snapshot
+
+    @staticmethod
+    def _grabs_screen(pid: int, name: str) -> bool:
+        if not name or not reads_argv(name):
+            return False
+        try:
+            return grabs_screen(name, psutil.Process(pid).cmdline())
+        except (psutil.Error, OSError):
+            return False
 
     @staticmethod
     def _read_name(pid: int) -> str | None:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 from agent.platform import OS_FAMILY, OsFamily
+from agent.share import recorders
 from policy.model import Policy, ShareSignature
 
 OS_FAMILIES: tuple[OsFamily, ...] = ("linux", "windows", "macos")
@@ -90,6 +91,13 @@ LINUX: tuple[ShareSignature, ...] = (
     _sig("Peek", ("peek",)),
     _sig("vokoscreen", ("vokoscreenNG", "vokoscreen")),
     _sig("recordMyDesktop", ("recordmydesktop",)),
+    # ffmpeg, gst-launch and vlc only while their arguments grab the screen (agent/share/recorders.py); on
+    # Windows and macOS the same parsing (gdigrab, ddagrab, avfoundation) is not yet switched on: no captured
+    # process lists there to check it against (docs/screen-share-guard.md).
+    *recorders.COMMAND_LINE,
+    _sig("wf-recorder", ("wf-recorder",)),
+    _sig("wl-screenrec", ("wl-screenrec",)),
+    _sig("GPU Screen Recorder", ("gpu-screen-recorder",)),
     # GNOME's built-in recorder (Ctrl+Shift+Alt+R) and portal screencasts are read from PipeWire
     # (agent/share/pipewire.py), not from a signature: they have no window and no process of their own.
 )
