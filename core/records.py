@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from core import __version__
+from core import __version__, ocsf
 
-OCSF_VERSION = "1.1.0"
+# The OCSF release every record claims and conforms to (core/ocsf.py checks it against the official schema).
+OCSF_VERSION = ocsf.CLAIMED_VERSION
 PRODUCT = {"name": "Mamori", "vendor_name": "Mamori", "version": __version__}
 MAX_EVENT_BYTES = 16 * 1024
 
@@ -468,10 +469,12 @@ _TOP_KEYS = frozenset(
         "compliance",
         "finding_info",
         "tunnel_interface",
+        "user",
+        "service",
         "unmapped",
     }
 )
-_META_KEYS = frozenset({"uid", "sequence", "event_code", "product", "version"})
+_META_KEYS = frozenset({"uid", "sequence", "event_code", "product", "version", "profiles"})
 
 
 def _forbidden_paths(value: Any, path: str = "") -> Iterable[str]:
@@ -544,8 +547,11 @@ _SAFE_KEYS: frozenset[str] = frozenset(
         *_META_KEYS,
         *PRODUCT,
         "type_id",
+        "type",
         "control",
         "status",
+        "status_id",
+        "standards",
         "name",
         *(name for checkers in _UNMAPPED.values() for name in checkers),
         *KINDS,
@@ -554,6 +560,58 @@ _SAFE_KEYS: frozenset[str] = frozenset(
 assert not {k.casefold() for k in _SAFE_KEYS} & FORBIDDEN_KEYS, "a safe key is forbidden"
 _DEVICE_KEYS = frozenset({"uid", "type_id"})
 _FINDING_KEYS = frozenset({"uid", "title"})
+_COMPLIANCE_KEYS = frozenset({"control", "status", "status_id", "standards"})
+_USER_KEYS = frozenset({"uid", "type_id", "type"})
+_PSEUDONYM = re.compile(r"^u-[0-9a-f]{32}$")
+
+# --- OCSF attributes the builder fills from fixed vocabularies (never from event data) ------------------------
+
+# The OCSF profile every record declares: ``device`` (the enrolled PC) belongs to the host profile in 3002.
+PROFILES = ("host",)
+# Authentication 3002 needs ``service`` or ``dst_endpoint`` (a class constraint in every release up to 1.8.0):
+# the service authenticated to is the worker's desktop session on this PC.
+SESSION_SERVICE = {"name": "desktop-session"}
+# compliance.status_id -> compliance.status (captions of the OCSF enum; 99 "Other" carries Mamori's word).
+COMPLIANCE_STATUS = {
+    "pass": (1, "Pass"),
+    "fail": (3, "Fail"),
+    "error": (99, "Error"),
+    "skip": (99, "Skipped"),
+}
+MAMORI_STANDARD = "Mamori endpoint policy"
+# The 総務省「テレワークセキュリティガイドライン（第5版）」 category each control belongs to
+# (docs/posture-checks.md, the mapping table); a control with no category names the Mamori policy only.
+TELEWORK_GUIDELINE = "MIC Telework Security Guideline 5th ed."
+_GUIDELINE_CATEGORIES = {
+    "vpn": "Communications protection and encryption",
+    "wifi": "Communications protection and encryption",
+    "tls": "Communications protection and encryption",
+    "plaintext": "Communications protection and encryption",
+    "device.disk_encryption": "Data protection",
+    "device.firewall": "Malware protection and vulnerability management",
+    "device.screen_lock": "Physical security",
+    "protection": "Physical security",
+    "share": "Physical security",
+}
+
+
+def compliance_standards(control: str) -> list[str]:
+    """``compliance.standards`` of a finding on ``control`` (a posture check id or an event kind)."""
+    family = control.split(":", 1)[0]
+    category = _GUIDELINE_CATEGORIES.get(family) or _GUIDELINE_CATEGORIES.get(family.split(".", 1)[0])
+    standards = [MAMORI_STANDARD]
+    if category is not None:
+        standards.append(f"{TELEWORK_GUIDELINE}: {category}")
+    return standards
+
+
+def user_pseudonym(device_id: str) -> str:
+    """The pseudonymous OCSF ``user.uid`` of the worker whose session the agent guards: the agent runs in one
+    user's desktop session with its own enrollment, so the enrollment id names that user already; this hash
+    of it adds no knowledge and never a name (docs/privacy.md, "user")."""
+    import hashlib
+
+    return "u-" + hashlib.sha256(f"mamori-user:{device_id}".encode()).hexdigest()[:32]
 
 
 def validate_record(record: Any, *, require_device: bool = True, require_sequence: bool = True) -> list[str]:
@@ -623,6 +681,25 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
             and finding.get("title") in (spec.title, None)
         ):
             problems.append("finding_info: only uid and the fixed title of the event kind")
+        compliance = record.get("compliance")
+        if compliance is not None and not (
+            type(compliance) is dict
+            and compliance.keys() <= _COMPLIANCE_KEYS
+            and compliance.get("standards") == compliance_standards(str(compliance.get("control")))
+            and (compliance.get("status_id"), compliance.get("status")) in COMPLIANCE_STATUS.values()
+            and _check_id_or_none(compliance.get("control"))
+        ):
+            problems.append("compliance: only control, the fixed standards and status of the finding")
+        user = record.get("user")
+        if user is not None and not (
+            type(user) is dict
+            and user.keys() <= _USER_KEYS
+            and type(user.get("uid")) is str
+            and _PSEUDONYM.match(user["uid"])
+        ):
+            problems.append("user: only the pseudonymous uid of the session user")
+        if record.get("service", SESSION_SERVICE) != SESSION_SERVICE:
+            problems.append("service: only the desktop session")
         unmapped = record.get("unmapped", {})
         if type(unmapped) is not dict:
             problems.append("unmapped: must be an object")
@@ -637,24 +714,36 @@ def validate_record(record: Any, *, require_device: bool = True, require_sequenc
                     checker(value)
                 except RejectedValueError:
                     problems.append(f"unmapped.{key}: value not allowed for {kind}")
+    if require_device and not problems:
+        # A complete record (as the server receives it) is also valid OCSF of the release it claims.
+        problems.extend(ocsf.conformance(record))
     return problems
+
+
+def _check_id_or_none(value: Any) -> bool:
+    return type(value) is str and (_CHECK_ID.match(value) is not None or value in KINDS)
 
 
 __all__ = [
     "CLASSES",
     "CODE",
+    "COMPLIANCE_STATUS",
     "FORBIDDEN_KEYS",
     "KINDS",
     "MAX_EVENT_BYTES",
     "OCSF_VERSION",
     "PRODUCT",
+    "PROFILES",
+    "SESSION_SERVICE",
     "SEVERITIES",
     "Checker",
     "Kind",
     "KindSpec",
     "Priority",
     "RejectedValueError",
+    "compliance_standards",
     "rule_names",
     "share_app",
+    "user_pseudonym",
     "validate_record",
 ]

@@ -9,7 +9,8 @@ titles never pass: a ``title`` value is dropped, or replaced by a keyed hash whe
 ``window_titles = "hashed"``. Matched windows are named by their rule name, and only names of rules in the
 current policy pass.
 
-Pure: no I/O; ``uid`` and ``time`` come from the caller's clock and random source.
+Pure: no I/O; ``uid`` and ``time`` come from the caller's clock and random source. The one exception is
+:func:`host_device_type`, read once (cached) when the uploader first stamps the device object.
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ from core import records
 from core.records import (
     CLASSES,
     CODE,
+    COMPLIANCE_STATUS,
     KINDS,
     OCSF_VERSION,
     PRODUCT,
+    PROFILES,
+    SESSION_SERVICE,
     SEVERITIES,
     KindSpec,
     Priority,
     RejectedValueError,
+    compliance_standards,
+    user_pseudonym,
 )
 
 
@@ -187,10 +193,19 @@ def _assemble(
     if spec.class_uid == 2003:
         control = str(data.get("check_id") or kind)
         status = str(data.get("status") or ("fail" if spec.priority == Priority.SECURITY else "pass"))
-        record["compliance"] = {"control": control, "status": status}
+        status_id, status_caption = COMPLIANCE_STATUS[status]
+        record["compliance"] = {
+            "control": control,
+            "standards": compliance_standards(control),
+            "status_id": status_id,
+            "status": status_caption,
+        }
         record["finding_info"] = {"uid": uid, "title": spec.title}
-    elif spec.class_uid == 4014 and "interface" in data:
-        record["tunnel_interface"] = {"name": data["interface"]}
+    elif spec.class_uid == 3002:
+        record["service"] = dict(SESSION_SERVICE)
+    elif spec.class_uid == 4014:
+        # Tunnel Activity needs one of its network attributes (class constraint); the interface name is it.
+        record["tunnel_interface"] = {"name": str(data.get("interface") or "unknown")}
     unmapped: dict[str, Any] = dict(data)
     if redacted:
         unmapped["redacted"] = redacted
@@ -220,9 +235,38 @@ def gap_record(
     return build_record(event, Context())
 
 
-def stamp_device(record: dict[str, Any], device_id: str) -> dict[str, Any]:
-    """Add the OCSF device object at send time: only the enrollment id (see docs/privacy.md, "device")."""
-    record["device"] = {"uid": device_id, "type_id": 0}
+# SMBIOS chassis types (DMTF DSP0134, 7.4.1) -> OCSF device.type_id (2 Desktop, 3 Laptop, 4 Tablet, 1 Server).
+_CHASSIS_TYPES = {
+    **dict.fromkeys((3, 4, 5, 6, 7, 13, 15, 16, 24, 35, 36), 2),
+    **dict.fromkeys((8, 9, 10, 12, 14, 31, 32), 3),
+    **dict.fromkeys((11, 30), 4),
+    **dict.fromkeys((17, 23, 25, 28, 29), 1),
+}
+
+
+def device_type_of_chassis(chassis_type: int | None) -> int:
+    """OCSF device.type_id of an SMBIOS chassis type; 0 (Unknown) when there is none or it says nothing."""
+    return _CHASSIS_TYPES.get(chassis_type, 0) if chassis_type is not None else 0
+
+
+@functools.cache
+def host_device_type(dmi: str = "/sys/class/dmi/id/chassis_type") -> int:
+    """This PC's OCSF device.type_id from the firmware's chassis type (Linux sysfs); 0 where not readable."""
+    try:
+        with open(dmi, encoding="ascii") as f:
+            return device_type_of_chassis(int(f.read().strip()))
+    except (OSError, ValueError):
+        return 0
+
+
+def stamp_device(record: dict[str, Any], device_id: str, type_id: int | None = None) -> dict[str, Any]:
+    """Complete a record at send time with what only the enrollment knows: the OCSF device object (the
+    enrollment id and the device type, see docs/privacy.md, "device"), the host profile that ``device`` belongs
+    to, and for Authentication 3002 the pseudonymous session user (``user``, required by OCSF)."""
+    record["device"] = {"uid": device_id, "type_id": host_device_type() if type_id is None else type_id}
+    record["metadata"]["profiles"] = list(PROFILES)
+    if record.get("class_uid") == 3002:
+        record["user"] = {"uid": user_pseudonym(device_id), "type_id": 1, "type": "User"}
     return record
 
 
@@ -241,8 +285,10 @@ __all__ = [
     "Context",
     "Priority",  # the outbox's drop order (core.records), used with record_priority
     "build_record",
+    "device_type_of_chassis",
     "filter_data",
     "gap_record",
+    "host_device_type",
     "known_share_apps",
     "priority_of",
     "record_priority",

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.access import admin_auth
@@ -39,6 +40,46 @@ def admin_devices(context: Annotated[ServerContext, Depends(server_context)]) ->
     return {"devices": devices_with_status(context)}
 
 
+def _instant_ms(value: datetime | None, name: str) -> int | None:
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return max(0, min(ms(value), 2**53))
+    except (OverflowError, ValueError, OSError) as err:
+        raise HTTPException(422, f"{name} is out of range") from err
+
+
+def admin_export(
+    context: Annotated[ServerContext, Depends(server_context)],
+    *,
+    format: Annotated[str, Query(pattern="^(ndjson|csv)$")] = "ndjson",
+    since: Annotated[datetime | None, Query(description="RFC 3339 instant; events at or after it")] = None,
+    until: Annotated[datetime | None, Query(description="RFC 3339 instant; events before it")] = None,
+    device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
+    class_uid: Annotated[int | None, Query(alias="class", ge=0, le=99999)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=128, description="Mamori-Next-Cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1_000_000, description="events in this page")] = 100_000,
+) -> StreamingResponse:
+    """Events oldest first (time, uid), at most ``limit``; the ``Mamori-Next-Cursor`` header names the next
+    page (send it back as ``cursor`` with the same filters) and is absent on the last one."""
+    from server.export import MEDIA_TYPES, Cursor, CursorError, ExportQuery, encode, iter_events, page_end
+
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except CursorError as err:
+        raise HTTPException(400, str(err)) from err
+    query = ExportQuery(_instant_ms(since, "since"), _instant_ms(until, "until"), device, class_uid, after)
+    end = page_end(context.storage, query, limit)
+    headers = {"Cache-Control": "no-store"}
+    if end is not None:
+        headers["Mamori-Next-Cursor"] = end.encode()
+    rows = iter_events(context.storage, query, end=end)
+    return StreamingResponse(encode(rows, format), media_type=MEDIA_TYPES[format], headers=headers)
+
+
 def admin_events(
     context: Annotated[ServerContext, Depends(server_context)],
     device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
@@ -64,6 +105,16 @@ def router(default_group: str) -> APIRouter:
     admin = APIRouter(tags=["admin"], dependencies=[Depends(admin_auth)])
     admin.add_api_route("/v1/admin/devices", admin_devices, methods=["GET"])
     admin.add_api_route("/v1/admin/events", admin_events, methods=["GET"])
+    admin.add_api_route(
+        "/v1/admin/events/export",
+        admin_export,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"application/x-ndjson": {}, "text/csv": {}}, "description": "the events"},
+            400: {"description": "cursor not made by this server"},
+        },
+    )
 
     async def admin_publish(
         request: Request,

@@ -108,6 +108,7 @@ OPERATIONS = [
     "POST /v1/checkin",
     "GET /v1/admin/devices",
     "GET /v1/admin/events",
+    "GET /v1/admin/events/export",
     "POST /v1/admin/policies",
     "GET /healthz",
     "GET /readyz",

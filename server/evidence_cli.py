@@ -1,0 +1,76 @@
+"""`mamori server export` and `mamori server report` (SPEC.md, Command line): evidence straight from the
+database, the same data as ``GET /v1/admin/events/export``. Registered by ``server.cli.register``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from server.cli import ServerCommandError, _common, _settings, _storage
+
+
+def register(subparsers: Any) -> None:
+    export = subparsers.add_parser("export", help="every stored event, oldest first (NDJSON or CSV)")
+    _common(export)
+    export.add_argument("--since", default=None, help="RFC 3339 instant: events at or after it")
+    export.add_argument("--until", default=None, help="RFC 3339 instant: events before it")
+    export.add_argument("--device", default=None, help="only this device id")
+    export.add_argument("--class", dest="class_uid", type=int, default=None, help="only this OCSF class_uid")
+    export.add_argument("--format", choices=("ndjson", "csv"), default="ndjson")
+    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default stdout)")
+    export.set_defaults(func=cmd_export)
+
+
+def parse_instant(text: str | None, option: str) -> int | None:
+    """RFC 3339 (or a date) -> epoch ms; a time without an offset is UTC."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as err:
+        raise ServerCommandError(
+            f"{option} {text!r}: write an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"
+        ) from err
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from server.export import ExportQuery, encode, iter_events
+
+    query = ExportQuery(
+        parse_instant(args.since, "--since"),
+        parse_instant(args.until, "--until"),
+        args.device,
+        args.class_uid,
+    )
+    storage = _storage(_settings(args))
+    count = 0
+
+    def counted() -> Any:
+        nonlocal count
+        for row in iter_events(storage, query):
+            count += 1
+            yield row
+
+    if args.output is None:
+        for chunk in encode(counted(), args.format):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    else:
+        partial = args.output.with_name(args.output.name + ".partial")
+        try:
+            with partial.open("wb") as out:
+                for chunk in encode(counted(), args.format):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, args.output)
+        except OSError as err:
+            raise ServerCommandError(f"{args.output}: cannot write ({err.strerror or err})") from err
+        print(f"exported {count} events to {args.output}", file=sys.stderr)
+    return 0
