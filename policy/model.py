@@ -378,6 +378,10 @@ class Policy:
     expires: datetime | None = field(
         default=None, metadata=doc("After this instant agents reject the policy (RFC 3339 with offset).")
     )
+    title: LocalText = field(
+        default_factory=LocalText,
+        metadata=doc("The policy's name as workers read it, in ja and en (default: the id)."),
+    )
     presence: Presence = field(default_factory=Presence, metadata=doc("Away detection and protection."))
     customer_apps: tuple[CustomerApp, ...] = field(
         default=(), metadata=doc("Rules that say which windows hold customer data.")

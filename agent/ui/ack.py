@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +50,8 @@ class Acknowledgement:
     policy_id: str
     version: int
     time: datetime
+    # What the worker agreed to, language-neutral (summary_facts): the next version shows what changed.
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 def needs_ack(policy_id: str, version: int, required: bool, acks: Mapping[str, Acknowledgement]) -> bool:
@@ -88,10 +90,14 @@ class AckStore:
         if isinstance(raw, dict):
             for pid, entry in raw.items():
                 try:
+                    facts = entry.get("facts", {})
                     out[pid] = Acknowledgement(
-                        pid, int(entry["version"]), datetime.fromisoformat(entry["time"])
+                        pid,
+                        int(entry["version"]),
+                        datetime.fromisoformat(entry["time"]),
+                        {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else {},
                     )
-                except (KeyError, TypeError, ValueError):
+                except (KeyError, TypeError, ValueError, AttributeError):
                     continue
         return out
 
@@ -99,41 +105,78 @@ class AckStore:
         with self._lock:
             acks = self._load()
             acks[ack.policy_id] = ack
-            data = {a.policy_id: {"version": a.version, "time": a.time.isoformat()} for a in acks.values()}
+            data = {
+                a.policy_id: {"version": a.version, "time": a.time.isoformat(), "facts": dict(a.facts)}
+                for a in acks.values()
+            }
             try:
                 atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
             except StoreError as err:
                 raise AckStoreError(self.path, err.reason) from err
 
 
-def policy_summary(t: Translate, policy: Policy) -> list[str]:
-    """The policy in a few plain sentences in the translator's language (what the worker agrees to)."""
+def policy_title(policy: Policy, language: str) -> str:
+    """The policy's display name in the worker's language (its ``title``), else its id."""
+    return policy.title.get(language) or policy.id
+
+
+def summary_items(t: Translate, policy: Policy) -> list[tuple[str, str, str]]:
+    """(fact key, language-neutral value, sentence in the translator's language) for each point the worker
+    agrees to. The values are stored with the acknowledgement, so the next version can say what changed."""
     p = policy.presence
-    lines = [
-        t(
-            "ack.summary.presence",
-            warn=_human(t, p.warn_after),
-            protect=_human(t, p.protect_after),
-            lock=_human(t, p.lock_after),
+    items = [
+        (
+            "presence",
+            f"{p.warn_after:g}/{p.protect_after:g}/{p.lock_after:g}",
+            t(
+                "ack.summary.presence",
+                warn=_human(t, p.warn_after),
+                protect=_human(t, p.protect_after),
+                lock=_human(t, p.lock_after),
+            ),
         )
     ]
     if policy.customer_apps:
-        lines.append(t("ack.summary.apps", apps=", ".join(a.name for a in policy.customer_apps)))
+        names = ", ".join(a.name for a in policy.customer_apps)
+        items.append(("apps", names, t("ack.summary.apps", apps=names)))
     vpn = policy.network.vpn
     if vpn.mode != "off" and vpn.required_for_customer_apps:
-        lines.append(t("ack.summary.vpn"))
+        # Only "block" covers the windows; "warn" only tells the worker (the text must not claim more).
+        key = "ack.summary.vpn" if vpn.mode == "block" else "ack.summary.vpn_warn"
+        items.append(("vpn", vpn.mode, t(key)))
     wifi = policy.network.wifi
     if wifi.mode != "off" and wifi.untrusted != "allow":
-        lines.append(t("ack.summary.wifi", action=t(f"ack.wifi_action.{wifi.untrusted}")))
+        action = t(f"ack.wifi_action.{wifi.untrusted}")
+        items.append(("wifi", f"{wifi.mode}/{wifi.untrusted}", t("ack.summary.wifi", action=action)))
     if policy.screen_share.protect:
-        lines.append(t("ack.summary.share"))
+        items.append(("share", "on", t("ack.summary.share")))
     d = policy.device
     if any(c.mode != "off" for c in (d.disk_encryption, d.firewall, d.screen_lock)):
-        lines.append(t("ack.summary.device"))
+        modes = "/".join(c.mode for c in (d.disk_encryption, d.firewall, d.screen_lock))
+        items.append(("device", modes, t("ack.summary.device")))
     if policy.worker.allow_pause:
-        lines.append(t("ack.summary.pause", minutes=int(policy.worker.pause_max // 60)))
-    lines.append(t("ack.summary.privacy"))
-    return lines
+        minutes = int(policy.worker.pause_max // 60)
+        items.append(("pause", str(minutes), t("ack.summary.pause", minutes=minutes)))
+    items.append(("privacy", "on", t("ack.summary.privacy")))
+    return items
+
+
+def summary_facts(t: Translate, policy: Policy) -> dict[str, str]:
+    return {key: value for key, value, _ in summary_items(t, policy)}
+
+
+def policy_summary(t: Translate, policy: Policy) -> list[str]:
+    """The policy in a few plain sentences in the translator's language (what the worker agrees to)."""
+    return [line for _, _, line in summary_items(t, policy)]
+
+
+def what_changed(t: Translate, policy: Policy, previous: Mapping[str, str]) -> list[str]:
+    """The sentences of this policy that differ from what the worker last acknowledged, and what was dropped."""
+    items = summary_items(t, policy)
+    current = {key for key, _, _ in items}
+    changed = [line for key, value, line in items if previous.get(key) != value]
+    removed = [t("ack.changed.removed", what=t(f"ack.fact.{key}")) for key in previous if key not in current]
+    return changed + removed
 
 
 def _human(t: Translate, seconds: float) -> str:
@@ -183,6 +226,10 @@ class AckFlow:
             return False
         return needs_ack(policy.id, policy.version, policy.acknowledgement.required, self._store.load())
 
+    def acknowledged(self, policy_id: str) -> Acknowledgement | None:
+        """The worker's last acknowledgement of ``policy_id`` (any version), for "what changed"."""
+        return self._store.load().get(policy_id)
+
     def status(self) -> dict[str, object]:
         """For ``Runtime.add_status_provider("ack", flow.status)``: the tray shows "please acknowledge"."""
         policy = self.current
@@ -202,11 +249,14 @@ class AckFlow:
 
     def acknowledge(self, policy_id: str, version: int) -> Acknowledgement | None:
         """Record the worker's acknowledgement of *this* id and version; stale answers are ignored (None)."""
+        from agent.i18n import Translator
+
         policy = self.current
         if policy is None or policy.id != policy_id or policy.version != version:
             logger.info("ignoring acknowledgement of %s v%s: not the policy in effect", policy_id, version)
             return None
-        ack = Acknowledgement(policy_id, version, self._clock.now())
+        facts = summary_facts(Translator("en"), policy)  # the values are language-neutral
+        ack = Acknowledgement(policy_id, version, self._clock.now(), facts)
         try:
             self._store.record(ack)
         except AckStoreError as err:
@@ -225,18 +275,30 @@ class AckFlow:
         return ack
 
 
+DIALOG_TEXT_WIDTH = 560  # pixels of text per line before the dialog is fitted to the monitor
+MONITOR_MARGIN = 24
+
+
 def show_ack_dialog(
     master: tk.Misc,
     t: Translate,
     policy: Policy,
     on_ack: Callable[[str, int], None],
     language: str | None = None,
+    *,
+    previous: Acknowledgement | None = None,
 ) -> tk.Toplevel:
-    """Build the acknowledgement dialog as a Toplevel of ``master`` (call on the Tk thread)."""
+    """Build the acknowledgement dialog as a Toplevel of ``master`` (call on the Tk thread).
+
+    Every text goes through the one renderer (agent.ui.text): paragraphs reflowed, never broken inside a
+    number and its unit. ``previous`` (the worker's acknowledgement of an earlier version) adds what changed.
+    The dialog is placed inside the monitor under the pointer, scrolling when it is taller.
+    """
     import tkinter as tk
     from tkinter import ttk
 
     from agent.ui.statuswindow import fresh_toplevel
+    from agent.ui.text import render, render_list
     from agent.ui.tkfonts import ui_font
 
     lang = str(language or getattr(t, "language", "en"))
@@ -244,26 +306,48 @@ def show_ack_dialog(
     win = fresh_toplevel(master, "ack")
     win.title(t("ack.title"))
     win.wm_attributes("-topmost", True)
-    frame = ttk.Frame(win, padding=16)
-    frame.pack(fill="both", expand=True)
+    import tkinter.font as tkfont
+
     font = ui_font(win, 12)
     bold = ui_font(win, 14, bold=True)
-    tk.Label(frame, text=t("ack.title"), font=bold, anchor="w").pack(fill="x")
-    tk.Label(frame, text=t("ack.heading", id=policy.id, version=policy.version), font=font, anchor="w").pack(
-        fill="x", pady=(0, 8)
-    )
+    monitor = monitor_under_pointer(win)
+    width = min(DIALOG_TEXT_WIDTH, monitor[2] - 2 * MONITOR_MARGIN - 48)
+    measure = tkfont.Font(win, font=font).measure
+    measure_bold = tkfont.Font(win, font=bold).measure
+
+    buttons = ttk.Frame(win, padding=(16, 8, 16, 16))
+    buttons.pack(side="bottom", fill="x")
+    canvas = tk.Canvas(win, highlightthickness=0)
+    scroll = ttk.Scrollbar(win, orient="vertical", command=canvas.yview)
+    frame = ttk.Frame(canvas, padding=(16, 16, 16, 0))
+    canvas.create_window((0, 0), window=frame, anchor="nw")
+    canvas.configure(yscrollcommand=scroll.set)
+
+    def label(text: str, use: object = font, **pack: object) -> None:
+        tk.Label(frame, text=text, font=use, anchor="w", justify="left").pack(fill="x", **pack)  # type: ignore[arg-type]
+
+    label(render(t("ack.title"), width, measure_bold), bold)
+    heading = t("ack.heading", title=policy_title(policy, lang), version=policy.version)
+    label(render(heading, width, measure), pady=(0, 8))
     text = policy.acknowledgement.text.get(lang)
     if text:
-        tk.Message(frame, text=text, font=font, width=560, anchor="w").pack(fill="x", pady=(0, 8))
-    tk.Label(frame, text=t("ack.summary_heading"), font=bold, anchor="w").pack(fill="x")
-    for line in policy_summary(t, policy):
-        tk.Message(frame, text="• " + line, font=font, width=560, anchor="w").pack(fill="x")
+        label(render(text, width, measure), pady=(0, 8))
+    if previous is not None and previous.version < policy.version:
+        changes = what_changed(t, policy, previous.facts) if previous.facts else []
+        label(render(t("ack.changed.heading", version=previous.version), width, measure_bold), bold)
+        body = render_list(changes, width, measure) if changes else t("ack.changed.none")
+        label(body if changes else render(body, width, measure), pady=(0, 8))
+    label(render(t("ack.summary_heading"), width, measure_bold), bold)
+    label(render_list(policy_summary(t, policy), width, measure))
     if policy.acknowledgement.cover_until_acknowledged:
-        tk.Label(frame, text=t("ack.cover_note"), font=font, fg="#a00000", anchor="w").pack(
-            fill="x", pady=(8, 0)
-        )
-    buttons = ttk.Frame(frame)
-    buttons.pack(fill="x", pady=(12, 0))
+        tk.Label(
+            frame,
+            text=render(t("ack.cover_note"), width, measure),
+            font=font,
+            fg="#a00000",
+            anchor="w",
+            justify="left",
+        ).pack(fill="x", pady=(8, 0))
 
     def accept() -> None:
         on_ack(policy.id, policy.version)
@@ -274,5 +358,51 @@ def show_ack_dialog(
     tk.Button(buttons, text=t("ack.later"), font=font, command=win.destroy, name="later_button").pack(
         side="right", padx=8
     )
+    frame.update_idletasks()
+    content_w, content_h = frame.winfo_reqwidth(), frame.winfo_reqheight()
+    buttons_h = buttons.winfo_reqheight()
+    x0, y0, mon_w, mon_h = monitor
+    room = mon_h - 2 * MONITOR_MARGIN - buttons_h - 40  # 40: the title bar the window manager adds
+    view_h = min(content_h, max(120, room))
+    canvas.configure(width=content_w, height=view_h, scrollregion=(0, 0, content_w, content_h))
+    if content_h > view_h:
+        scroll.pack(side="right", fill="y")
+    canvas.pack(side="top", fill="both", expand=True)
+    win.update_idletasks()
+    w, h = win.winfo_reqwidth(), win.winfo_reqheight()
+    x = x0 + max(MONITOR_MARGIN, (mon_w - w) // 2)
+    y = y0 + max(MONITOR_MARGIN, (mon_h - h - 40) // 2)
+    win.geometry(f"+{x}+{y}")
     ok.focus_set()
     return win
+
+
+def monitor_under_pointer(win: tk.Misc) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the monitor under the pointer; the whole screen when monitors are unknown."""
+    px, py = win.winfo_pointerxy()
+    for x, y, w, h in _monitors(win):
+        if x <= px < x + w and y <= py < y + h:
+            return x, y, w, h
+    return 0, 0, win.winfo_screenwidth(), win.winfo_screenheight()
+
+
+def _monitors(win: tk.Misc) -> list[tuple[int, int, int, int]]:
+    """The monitors of an X display (RandR via xrandr-less Xlib query); empty elsewhere or on failure."""
+    try:
+        from Xlib import display as xdisplay
+        from Xlib.ext import randr
+    except ImportError:
+        return []
+    try:
+        d = xdisplay.Display(win.winfo_screen())
+    except Exception:
+        return []
+    try:
+        if not d.has_extension("RANDR"):
+            return []
+        monitors = randr.get_monitors(d.screen().root, True).monitors
+        return [(m.x, m.y, m.width_in_pixels, m.height_in_pixels) for m in monitors]
+    except Exception:
+        return []
+    finally:
+        d.close()

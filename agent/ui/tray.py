@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.platform import tray_backends
 from agent.platform.base import Capabilities
@@ -36,6 +36,9 @@ from agent.ui.tkhost import TkHost, TkUnavailableError
 from agent.ui.view import StatusView, build_view
 from core.errors import MamoriError
 from policy.model import Policy
+
+if TYPE_CHECKING:
+    from agent.ui.ack import Acknowledgement
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ class Tray:
         backends: Sequence[str] | None = None,
     ) -> None:
         self._t = translator
+        # The worker's last acknowledgement of a policy id (AckFlow.acknowledged), for "what changed".
+        self.previous_ack: Callable[[str], Acknowledgement | None] | None = None
         self._status_provider = status_provider
         self._commands = commands
         self.capabilities = capabilities
@@ -387,7 +392,8 @@ class Tray:
         ui = self._tk()
         if ui is None or policy is None:
             return
-        ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
+        previous = self.previous_ack(policy.id) if self.previous_ack else None
+        ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge, previous=previous))
 
     def show_ack_for(self, policy: Policy) -> None:
         """AckFlow's ``show_dialog`` hook: open the dialog for this policy."""
@@ -395,7 +401,8 @@ class Tray:
 
         ui = self._tk()
         if ui is not None:
-            ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge))
+            previous = self.previous_ack(policy.id) if self.previous_ack else None
+            ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge, previous=previous))
 
 
 def _set_net_wm_name(icon: Any, text: str) -> None:

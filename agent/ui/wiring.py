@@ -144,6 +144,7 @@ def attach_ui(
             policy_provider=runtime.policy,
             backends=plat.tray_backends,
         )
+        the_tray.previous_ack = ack.acknowledged
         holder["tray"] = the_tray
 
     def watch_policy(stop: threading.Event) -> None:

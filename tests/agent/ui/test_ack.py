@@ -149,3 +149,70 @@ def test_a_failed_save_still_acknowledges_and_leaves_no_temp_file(tmp_path: Path
     assert cover.calls == [True, False]
     assert events.get_nowait().kind is Kind.POLICY_ACKNOWLEDGED
     assert [p.name for p in tmp_path.iterdir()] == ["acknowledgements.json"]
+
+
+def test_the_vpn_sentence_follows_the_vpn_mode() -> None:
+    """Before: "only while the VPN is connected" under a policy whose VPN mode was "warn"."""
+    base = POLICY.format(version=1, required="true", cover="true")
+    for mode, en_text, ja_text in (
+        ("warn", "You are warned when customer-data windows are open without the VPN.", "警告が表示されます"),
+        (
+            "block",
+            "Customer-data windows are shown only while the VPN is connected.",
+            "VPN に接続している間だけ",
+        ),
+    ):
+        policy = load_policy((base + f'\n[network.vpn]\nmode = "{mode}"\n').encode())
+        en = policy_summary(Translator("en"), policy)
+        assert en_text in en
+        assert any(ja_text in line for line in policy_summary(Translator("ja"), policy))
+        if mode == "warn":
+            assert not any("only while" in line for line in en)
+
+
+def test_what_changed_since_the_acknowledged_version(tmp_path: Path) -> None:
+    from agent.ui.ack import summary_facts, what_changed
+
+    store = AckStore(tmp_path)
+    stream = EventStream()
+    flow = AckFlow(store, stream, FakeClock(T0), lambda _on: None)
+    flow.on_policy(make_policy(1))
+    flow.acknowledge("standard", 1)
+    previous = flow.acknowledged("standard")
+    assert previous is not None and previous.facts == summary_facts(Translator("en"), make_policy(1))
+    assert AckStore(tmp_path).load()["standard"].facts == previous.facts  # kept on disk
+
+    text = POLICY.format(version=2, required="true", cover="true")
+    newer = load_policy(
+        text.replace('lock_after = "10m"', 'lock_after = "8m"')
+        .replace("allow_pause = true", "allow_pause = false")
+        .encode()
+    )
+    en = what_changed(Translator("en"), newer, previous.facts)
+    assert en == [
+        "After 4 min without activity you are warned, after 5 min customer-data windows are covered, "
+        "after 8 min the session locks.",
+        "No longer part of the policy: pausing protection.",
+    ]
+    assert (
+        what_changed(Translator("ja"), newer, previous.facts)[1]
+        == "「保護の一時停止」の項目はなくなりました。"
+    )
+    assert what_changed(Translator("en"), make_policy(2), previous.facts) == []  # only the wording changed
+
+
+def test_the_dialog_names_the_policy_by_its_title() -> None:
+    from agent.ui.ack import policy_title
+
+    text = POLICY.format(version=3, required="true", cover="true")
+    text = text.replace(
+        "version = 3\n", 'version = 3\ntitle = { ja = "リモートワーク基本方針", en = "Remote-work basics" }\n'
+    )
+    policy = load_policy(text.encode())
+    assert policy_title(policy, "ja") == "リモートワーク基本方針"
+    assert policy_title(policy, "en") == "Remote-work basics"
+    assert policy_title(make_policy(), "ja") == "standard"  # no title: the id
+    assert (
+        Translator("ja")("ack.heading", title="リモートワーク基本方針", version=3)
+        == "リモートワーク基本方針 (第 3 版)"
+    )
