@@ -214,7 +214,10 @@ class AgentLab:
     log: Path | None = None
 
     @classmethod
-    def create(cls, desk: XDesktop, policy_toml: str) -> AgentLab:
+    def create(
+        cls, desk: XDesktop, policy_toml: str, *, enrolled: bool = True, tray: bool = True
+    ) -> AgentLab:
+        """``enrolled=False``: an MDM-drop-only deployment (no server in agent.toml, no enrollment)."""
         workdir = Path(tempfile.mkdtemp(prefix="mamori-bench-"))
         os.chmod(workdir, 0o755)
         state = workdir / "state"
@@ -236,11 +239,14 @@ class AgentLab:
             state_dir=state,
             trusted_keys=[workdir / "keys" / "policy-signing.pub"],
             policy_bundle=lab.drop,
-            server=server.url,
+            server=server.url if enrolled else None,
             lock_command=["true"],
-            tray=True,
+            tray=tray,
         )
-        save_enrollment(state, Enrollment(server.url, str(uuid.uuid4()), "bench-token-" + uuid.uuid4().hex))
+        if enrolled:
+            save_enrollment(
+                state, Enrollment(server.url, str(uuid.uuid4()), "bench-token-" + uuid.uuid4().hex)
+            )
         return lab
 
     def publish(self, policy_toml: str) -> None:
@@ -402,3 +408,66 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def thread_counters(pid: int) -> dict[int, tuple[float, int, int]]:
+    """Per thread of ``pid``: (user+system CPU seconds, voluntary, involuntary context switches), from /proc."""
+    out: dict[int, tuple[float, int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            text = (task / "stat").read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            switches = dict(
+                line.split(":\t", 1)
+                for line in (task / "status").read_text().splitlines()
+                if "_ctxt_" in line
+            )
+            out[int(task.name)] = (
+                (int(fields[11]) + int(fields[12])) / TICKS,
+                int(switches["voluntary_ctxt_switches"]),
+                int(switches["nonvoluntary_ctxt_switches"]),
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class ThreadActivity:
+    tid: int
+    cpu_percent: float  # of one core
+    wakeups_per_s: float  # voluntary context switches: the thread blocked and was woken again
+
+
+def thread_activity(pid: int, seconds: float) -> list[ThreadActivity]:
+    """What each thread of ``pid`` did over ``seconds``: a thread that sleeps in a wait wakes once per wait
+    (one voluntary switch), a thread spinning without a wait burns CPU instead. Threads that started or ended
+    during the window are left out."""
+    before = thread_counters(pid)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = thread_counters(pid)
+    elapsed = time.monotonic() - t0
+    return [
+        ThreadActivity(
+            tid,
+            round(100 * (after[tid][0] - before[tid][0]) / elapsed, 2),
+            round((after[tid][1] - before[tid][1]) / elapsed, 2),
+        )
+        for tid in sorted(before.keys() & after.keys())
+    ]
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by OS thread id, from ``py-spy dump`` when it is installed (Python 3.11 does not give
+    its thread names to the OS); empty otherwise."""
+    import re
+
+    spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
+    if not Path(spy).exists():
+        return {}
+    try:
+        done = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', done.stdout, re.M)}

@@ -23,11 +23,14 @@ Prints one JSON document. Exits non-zero only when the lab cannot be set up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -170,17 +173,48 @@ def can_vpn() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("openvpn") is not None
 
 
-def main() -> int:
+def start_cpu_hogs(count: int) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """``count`` busy CPU workers at normal priority: stress-ng (Debian) when installed, else Python spinners."""
+    if count <= 0:
+        return None, "none"
+    if shutil.which("stress-ng"):
+        argv = ["stress-ng", "--cpu", str(count), "--cpu-method", "matrixprod", "--quiet"]
+        return subprocess.Popen(argv, start_new_session=True), f"stress-ng --cpu {count}"
+    code = f"import multiprocessing as m\nfor _ in range({count}): m.Process(target=lambda: [0 for _ in iter(int, 1)]).start()"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True), f"{count} Python spinners"
+
+
+def stop_cpu_hogs(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="idle → covered rounds")
     parser.add_argument("--share-rounds", type=int, default=10, help="rounds per share signal")
     parser.add_argument("--vpn-rounds", type=int, default=5)
     parser.add_argument("--no-vpn", action="store_true", help="skip the OpenVPN lab (no root/openvpn)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--cpu-hogs",
+        type=int,
+        default=0,
+        help="busy CPU workers at normal priority during the measurements (stress-ng --cpu N; SPEC.md: "
+        "'also with every core busy')",
+    )
+    args = parser.parse_args(argv)
     use_vpn = not args.no_vpn and can_vpn()
     before = machine()
     result: dict[str, Any] = {}
     vpn: Any = None
+    hogs: subprocess.Popen[bytes] | None = None
     tmp = Path(tempfile.mkdtemp(prefix="mamori-bench-vpn-"))
     with XDesktop.start(tray=True) as desk:
         window = desk.open_window("顧客台帳 - Excel", process="excel", x=60, y=120, width=640, height=200)
@@ -200,6 +234,8 @@ def main() -> int:
             lab.wait_ready(version=1)
             rig = Rig(desk, lab, watch, box)
             time.sleep(2.0)
+            hogs, result["load"] = start_cpu_hogs(args.cpu_hogs)
+            time.sleep(1.0 if hogs else 0.0)
             result["idle_to_cover_ms"] = summary(idle_rounds(rig, args.rounds))
             lab.publish(policy(2, PRESENCE_SLOW, use_vpn))
             rig.input_time()
@@ -213,7 +249,10 @@ def main() -> int:
             else:
                 result["vpn_drop_to_cover_ms"] = "skipped: needs root, iproute2 and openvpn"
             result["agent_restarts"] = lab.status().get("restarts", {})
+            if hogs is not None:
+                result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         finally:
+            stop_cpu_hogs(hogs)
             watch.close()
             lab.stop()
             if vpn is not None:
@@ -221,7 +260,9 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(
         json.dumps(
-            {"machine_before": before, "machine_after": machine(), **result}, indent=2, ensure_ascii=False
+            {"benchmark": "agent_latency", "machine_before": before, "machine_after": machine(), **result},
+            indent=2,
+            ensure_ascii=False,
         )
     )
     return 0

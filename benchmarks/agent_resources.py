@@ -101,46 +101,79 @@ def open_windows(desk: XDesktop, count: int, browser: bool) -> None:
             desk.open_window(f"{app} {i}", process=app, x=x, y=y, width=400, height=120)
 
 
-def measure(lab: AgentLab, seconds: float, interval: float = 5.0) -> dict[str, Any]:
-    pid = lab.agent_pid
-    helper = lab.helper_pid()
-    assert helper is not None
-    rss: list[float] = []
-    helper_rss: list[float] = []
-    samples: list[dict[str, int]] = []
-    own0, children0 = cpu_seconds(pid)
-    helper0, _ = cpu_seconds(helper)
+CONFIGS: dict[str, dict[str, bool]] = {
+    # what a worker's login starts: enrolled with a server, tray icon
+    "enrolled+tray": {"enrolled": True, "tray": True},
+    "enrolled-no-tray": {"enrolled": True, "tray": False},
+    # an MDM-drop-only deployment: no server in agent.toml, no enrollment
+    "drop-only+tray": {"enrolled": False, "tray": True},
+    "drop-only-no-tray": {"enrolled": False, "tray": False},
+}
+
+
+def measure(labs: dict[str, AgentLab], seconds: float, interval: float = 5.0) -> dict[str, Any]:
+    """Every lab's agent and cover helper, sampled together every ``interval`` s for ``seconds``."""
+    pids = {name: (lab.agent_pid, lab.helper_pid()) for name, lab in labs.items()}
+    rss: dict[str, list[float]] = {name: [] for name in labs}
+    uss: dict[str, list[float]] = {name: [] for name in labs}
+    helper_rss: dict[str, list[float]] = {name: [] for name in labs}
+    cpu_trace: dict[str, list[tuple[float, float]]] = {name: [] for name in labs}
+    last: dict[str, dict[str, int]] = {}
+    start_cpu = {name: cpu_seconds(pid) for name, (pid, _) in pids.items()}
+    start_helper = {name: cpu_seconds(helper)[0] for name, (_, helper) in pids.items() if helper}
     t0 = time.monotonic()
 
     def sample_loop() -> None:
         while time.monotonic() - t0 < seconds:
             time.sleep(min(interval, max(0.0, seconds - (time.monotonic() - t0))))
-            mem = memory_kb(pid)
-            samples.append(mem)
-            rss.append(mem["VmRSS"] / 1024)
-            helper_rss.append(memory_kb(helper)["VmRSS"] / 1024)
+            now = time.monotonic() - t0
+            for name, (pid, helper) in pids.items():
+                mem = memory_kb(pid)
+                last[name] = mem
+                rss[name].append(mem["VmRSS"] / 1024)
+                if "USS" in mem:
+                    uss[name].append(mem["USS"] / 1024)
+                cpu_trace[name].append((now, cpu_seconds(pid)[0]))
+                if helper:
+                    helper_rss[name].append(memory_kb(helper)["VmRSS"] / 1024)
 
     busy = busy_cpu_fraction(seconds, sample_loop)
     elapsed = time.monotonic() - t0
-    own1, children1 = cpu_seconds(pid)
-    helper1, _ = cpu_seconds(helper)
-    if lab.helper_pid() != helper:
-        raise RuntimeError("the cover helper restarted during the measurement")
-    last = samples[-1]
-    return {
+    out: dict[str, Any] = {
         "seconds": round(elapsed, 1),
-        "agent_pid": pid,
-        "agent_cpu_percent": round(100 * (own1 - own0) / elapsed, 3),
-        "agent_children_cpu_percent": round(100 * (children1 - children0) / elapsed, 3),
-        "agent_rss_mb": summary(rss),
-        "agent_last": {k: round(v / 1024, 1) for k, v in last.items()},
-        "helper_cpu_percent": round(100 * (helper1 - helper0) / elapsed, 3),
-        "helper_rss_mb": summary(helper_rss),
         "machine_busy_percent_of_all_cores": round(100 * busy, 1),
     }
+    for name, (pid, helper) in pids.items():
+        own1, children1 = cpu_seconds(pid)
+        own0, children0 = start_cpu[name]
+        if labs[name].helper_pid() != helper:
+            raise RuntimeError(f"{name}: the cover helper restarted during the measurement")
+        # CPU in one-minute slices (or the whole window when shorter), for min/median/max.
+        slices: list[float] = []
+        trace = [(0.0, own0), *cpu_trace[name]]
+        width = min(60.0, elapsed)
+        begin = trace[0]
+        for point in trace[1:]:
+            if point[0] - begin[0] >= width - 0.5:
+                slices.append(100 * (point[1] - begin[1]) / (point[0] - begin[0]))
+                begin = point
+        out[name] = {
+            "agent_pid": pid,
+            "agent_cpu_percent": round(100 * (own1 - own0) / elapsed, 3),
+            "agent_cpu_percent_per_minute": summary(slices, 3),
+            "agent_children_cpu_percent": round(100 * (children1 - children0) / elapsed, 3),
+            "agent_rss_mb": summary(rss[name]),
+            "agent_uss_mb": summary(uss[name]),
+            "agent_last": {k: round(v / 1024, 1) for k, v in last[name].items()},
+            "helper_cpu_percent": round(100 * (cpu_seconds(helper)[0] - start_helper[name]) / elapsed, 3)
+            if helper
+            else None,
+            "helper_rss_mb": summary(helper_rss[name]),
+        }
+    return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="measurement window (default 600)")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds after start-up before measuring")
@@ -148,8 +181,18 @@ def main() -> int:
     parser.add_argument(
         "--no-browser", action="store_true", help="no browser window (share guard's cheap case)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--configs",
+        default="enrolled+tray",
+        help=f"comma-separated, run side by side on one desktop: {', '.join(CONFIGS)} (or 'all')",
+    )
+    args = parser.parse_args(argv)
+    names = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s): {unknown}")
     before = machine()
+    started: dict[str, float] = {}
     with XDesktop.start(tray=True) as desk:
         # The worker is at the PC: the X screensaver (Xvfb's default: on after 10 min without input) would
         # count as "locked", i.e. away, and the agent would cover windows during the measurement.
@@ -158,25 +201,44 @@ def main() -> int:
             ["xset", "-dpms"], env=desk.env, check=False, capture_output=True
         )  # Xvfb may lack DPMS
         open_windows(desk, args.windows, browser=not args.no_browser)
-        lab = AgentLab.create(desk, POLICY)
+        labs: dict[str, AgentLab] = {}
         try:
-            lab.start()
-            status = lab.wait_ready(version=1)
+            for name in names:
+                labs[name] = AgentLab.create(desk, POLICY, **CONFIGS[name])
+            for name, lab in labs.items():
+                t0 = time.monotonic()
+                lab.start()
+                lab.wait_ready(version=1)
+                # start to "protected": the policy applied and the cover helper running (status answers)
+                started[name] = round(time.monotonic() - t0, 2)
             time.sleep(args.warmup)
-            status = lab.status()
-            result = measure(lab, args.seconds)
-            status = lab.status()
-            if status["presence"]["stage"] != "active" or status["covered"]["count"]:
-                raise RuntimeError(f"the agent left the idle state during the run: {status['presence']}")
-            result["stage"] = status["presence"]["stage"]
-            result["covered"] = status["covered"]["count"]
-            result["degraded"] = status.get("degraded", [])
-            result["events_uploaded"] = len(lab.server.events)
+            result = measure(labs, args.seconds)
+            for name, lab in labs.items():
+                status = lab.status()
+                if status["presence"]["stage"] != "active" or status["covered"]["count"]:
+                    raise RuntimeError(
+                        f"{name}: the agent left the idle state during the run: {status['presence']}"
+                    )
+                result[name].update(
+                    stage=status["presence"]["stage"],
+                    covered=status["covered"]["count"],
+                    degraded=status.get("degraded", []),
+                    events_uploaded=len(lab.server.events),
+                    start_to_protected_s=started[name],
+                )
         finally:
-            lab.stop()
+            for lab in labs.values():
+                lab.stop()
     print(
         json.dumps(
-            {"machine_before": before, "machine_after": machine(), "windows": args.windows, **result},
+            {
+                "benchmark": "agent_resources",
+                "machine_before": before,
+                "machine_after": machine(),
+                "windows": args.windows,
+                "configs": names,
+                **result,
+            },
             indent=2,
             ensure_ascii=False,
         )

@@ -1,5 +1,5 @@
 """Server ingest throughput on SQLite vs. the raw batched-insert rate of the same database (SPEC.md target:
->= 40 % of raw, batches of 500, 2 cores).
+>= 50 % of raw, batches of 500, 2 cores).
 
 Both numbers come from the same run on the same machine:
 - raw: sqlite3 ``executemany`` of 500-row batches into the migrated ``events`` table, one commit per batch,
@@ -37,7 +37,7 @@ from tests.harness.live_server import ServerProcess, free_port, migrated
 BATCH = 500
 
 
-def make_batches(device_id: str, count: int, start_seq: int = 1) -> list[bytes]:
+def make_batches(device_id: str, count: int, start_seq: int = 1, batch: int = BATCH) -> list[bytes]:
     now = SystemClock().now()
     lines = []
     for i in range(count):
@@ -47,7 +47,7 @@ def make_batches(device_id: str, count: int, start_seq: int = 1) -> list[bytes]:
         )
         record["metadata"]["sequence"] = start_seq + i
         lines.append(encode(record))
-    return [gzip.compress(b"\n".join(lines[i : i + BATCH]) + b"\n", 6) for i in range(0, count, BATCH)]
+    return [gzip.compress(b"\n".join(lines[i : i + batch]) + b"\n", 6) for i in range(0, count, batch)]
 
 
 def raw_rate(path: Path, total: int) -> float:
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "server_events_per_s": [round(s["events_per_s"]) for s in served],
         "ratios": [round(r, 3) for r in ratios],
         "median_ratio": round(median, 3),
-        "target_ratio": 0.40,
+        "target_ratio": 0.50,
         "batch_p50_ms": round(sorted(s["batch_p50_ms"] for s in served)[len(served) // 2], 1),
         "batch_p99_ms": round(max(s["batch_p99_ms"] for s in served), 1),
     }

@@ -263,7 +263,9 @@ def make_engine(url: str) -> Engine:
 # Connections per server process: more than the concurrent ingest ceiling (max_concurrent_ingest, 16) so that
 # the lookups of requests waiting at the ceiling do not queue behind it; workers x this must stay below the
 # database's max_connections.
-PG_POOL_SIZE = 24
+# MAMORI_PG_POOL_SIZE overrides it, e.g. for several server processes behind a load balancer on one database
+# (benchmarks/ingest_lb.py runs four: 4 x 24 would exceed PostgreSQL's default max_connections of 100).
+PG_POOL_SIZE = int(os.environ.get("MAMORI_PG_POOL_SIZE", "24"))
 PG_POOL_TIMEOUT_S = 10.0
 
 
