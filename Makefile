@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/mamori demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check core agent policy server tests benchmarks
-	$(BIN)/ruff format --check core agent policy server tests benchmarks
+	$(BIN)/ruff check core agent policy server deploy tests benchmarks
+	$(BIN)/ruff format --check core agent policy server deploy tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)

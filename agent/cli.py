@@ -25,6 +25,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("agent.commands",),
     ),
     ("server", "the central server", ("server.cli",)),
+    ("package", "build the installers IT deploys (deb, msi, pkg)", ("deploy.cli",)),
 )
 
 EXIT_INTERNAL = 70
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mamori", description="Mamori (守り) remote-work endpoint guard")
     parser.add_argument("--version", action="version", version=f"mamori {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    groups = parser.add_subparsers(dest="group", metavar="{policy,agent,server,demo}")
+    groups = parser.add_subparsers(dest="group", metavar="{policy,agent,server,package,demo}")
     for name, help_text, modules in GROUPS:
         group = groups.add_parser(name, help=help_text)
         group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

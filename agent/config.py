@@ -8,10 +8,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.platform import system_config_path
+from agent.platform import OS_NAME, system_config_path
 from core.errors import MamoriError
 
 ENV_CONFIG = "MAMORI_CONFIG"
+ENV_MACHINE_STATE = "MAMORI_MACHINE_STATE_DIR"
 
 
 class ConfigError(MamoriError):
@@ -22,6 +23,18 @@ def default_state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("mamori", appauthor=False))
+
+
+def machine_state_dir() -> Path:
+    """This PC's machine-wide state (its one enrollment), written by the installer as root/SYSTEM and read by
+    every user's agent: $MAMORI_MACHINE_STATE_DIR, else /var/lib/mamori, or "state" beside the system agent.toml
+    on Windows and macOS (docs/admin-guide.md, "One device per PC")."""
+    env = os.environ.get(ENV_MACHINE_STATE)
+    if env:
+        return Path(env)
+    if OS_NAME == "linux":
+        return Path("/var/lib/mamori")
+    return system_config_path().parent / "state"
 
 
 def default_config_path() -> Path:

@@ -37,7 +37,15 @@ class Enrollment:
 
 
 def enrollment_path(state_dir: Path) -> Path:
-    return state_dir / ENROLLMENT_FILE
+    """This user's enrollment if there is one, else the PC's machine-wide one (the installers enroll each PC
+    once, agent.config.machine_state_dir), else where ``mamori agent enroll`` writes a new one."""
+    own = state_dir / ENROLLMENT_FILE
+    if own.exists():
+        return own
+    from agent.config import machine_state_dir
+
+    machine = machine_state_dir() / ENROLLMENT_FILE
+    return machine if machine.exists() else own
 
 
 def load_enrollment(state_dir: Path) -> Enrollment | None:
@@ -58,7 +66,7 @@ def load_enrollment(state_dir: Path) -> Enrollment | None:
 def save_enrollment(state_dir: Path, enrollment: Enrollment) -> Path:
     from policy.store import atomic_write
 
-    path = enrollment_path(state_dir)
+    path = state_dir / ENROLLMENT_FILE  # never the machine-wide one: that is the installer's
     doc = {
         "server": enrollment.server,
         "device_id": enrollment.device_id,

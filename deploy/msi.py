@@ -1,0 +1,204 @@
+"""``mamori package msi``: a per-machine Windows Installer package, built here with wixl (Debian's msitools).
+
+The WiX source is installer/windows/mamori.wxs; this module adds a generated fragment with the agent's files
+(the Payload component group, under ``%ProgramFiles%\\Mamori``) and the baked configuration (Configuration,
+under ``%ProgramData%\\Mamori``: agent.toml, machine.toml, keys, the policy drop, the CA).
+
+The payload is the frozen agent built on Windows (installer/windows/build-agent.ps1: a PyInstaller one-folder
+build with ``mamori.exe`` and the windowless ``mamoriw.exe``), passed as ``--payload DIR``. Why frozen rather
+than wheels plus a Python launch condition: the PCs need no Python of their own, nothing is fetched at install
+time, and the agent's DLLs are the ones tested together. It cannot be built on Linux, so without ``--payload``
+this command refuses rather than write an MSI that installs nothing that runs.
+
+Component GUIDs are derived from each file's install path, so every build of the same layout uses the same
+GUIDs: a major upgrade then keeps a configuration file IT edited (Windows Installer does not overwrite an
+unversioned file modified after it was installed) and never removes it in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+from xml.sax.saxutils import quoteattr
+
+from deploy.bake import PackageError, PackageInputs, agent_toml, toml_string
+from deploy.sources import installer_dir
+
+DATA_DIR = PurePosixPath("%ProgramData%/Mamori")  # agent.toml expands %VARS% on Windows (ntpath.expandvars)
+_NAMESPACE = uuid.UUID("5b0c1f2e-7a1d-4e53-9c1b-0f6a2b8e9d10")
+REQUIRED_PAYLOAD = ("mamori.exe", "mamoriw.exe")
+
+
+def product_version(version: str, revision: str) -> str:
+    """Windows Installer compares only major.minor.build, so the revision goes into the third field:
+    0.1.0 revision 2 -> 0.1.2, 0.1.1 revision 1 -> 0.1.1001."""
+    major, minor, patch = (int(part) for part in version.split(".")[:3])
+    return f"{major}.{minor}.{patch * 1000 + int(revision)}"
+
+
+def machine_toml(inputs: PackageInputs) -> str:
+    lines = [
+        "# %ProgramData%\\Mamori\\machine.toml — this PC's one enrollment (written by enroll.cmd as SYSTEM).",
+        f"state_dir = {toml_string(DATA_DIR / 'state')}",
+        "trusted_keys = ["
+        + ", ".join(toml_string(DATA_DIR / "keys" / k.name) for k in inputs.trusted_keys)
+        + "]",
+        f"server = {toml_string(inputs.server)}",
+    ]
+    if inputs.server_ca is not None:
+        lines.append(f"server_ca = {toml_string(DATA_DIR / 'ca.pem')}")
+    lines.append("tray = false")
+    return "\n".join(lines) + "\n"
+
+
+def _id(prefix: str, key: str) -> str:
+    return prefix + hashlib.sha256(key.encode("utf-8")).hexdigest()[:30]
+
+
+def _guid(key: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, key.lower()))
+
+
+class _Fragment:
+    """Directories, one component per file, and the component groups that the product's feature references."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.groups: dict[str, list[str]] = {}
+
+    def tree(self, root_id: str, root_key: str, files: dict[PurePosixPath, Path], group: str) -> None:
+        self.lines.append(f"<DirectoryRef Id={quoteattr(root_id)}>")
+        self._dir(PurePosixPath(), root_key, files, group)
+        self.lines.append("</DirectoryRef>")
+
+    def _dir(self, rel: PurePosixPath, root_key: str, files: dict[PurePosixPath, Path], group: str) -> None:
+        here = sorted(p for p in files if p.parent == rel)
+        subdirs = sorted({p.relative_to(rel).parts[0] for p in files if p.parent != rel and rel in p.parents})
+        for path in here:
+            key = f"{root_key}/{path}"
+            component = _id("c", key)
+            self.groups.setdefault(group, []).append(component)
+            self.lines.append(
+                f'<Component Id="{component}" Guid="{_guid(key)}" Win64="yes">'
+                f'<File Id="{_id("f", key)}" Name={quoteattr(path.name)} Source={quoteattr(str(files[path]))} '
+                'KeyPath="yes"/></Component>'
+            )
+        for name in subdirs:
+            sub = rel / name
+            self.lines.append(f'<Directory Id="{_id("d", f"{root_key}/{sub}")}" Name={quoteattr(name)}>')
+            self._dir(sub, root_key, files, group)
+            self.lines.append("</Directory>")
+
+    def document(self) -> str:
+        groups = [
+            f"<ComponentGroup Id={quoteattr(name)}>"
+            + "".join(f'<ComponentRef Id="{c}"/>' for c in components)
+            + "</ComponentGroup>"
+            for name, components in self.groups.items()
+        ]
+        body = "\n".join([*self.lines, *groups])
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>\n'
+            '<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi"><Fragment>\n'
+            f"<!-- generated by deploy/msi.py -->\n{body}\n</Fragment></Wix>\n"
+        )
+
+
+def _payload_files(payload: Path) -> list[PurePosixPath]:
+    if not payload.is_dir():
+        raise PackageError(
+            f"--payload {payload}: not a directory; pass the frozen agent folder built on Windows"
+        )
+    for name in REQUIRED_PAYLOAD:
+        if not (payload / name).is_file():
+            raise PackageError(
+                f"--payload {payload}: no {name}; build it on Windows with installer/windows/build-agent.ps1"
+            )
+    return [
+        PurePosixPath(p.relative_to(payload).as_posix())
+        for p in sorted(payload.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    ]
+
+
+def build_msi(inputs: PackageInputs, out_dir: Path, *, payload: Path | None) -> Path:
+    """Build ``out_dir/mamori-agent-<version>-<revision>-x64.msi`` and return its path."""
+    if inputs.insecure_http:
+        raise PackageError("--insecure-http: only for a lab .deb; Windows and macOS PCs enroll over https://")
+    if payload is None:
+        raise PackageError(
+            "no --payload: pass the frozen agent folder built on Windows (installer/windows/build-agent.ps1)"
+        )
+    wixl = shutil.which("wixl")
+    if wixl is None:
+        raise PackageError("wixl: not found; install msitools' wixl (apt-get install wixl)")
+    files = _payload_files(payload)
+    assets = installer_dir() / "windows"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"mamori-agent-{inputs.version}-{inputs.revision}-x64.msi"
+    with tempfile.TemporaryDirectory(prefix="mamori-msi-") as tmp:
+        work = Path(tmp)
+        # wixl resolves File/@Source relative to where it runs and refuses absolute paths: everything it reads
+        # is reached from the work directory (the payload through a symlink, not a copy).
+        (work / "payload").symlink_to(payload.resolve(), target_is_directory=True)
+        program = {rel: Path("payload") / rel for rel in files}
+        (work / "mamori-agent-task.xml").write_bytes(
+            (assets / "mamori-agent-task.xml").read_text(encoding="utf-8").encode("utf-16")
+        )
+        program[PurePosixPath("mamori-agent-task.xml")] = Path("mamori-agent-task.xml")
+        shutil.copyfile(assets / "enroll.cmd", work / "enroll.cmd")
+        program[PurePosixPath("enroll.cmd")] = Path("enroll.cmd")
+        shutil.copyfile(assets / "mamori.wxs", work / "mamori.wxs")
+        data: dict[PurePosixPath, Path] = {}
+
+        def put(rel: str, content: bytes | str) -> None:
+            path = work / "data" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Windows tools read CRLF text best; TOML and PEM accept either.
+            path.write_bytes(
+                content.replace("\n", "\r\n").encode("utf-8") if isinstance(content, str) else content
+            )
+            data[PurePosixPath(rel)] = path.relative_to(work)
+
+        header = "%ProgramData%\\Mamori\\agent.toml"
+        put("agent.toml", agent_toml(inputs, DATA_DIR, header=header))
+        put("machine.toml", machine_toml(inputs))
+        for key in inputs.trusted_keys:
+            put(f"keys/{key.name}", key.data)
+        if inputs.policy is not None:
+            put("policy.dsse.json", inputs.policy)
+        if inputs.server_ca is not None:
+            put("ca.pem", inputs.server_ca)
+        fragment = _Fragment()
+        fragment.tree("INSTALLDIR", "ProgramFiles/Mamori", program, "Payload")
+        fragment.tree("DATADIR", "ProgramData/Mamori", data, "Configuration")
+        (work / "payload.wxs").write_text(fragment.document(), encoding="utf-8")
+        argv = [
+            wixl,
+            "--arch",
+            "x64",
+            "-D",
+            f"Version={product_version(inputs.version, inputs.revision)}",
+            "-D",
+            f"ServerUrl={inputs.server}",
+            "-D",
+            f"EnrollSecret={inputs.enroll_secret}",
+            "-D",
+            f"Group={inputs.group or ''}",
+            "-o",
+            str(target.resolve()),
+            "mamori.wxs",
+            "payload.wxs",
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=work)
+        if result.returncode != 0 or not target.exists():
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+            raise PackageError(f"wixl failed (exit {result.returncode}): {tail}")
+    return target
+
+
+__all__ = ["build_msi", "product_version"]
