@@ -18,6 +18,7 @@ from agent.ui.view import StatusView, build_view
 
 Translate = Callable[..., str]
 REFRESH_MS = 1000
+STATUS_TEXT_WIDTH = 520  # pixels of text per status line before it wraps
 PAUSE_REASONS = ("meeting", "presentation", "support", "other")
 
 
@@ -121,9 +122,26 @@ class StatusWindow:
         self._state_label.configure(
             text=self._t(f"tray.state.{view.state.value}"), fg="#{:02x}{:02x}{:02x}".format(*rgb)
         )
-        self._lines.configure(text="\n".join(view.lines))
+        self._lines.configure(text=self._wrapped(view.lines))
         self._rebuild_buttons(view)
         win.after(REFRESH_MS, self.refresh)
+
+    def _wrapped(self, lines: tuple[str, ...]) -> str:
+        """Each status line through the one renderer (agent.ui.text); a fix line ("  → ...") hangs."""
+        import tkinter.font as tkfont
+
+        from agent.ui.text import render
+
+        measure = tkfont.Font(self.win, font=self._font).measure
+        out = []
+        for line in lines:
+            stripped = line.lstrip(" ")
+            indent = line[: len(line) - len(stripped)]
+            if stripped.startswith("→ "):
+                out.append(render(stripped[2:], STATUS_TEXT_WIDTH, measure, bullet=indent + "→ "))
+            else:
+                out.append(render(line, STATUS_TEXT_WIDTH, measure))
+        return "\n".join(out)
 
     def close(self) -> None:
         if self.win is not None and self.win.winfo_exists():
@@ -189,18 +207,43 @@ def fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
     return tk.Toplevel(master, name=name)
 
 
-def show_text_window(master: tk.Misc, title: str, text: str, name: str) -> tk.Toplevel:
-    """A read-only, scrollable text viewer (What is reported, View policy)."""
+def show_text_window(
+    master: tk.Misc, title: str, text: str, name: str, raw: tuple[str, str, str] | None = None
+) -> tk.Toplevel:
+    """A read-only, scrollable text viewer (What is reported, View policy).
+
+    ``raw`` = (button label, label to come back, the other text): one click shows the other text (the events
+    exactly as sent, as JSON), a second click the table again.
+    """
     win = fresh_toplevel(master, name)
     win.title(title)
     win.wm_attributes("-topmost", True)
-    tk.Button(win, name="ok", text="OK", command=win.destroy).pack(side="bottom", pady=4)
+    bottom = ttk.Frame(win)
+    bottom.pack(side="bottom", fill="x", pady=4)
+    tk.Button(bottom, name="ok", text="OK", command=win.destroy).pack(side="right", padx=8)
     win.bind("<Escape>", lambda _e: win.destroy())
-    box = tk.Text(win, name="text", width=90, height=24, wrap="word", font=ui_font(win, 11))
+    box = tk.Text(win, name="text", width=100, height=24, wrap="none", font=ui_font(win, 11))
     scroll = ttk.Scrollbar(win, command=box.yview)
     box.configure(yscrollcommand=scroll.set)
     scroll.pack(side="right", fill="y")
     box.pack(side="left", fill="both", expand=True)
-    box.insert("1.0", text)
-    box.configure(state="disabled")
+
+    def show(content: str) -> None:
+        box.configure(state="normal")
+        box.delete("1.0", "end")
+        box.insert("1.0", content)
+        box.configure(state="disabled")
+
+    show(text)
+    if raw is not None:
+        label, back, other = raw
+        showing = {"raw": False}
+
+        def toggle() -> None:
+            showing["raw"] = not showing["raw"]
+            show(other if showing["raw"] else text)
+            button.configure(text=back if showing["raw"] else label)
+
+        button = tk.Button(bottom, name="raw", text=label, command=toggle)
+        button.pack(side="left", padx=8)
     return win

@@ -128,7 +128,8 @@ def wrap(paragraph: str, width: float, measure: Measure = len) -> list[str]:
 def render(text: str, width: float, measure: Measure = len, bullet: str = "") -> str:
     """``text`` reflowed: each paragraph wrapped to ``width``; ``bullet`` before each paragraph, hanging."""
     blocks = []
-    indent = " " * len(bullet) if bullet else ""
+    # The hanging indent as wide as the bullet in this font (a proportional space is narrower than "→ ").
+    indent = " " * max(1, round(measure(bullet) / (measure(" ") or 1))) if bullet else ""
     for paragraph in paragraphs(text):
         body = _BULLET.sub("", paragraph) if bullet else paragraph
         lines = wrap(body, width - (measure(bullet) if bullet else 0), measure)

@@ -372,8 +372,14 @@ class Tray:
         ui = self._tk()
         if ui is None:
             return
-        text = reported_text(self._t, self._reported() if self._reported else [])
-        ui.call(lambda root: show_text_window(root, self._t("status.reported.title"), text, "reported"))
+        records = self._reported() if self._reported else []
+        text = reported_text(self._t, records)
+        raw = (
+            (self._t("reported.raw"), self._t("reported.table"), reported_json(records)) if records else None
+        )
+        ui.call(
+            lambda root: show_text_window(root, self._t("status.reported.title"), text, "reported", raw=raw)
+        )
 
     def show_policy(self) -> None:
         from agent.ui.statuswindow import show_text_window
@@ -542,13 +548,94 @@ class _XorgPump:
                     os.read(self._wake_r, 4096)
 
 
+# The data fields that say why an event was sent, in the order they are shown (rule names, check ids, codes:
+# never titles, which the privacy filter keeps off the wire anyway).
+_WHY_FIELDS = (
+    "reason",
+    "reason_code",
+    "check_id",
+    "status",
+    "mode",
+    "stage",
+    "rules",
+    "count",
+    "app",
+    "capability",
+    "method",
+    "interface",
+    "policy_id",
+    "version",
+    "state",
+    "failing",
+    "minutes",
+)
+
+
+def reported_rows(t: Translate, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(local time, what, why) for each record as sent, newest first."""
+    from datetime import UTC, datetime
+
+    rows: list[tuple[float, tuple[str, str, str]]] = []
+    for record in records:
+        ms = record.get("time")
+        stamp = float(ms) / 1000 if isinstance(ms, int | float) else 0.0
+        when = datetime.fromtimestamp(stamp, UTC).astimezone().strftime("%m-%d %H:%M:%S") if stamp else "?"
+        code = str(_mapping(record.get("metadata")).get("event_code", "?"))
+        try:
+            what = t(f"reported.kind.{code}")
+        except KeyError:
+            what = code
+        data = _mapping(record.get("unmapped"))
+        parts = []
+        for key in _WHY_FIELDS:
+            value = data.get(key)
+            if value in (None, "", [], {}):
+                continue
+            if isinstance(value, list | tuple):
+                value = ", ".join(str(v) for v in value)
+            parts.append(f"{key}={value}")
+        rows.append((stamp, (when, what, "  ".join(parts))))
+    rows.sort(key=lambda row: row[0], reverse=True)
+    return [row for _, row in rows]
+
+
 def reported_text(t: Translate, records: Sequence[Mapping[str, Any]]) -> str:
-    """The last events exactly as sent (one JSON document a line), under the privacy promise."""
+    """The last events as a table (time, what, details), newest first, under the privacy promise."""
     head = t("status.reported.privacy")
     if not records:
         return f"{head}\n\n{t('status.reported.none')}\n"
-    body = "\n".join(json.dumps(r, ensure_ascii=False, sort_keys=True) for r in records)
-    return f"{head}\n\n{body}\n"
+    rows = reported_rows(t, records)
+    header = (t("reported.column.time"), t("reported.column.what"), t("reported.column.why"))
+    width = max(_cells(header[1]), *(_cells(what) for _, what, _ in rows))
+    lines = [_row(header, width), _row(("-" * 14, "-" * width, "-" * 20), width)]
+    lines += [_row(row, width) for row in rows]
+    return f"{head}\n\n" + "\n".join(lines) + "\n"
+
+
+def reported_json(records: Sequence[Mapping[str, Any]]) -> str:
+    """The same events exactly as sent: one JSON document a line, newest first."""
+
+    def when(record: Mapping[str, Any]) -> float:
+        value = record.get("time")
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    ordered = sorted(records, key=when)
+    return "\n".join(json.dumps(r, ensure_ascii=False, sort_keys=True) for r in reversed(ordered)) + "\n"
+
+
+def _cells(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _row(row: tuple[str, str, str], width: int) -> str:
+    when, what, why = row
+    return f"{when:<14}  {what}{' ' * (width - _cells(what))}  {why}".rstrip()
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def policy_text(t: Translate, policy: Policy | None) -> str:

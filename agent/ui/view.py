@@ -146,24 +146,39 @@ def permissions(status: Mapping[str, Any]) -> Permissions:
     )
 
 
-def check_name(t: Translate, check_id: str) -> str:
-    """A check's display name: ``check.<id>`` (or of its family, e.g. tls.0 -> check.tls), else the id."""
-    for key in (f"check.{check_id}", f"check.{check_id.split('.', maxsplit=1)[0].split(':', maxsplit=1)[0]}"):
+def _lookup(t: Translate, keys: Sequence[str]) -> str | None:
+    for key in keys:
         try:
             return t(key)
         except KeyError:
             continue
-    return check_id
+    return None
+
+
+def _check_keys(prefix: str, check_id: str) -> list[str]:
+    """``prefix.<id>``, then of its last part (device.disk_encryption -> disk_encryption), then of its family
+    (tls.0, vpn.routes -> tls, vpn)."""
+    base = check_id.split(":", maxsplit=1)[0]
+    parts = base.split(".")
+    return [f"{prefix}.{base}", f"{prefix}.{parts[-1]}", f"{prefix}.{parts[0]}"]
+
+
+def check_name(t: Translate, check_id: str) -> str:
+    """A check's display name, with the endpoint it probed: "tls:vpn.example.com:443" ->
+    "Encrypted connections (TLS) vpn.example.com:443"; an unknown id is shown as it is."""
+    name = _lookup(t, _check_keys("check", check_id))
+    if name is None:
+        return check_id
+    _, _, endpoint = check_id.partition(":")
+    return f"{name} {endpoint}" if endpoint else name
 
 
 def remedy(t: Translate, check_id: str) -> str:
-    family = check_id.split(".", maxsplit=1)[0].split(":", maxsplit=1)[0]
-    for key in (f"remedy.{check_id}", f"remedy.{family}", "remedy.generic"):
-        try:
-            return t(key)
-        except KeyError:
-            continue
-    return ""
+    return _lookup(t, [*(_check_keys("remedy", check_id)), "remedy.generic"]) or ""
+
+
+def _posture(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(status.get("posture"))
 
 
 def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = None) -> StatusView:
@@ -211,11 +226,22 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
     checks = _checks(status)
     if not checks:
         lines.append(t("status.no_checks"))
+    posture = _posture(status)
+    block_at = posture.get("block_at")
+    if isinstance(block_at, str) and block_at and not posture.get("block"):
+        # A grace period: say which check will cover the windows, and when (the state alone said "soon").
+        failing = [str(w) for w in posture.get("warnings") or [] if isinstance(w, str)]
+        failing = failing or [str(c.get("id")) for c in checks if _failing(c) and c.get("mode") == "block"]
+        grace_names = ", ".join(dict.fromkeys(check_name(t, f) for f in failing)) or "?"
+        lines.append(t("status.posture.grace", names=grace_names, time=_local_time(block_at)))
     for c in checks:
         result = str(c.get("status", "error"))
         if result not in ("pass", "fail", "error", "skip"):
             result = "error"
-        lines.append(t(f"status.check.{result}", name=check_name(t, str(c.get("id", "?")))))
+        check_id = str(c.get("id", "?"))
+        lines.append(t(f"status.check.{result}", name=check_name(t, check_id)))
+        if result in ("fail", "error") and c.get("mode") != "off":
+            lines.append(t("status.check.fix", fix=remedy(t, check_id)))
     for cap in missing_capabilities(status):
         try:
             name = t(f"doctor.cap.{cap}")
@@ -223,6 +249,8 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
             name = cap
         lines.append(t("status.capability.missing", name=name))
     version = policy.get("version")
+    # One line once: two probes of one endpoint, or a check listed by two providers, must not repeat.
+    lines = list(dict.fromkeys(lines))
     return StatusView(
         state=state,
         tooltip=f"{t('product.name')}: {t(f'tray.state.{state.value}')}",

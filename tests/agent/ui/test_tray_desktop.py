@@ -114,7 +114,6 @@ def test_status_window_opens_from_tray_and_its_actions_work(xdesktop: XDesktop, 
         text = xdesktop.ocr(box)
         assert "Protected" in text and "Step away now" in text and "Pause protection" in text
         assert "Quit" not in text  # the policy does not allow quitting
-        save_png("status-window.en.png", xdesktop.screenshot(box))
 
         click_text(xdesktop, box, "Step")
         wait_for(lambda: "step_away" in app.commands(), timeout=5, what="step_away command")
@@ -130,14 +129,14 @@ def test_status_window_opens_from_tray_and_its_actions_work(xdesktop: XDesktop, 
         assert "pause 15 meeting" in app.commands()
 
         click_text(xdesktop, box, "What")
-        reported = find_window(xdesktop, "What is reported (latest events, as sent)")
+        reported = find_window(xdesktop, "What is reported (newest first)")
         rbox = xdesktop.window_box(reported)
         settle()
         assert "never sent" in xdesktop.ocr(rbox)  # the privacy promise heads the list of events
         xdesktop.xdotool("windowactivate", "--sync", str(reported))
         xdesktop.key("Escape")
         wait_for(
-            lambda: window_gone(xdesktop, "What is reported (latest events, as sent)"),
+            lambda: window_gone(xdesktop, "What is reported (newest first)"),
             timeout=5,
             what="close",
         )
@@ -194,7 +193,7 @@ def test_status_window_and_ack_dialog_in_worker_language(
         text = squash(xdesktop.ocr(dbox, lang=ocr_lang)).replace("|", "I")  # eng OCR often reads "I" as "|"
         for key in ("ack.button", "ack.summary_heading"):
             assert squash(t(key)) in text, (key, text)
-        save_png(f"ack-dialog.{lang}.png", xdesktop.screenshot(dbox))
+        # docs/img/ack-dialog.*.png come from tests/agent/ui/test_ack_desktop.py (a longer policy, what changed)
 
         xdesktop.xdotool("windowactivate", "--sync", str(dialog))
         xdesktop.key("space")  # the acknowledge button has the focus
@@ -213,7 +212,7 @@ def test_status_window_and_ack_dialog_in_worker_language(
         stext = squash(xdesktop.ocr(box, lang=ocr_lang))
         for key in ("tray.menu.step_away", "tray.state.covered"):
             assert squash(t(key)).rstrip("…") in stext, (key, stext)
-        save_png(f"status-window.{lang}.png", xdesktop.screenshot(box))
+        # docs/img/status-window.*.png come from tests/agent/ui/test_status_desktop.py (checks, fixes, grace)
     finally:
         assert app.stop() == 0
 

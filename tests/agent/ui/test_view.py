@@ -150,3 +150,46 @@ def test_every_reason_and_degraded_capability_the_agent_reports_has_a_japanese_n
     event = AgentEvent(Kind.PROTECTION_APPLIED, datetime(2026, 4, 1, tzinfo=UTC), {"reason": "lock_failed"})
     n = notification_for(event, JA)
     assert n is not None and "lock_failed" not in n.body
+
+
+def test_status_lines_name_endpoints_use_names_not_ids_and_give_the_fix() -> None:
+    """Before: "TLS: could not check" twice without the endpoint, "device.disk_encryption" raw, no fix."""
+    status = {
+        "checks": [
+            {"id": "tls:crm.example.co.jp:443", "status": "error", "mode": "block"},
+            {"id": "tls:mail.example.co.jp:443", "status": "error", "mode": "block"},
+            {"id": "device.disk_encryption", "status": "fail", "mode": "warn"},
+            {"id": "vpn", "status": "fail", "mode": "block"},
+            {"id": "vpn", "status": "fail", "mode": "block"},
+        ]
+    }
+    en = build_view(EN, status).lines
+    assert "Encrypted connections (TLS) crm.example.co.jp:443: could not check" in en
+    assert "Encrypted connections (TLS) mail.example.co.jp:443: could not check" in en
+    assert "Disk encryption: not compliant" in en and not any("device.disk_encryption" in ln for ln in en)
+    assert en.count("VPN: not compliant") == 1
+    assert en[en.index("VPN: not compliant") + 1] == "  → Connect to the company VPN."
+    ja = build_view(JA, status).lines
+    assert "ディスク暗号化: 不適合" in ja
+    assert ja[ja.index("ディスク暗号化: 不適合") + 1].startswith("  → ディスク暗号化 (BitLocker")
+
+
+def test_a_grace_period_says_the_vpn_is_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "まもなく画面を保護します" during a VPN grace period, without the cause."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    import time
+
+    time.tzset()
+    status = {
+        "posture": {
+            "block": False,
+            "warnings": ["vpn"],
+            "block_at": "2026-04-01T01:10:00+00:00",
+            "checks": [{"id": "vpn", "status": "fail", "mode": "block", "enforcement": "warn"}],
+        }
+    }
+    ja = build_view(JA, status)
+    assert "VPN が不適合のため、10:10 に顧客データの画面を隠します" in ja.lines
+    assert "VPN not compliant: customer-data windows are covered at 10:10" in build_view(EN, status).lines
+    monkeypatch.undo()
+    time.tzset()
