@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from agent.platform import logind
 from agent.platform.base import PlatformError
@@ -49,8 +50,10 @@ class SessionLocker:
         if not methods:
             raise PlatformError("no lock method: set lock_command in agent.toml or install loginctl")
         failures = []
+        # The lock program locks the display this backend watches (it may not be $DISPLAY of the agent).
+        env = {**os.environ, "DISPLAY": self._x.name}
         for name, argv in methods:
-            problem, running = start_locker(argv)
+            problem, running = start_locker(argv, env=env)
             if problem is None:
                 self._locker = running
                 self._lock_requested_at = time.monotonic()
@@ -97,12 +100,16 @@ def run_locker(argv: Sequence[str], settle: float = 1.0) -> str | None:
 
 
 def start_locker(
-    argv: Sequence[str], settle: float = 1.0
+    argv: Sequence[str], settle: float = 1.0, env: Mapping[str, str] | None = None
 ) -> tuple[str | None, subprocess.Popen[bytes] | None]:
     """Start a lock program: (problem or None, the process when it is still running after ``settle``)."""
     try:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
         )
     except OSError as err:
         return f"cannot run {argv[0]}: {err.strerror}", None
