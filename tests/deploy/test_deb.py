@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from agent.cli import main
 from server.settings import Settings
 from tests.harness.live_server import ThreadServer, enroll_secret, migrated
-from tests.harness.policies import policy_keys, policy_toml
+from tests.harness.policies import PolicyKeys, policy_keys, policy_toml
 
 pytestmark = [pytest.mark.apps, pytest.mark.slow]
 
@@ -55,6 +56,7 @@ class Built:
     storage: object
     public_key: Path
     secret: str
+    keys: PolicyKeys
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         ]  # fmt: skip
         assert main(argv) == 0
         (deb,) = (work / "out").glob("mamori-agent_*_*.deb")
-        yield Built(deb, server, storage, keys.public_path, secret)
+        yield Built(deb, server, storage, keys.public_path, secret, keys)
 
 
 def run(
@@ -194,6 +196,48 @@ def _devices(storage: object) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM devices")).scalar_one())
 
 
+NOBODY = 65534
+
+
+def _as_worker(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run as an unprivileged user (nobody), the way a worker without admin rights would."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+
+def _worker_cannot_roll_back_or_rewrite(built: Built, keys: list[str]) -> None:
+    """What a worker without admin rights tries: rewrite the configuration, the drop or the PC's enrollment,
+    or plant an older (validly signed) policy in their own state directory."""
+    home = Path(tempfile.mkdtemp(prefix="mamori-worker-"))
+    try:
+        os.chown(home, NOBODY, NOBODY)
+        before = {p: Path(p).read_bytes() for p in ("/etc/mamori/agent.toml", "/etc/mamori/policy.dsse.json")}
+        for target in (*before, "/var/lib/mamori/enrollment.json", "/var/lib/mamori/floor.json"):
+            attempt = _as_worker("sh", "-c", f"echo 'version = 1' >> {target}", home=home)
+            assert attempt.returncode != 0, f"a worker could write {target}"
+        assert {p: Path(p).read_bytes() for p in before} == before
+        # an older policy, signed by IT's own key, planted in the worker's store
+        old = home / "old.dsse.json"
+        old.write_bytes(built.keys.sign(policy_toml(policy_id="acme", version=2)))
+        state = home / "state"
+        config = home / "agent.toml"
+        config.write_text(f'state_dir = "{state}"\n' + Path("/etc/mamori/agent.toml").read_text())
+        os.chown(old, NOBODY, NOBODY)
+        os.chown(config, NOBODY, NOBODY)
+        mamori = "/opt/mamori/bin/mamori"
+        planted = _as_worker(
+            mamori, "policy", "apply", str(old), "--pub", keys[0], "--state-dir", str(state), home=home
+        )
+        assert planted.returncode == 0, planted.stderr  # the store is the worker's: they can write it ...
+        doctor = _as_worker(mamori, "agent", "doctor", "--json", "--config", str(config), home=home)
+        rows = {row["id"].split(":")[0]: row for row in json.loads(doctor.stdout)["checks"]}
+        # ... but the root-owned drop is the floor: the policy in force is still version 3
+        assert rows["policy"]["status"] == "ok" and "acme v3" in rows["policy"]["detail"], rows["policy"]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="dpkg -i needs root (CI runs .ci/run as root)")
 def test_install_enroll_upgrade_keeps_config_purge_leaves_nothing(built: Built, tmp_path: Path) -> None:
     if _installed_version() is not None:
@@ -259,6 +303,8 @@ def test_install_enroll_upgrade_keeps_config_purge_leaves_nothing(built: Built, 
             doc["device_id"] in rows["enrollment"]["detail"]
             and built.server.url in rows["enrollment"]["detail"]
         )
+
+        _worker_cannot_roll_back_or_rewrite(built, keys)
 
         # IT edits agent.toml; a new revision with the same packaged file keeps the edit silently
         edited = Path("/etc/mamori/agent.toml").read_text() + 'language = "ja"\n'
