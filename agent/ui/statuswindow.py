@@ -195,6 +195,60 @@ def show_pause_dialog(
     return win
 
 
+def show_tooltip_window(master: tk.Misc, text: str, hide_after_ms: int) -> tk.Toplevel:
+    """A tooltip near the pointer, kept inside the screen; it goes after ``hide_after_ms``."""
+    win = fresh_toplevel(master, "tooltip")
+    win.wm_overrideredirect(True)
+    win.wm_attributes("-topmost", True)
+    tk.Label(
+        win,
+        text=text,
+        font=ui_font(win, 11),
+        justify="left",
+        anchor="w",
+        bg="#ffffe1",
+        fg="#000000",
+        relief="solid",
+        borderwidth=1,
+        padx=6,
+        pady=4,
+    ).pack()
+    win.update_idletasks()
+    px, py = win.winfo_pointerxy()
+    w, h = win.winfo_reqwidth(), win.winfo_reqheight()
+    x = max(0, min(px + 12, win.winfo_screenwidth() - w))
+    y = py + 16 if py + 16 + h <= win.winfo_screenheight() else max(0, py - 16 - h)
+    win.geometry(f"+{x}+{y}")
+    def hide() -> None:
+        if win.winfo_exists():
+            win.destroy()
+
+    win.after(hide_after_ms, hide)
+    return win
+
+
+def show_popup_menu(
+    master: tk.Misc, entries: list[tuple[str, Callable[[], None] | None]], x: int, y: int
+) -> tk.Menu:
+    """A popup menu at (x, y): ("-", None) is a separator, (text, None) a line of information."""
+    old = master.children.get("traymenu")
+    if old is not None:
+        old.destroy()
+    menu = tk.Menu(master, name="traymenu", tearoff=False, font=ui_font(master, 11))
+    for text, action in entries:
+        if text == "-":
+            menu.add_separator()
+        elif action is None:
+            menu.add_command(label=text, state="disabled")
+        else:
+            menu.add_command(label=text, command=action)
+    try:
+        menu.tk_popup(x, y)
+    finally:
+        menu.grab_release()
+    return menu
+
+
 def fresh_toplevel(master: tk.Misc, name: str) -> tk.Toplevel:
     """A new Toplevel named ``name``, replacing one still open (e.g. behind other windows).
 

@@ -154,6 +154,10 @@ class Tray:
         if self.backend == "xorg":
             _enable_xorg_clicks(self._icon)  # before run(): the window exists, no other thread uses X yet
             self._pump = _XorgPump.install(self._icon)
+            if self._pump is not None:
+                # No tooltip and no menu in pystray's X11 backend: ours, drawn with Tk (issue 12, item 2).
+                self._pump.on_hover = self._hover
+                self._pump.on_menu = self.show_menu
         self.state = view.state
         logger.info("tray backend %s (menu: %s)", self.backend, self.has_menu)
         self._icon.run(setup=self._setup)
@@ -342,6 +346,82 @@ class Tray:
             logger.error("%s", err)
             return None
 
+    # ----------------------------------------------------- X11 without AppIndicator: tooltip and menu
+
+    TOOLTIP_DELAY_MS = 400
+    TOOLTIP_HIDE_MS = 8000
+
+    def _hover(self, inside: bool) -> None:
+        if inside:
+            self.show_tooltip()
+        else:
+            self.hide_tooltip()
+
+    def show_tooltip(self) -> None:
+        """The state and the status lines next to the pointer (pystray's X11 backend has no tooltip)."""
+        ui = self._tk()
+        if ui is None:
+            return
+        view = self.view()
+        text = "\n".join([view.tooltip, *view.lines])
+
+        def show(root: Any) -> None:
+            from agent.ui.statuswindow import show_tooltip_window
+
+            ui.objects["tooltip_job"] = root.after(
+                self.TOOLTIP_DELAY_MS, lambda: show_tooltip_window(root, text, self.TOOLTIP_HIDE_MS)
+            )
+
+        ui.call(show)
+
+    def hide_tooltip(self) -> None:
+        ui = self._tk()
+        if ui is None:
+            return
+
+        def hide(root: Any) -> None:
+            job = ui.objects.pop("tooltip_job", None)
+            if job is not None:
+                root.after_cancel(job)
+            tip = root.children.get("tooltip")
+            if tip is not None:
+                tip.destroy()
+
+        ui.call(hide)
+
+    def show_menu(self, x: int, y: int) -> None:
+        """The tray menu as a Tk popup at (x, y): the same entries as the AppIndicator menu."""
+        ui = self._tk()
+        if ui is None:
+            return
+        self.hide_tooltip()
+        view = self.view()
+        t = self._t
+        entries: list[tuple[str, Callable[[], None] | None]] = [
+            (t("tray.menu.open_status"), self.show_status),
+            (t(f"tray.state.{view.state.value}"), None),
+            *((line, None) for line in view.lines),
+            ("-", None),
+            (t("tray.menu.step_away"), self.step_away),
+            (t("tray.menu.reported"), self.show_reported),
+            (t("tray.menu.view_policy"), self.show_policy),
+        ]
+        if view.policy_id is not None:
+            entries.append((t("tray.menu.acknowledge"), self.show_ack))
+        if view.paused:
+            entries.append((t("tray.menu.resume"), self.resume))
+        elif view.permissions.allow_pause:
+            entries.append((t("tray.menu.pause"), self.ask_pause))
+        if view.permissions.allow_quit:
+            entries += [("-", None), (t("tray.menu.quit"), self.quit)]
+
+        def popup(root: Any) -> None:
+            from agent.ui.statuswindow import show_popup_menu
+
+            show_popup_menu(root, entries, x, y)
+
+        ui.call(popup)
+
     def show_status(self) -> None:
         from agent.ui.statuswindow import StatusWindow
 
@@ -436,7 +516,9 @@ def _enable_xorg_clicks(icon: Any) -> None:
         return
     from Xlib import X
 
-    window.change_attributes(event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
+    mask = X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask
+    # Enter/leave: pystray's X11 backend has no tooltip; the pump shows ours (Tray.show_tooltip).
+    window.change_attributes(event_mask=mask | X.EnterWindowMask | X.LeaveWindowMask)
     display.flush()
 
 
@@ -458,6 +540,9 @@ class _XorgPump:
 
     def __init__(self, icon: Any) -> None:
         self._icon = icon
+        # Set by the Tray: pointer over the icon (True) or gone (False); a right click (x, y on the screen).
+        self.on_hover: Callable[[bool], None] | None = None
+        self.on_menu: Callable[[int, int], None] | None = None
         self._jobs: queue.Queue[Callable[[], None]] = queue.Queue()
         self._last_check = time.monotonic()
         self._embedded_in: int | None = None  # the tray window our icon window is embedded in
@@ -525,6 +610,23 @@ class _XorgPump:
         logger.info("tray icon dock requested again")
         icon._update_icon()
 
+    def _intercepted(self, event: Any) -> bool:
+        """Hover and right click on the icon are ours (tooltip, menu); everything else goes to pystray."""
+        from Xlib import X
+
+        window = getattr(self._icon, "_window", None)
+        if window is None or getattr(getattr(event, "window", None), "id", None) != window.id:
+            return False
+        if event.type in (X.EnterNotify, X.LeaveNotify) and self.on_hover is not None:
+            self.on_hover(event.type == X.EnterNotify)
+            return True
+        if event.type == X.ButtonPress and event.detail == 3 and self.on_menu is not None:
+            self.on_menu(int(event.root_x), int(event.root_y))
+            return True
+        if event.type == X.ButtonPress and self.on_hover is not None:
+            self.on_hover(False)  # a left click opens the status window: the tooltip goes
+        return False
+
     def events(self) -> Iterator[Any]:
         import select
 
@@ -541,7 +643,10 @@ class _XorgPump:
                     logger.exception("tray update failed")
             display.flush()
             while display.pending_events():
-                yield display.next_event()
+                event = display.next_event()
+                if self._intercepted(event):
+                    continue
+                yield event
             readable, _, _ = select.select([display, self._wake_r], [], [], self.WAIT)
             if self._wake_r in readable:
                 with contextlib.suppress(BlockingIOError, OSError):
