@@ -89,7 +89,7 @@ class Notifier:
             logger.debug("notification %s rate-limited", n.key)
             return False
         try:
-            self.backend.send(n)
+            self.backend.send(reflowed(n))
         except NotifyError as err:
             self._degrade(err.reason)
             return False
@@ -97,6 +97,17 @@ class Notifier:
 
     def reset(self, key: str) -> None:
         self._limiter.forget(key)
+
+
+def reflowed(n: Notification) -> Notification:
+    """The body through the one renderer's paragraph rule (agent.ui.text): a policy's [messages] text keeps its
+    paragraphs but not its hard line breaks; the notification daemon wraps the lines itself."""
+    from dataclasses import replace
+
+    from agent.ui.text import paragraphs
+
+    body = "\n".join(paragraphs(n.body))
+    return n if body == n.body else replace(n, body=body)
 
 
 def notification_for(

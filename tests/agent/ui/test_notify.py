@@ -257,3 +257,11 @@ def test_the_acknowledgement_cover_says_how_to_lift_it() -> None:
     for lang, needle in (("en", "acknowledge"), ("ja", "同意")):
         n = notification_for(_event(Kind.PROTECTION_APPLIED, reason="ack"), Translator(lang))
         assert n is not None and needle in n.body and "return" not in n.body
+
+
+def test_a_policy_text_with_hard_line_breaks_is_reflowed_before_it_is_shown() -> None:
+    backend = FakeBackend()
+    notifier = Notifier(backend, FakeClock())  # type: ignore[arg-type]
+    body = "会社の VPN に\n接続してください。\n\nわからない場合は\nIT に連絡してください。"
+    assert notifier.notify(Notification("blocked.vpn", "VPN", body))
+    assert backend.sent[0].body == "会社の VPN に接続してください。\nわからない場合は IT に連絡してください。"
