@@ -2,9 +2,11 @@
 
 Envelope: ``{"payload": b64, "payloadType": str, "signatures": [{"keyid": str, "sig": b64}]}``.
 Signatures are over PAE(payloadType, payload), never over the JSON, so the JSON may be re-indented in transit.
-Parsing is strict where DSSE allows slack, so that no two different byte strings mean the same envelope by
-accident: standard base64 only and canonically padded, no unknown or duplicate fields.
-Pure: bytes in, values out.
+Parsing accepts what the DSSE spec says verifiers MUST accept: standard or URL-safe base64 (padded or not) and
+unknown fields, which are ignored (an envelope from another DSSE signer, e.g. a KMS or a PKCS#11 tool). It stays
+strict where it matters: one alphabet per value, zero padding bits, no duplicate fields, a keyid and a sig on
+every signature, and the signature is checked over the decoded bytes only. We always write standard, padded
+base64. Pure: bytes in, values out.
 """
 
 from __future__ import annotations
@@ -64,15 +66,26 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _b64decode(value: object, what: str) -> bytes:
+    """Standard or URL-safe base64 (DSSE), padded or unpadded; refuses mixed alphabets and non-zero pad bits."""
     if not isinstance(value, str):
         raise MalformedBundleError(f"{what} must be a base64 string")
+    urlsafe = "-" in value or "_" in value
+    if urlsafe and ("+" in value or "/" in value):
+        raise MalformedBundleError(f"{what} mixes the standard and URL-safe base64 alphabets")
+    bare = value.rstrip("=")
+    if value != bare and len(value) % 4:
+        raise MalformedBundleError(f"{what} is not valid base64 (wrong padding)")
+    standard = bare.translate(_URLSAFE) if urlsafe else bare
     try:
-        decoded = base64.b64decode(value.encode("ascii"), validate=True)
+        decoded = base64.b64decode((standard + "=" * (-len(standard) % 4)).encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as err:
         raise MalformedBundleError(f"{what} is not valid base64") from err
     # Non-zero padding bits would give a second spelling of the same bytes; refuse it.
-    if b64encode(decoded) != value:
+    if b64encode(decoded).rstrip("=") != standard:
         raise MalformedBundleError(f"{what} is not canonical base64")
     return decoded
 
@@ -94,9 +107,6 @@ def parse_envelope(bundle: bytes) -> Envelope:
     missing = sorted(expected - doc.keys())
     if missing:
         raise MalformedBundleError(f"envelope lacks {', '.join(missing)}")
-    unknown = sorted(doc.keys() - expected)
-    if unknown:
-        raise MalformedBundleError(f"envelope has unknown field(s) {', '.join(unknown)}")
     payload_type = doc["payloadType"]
     if not isinstance(payload_type, str):
         raise MalformedBundleError("payloadType must be a string")
@@ -108,8 +118,8 @@ def parse_envelope(bundle: bytes) -> Envelope:
         raise MalformedBundleError(f"more than {MAX_SIGNATURES} signatures")
     signatures: list[Signature] = []
     for index, item in enumerate(raw_signatures):
-        if not isinstance(item, dict) or set(item) != {"keyid", "sig"}:
-            raise MalformedBundleError(f"signatures[{index}] must be an object with exactly keyid and sig")
+        if not isinstance(item, dict) or not {"keyid", "sig"} <= set(item):
+            raise MalformedBundleError(f"signatures[{index}] must be an object with keyid and sig")
         keyid = item["keyid"]
         if not isinstance(keyid, str):
             raise MalformedBundleError(f"signatures[{index}].keyid must be a string")

@@ -163,9 +163,11 @@ def test_signing_refuses_to_make_an_oversized_bundle(signing_key: Ed25519Private
     [
         (lambda d: [d], "JSON object"),
         (lambda d: {k: v for k, v in d.items() if k != "signatures"}, "lacks signatures"),
-        (lambda d: {**d, "extra": 1}, "unknown field"),
         (lambda d: {**d, "signatures": []}, "non-empty array"),
-        (lambda d: {**d, "signatures": [{"keyid": "x"}]}, "exactly keyid and sig"),
+        (lambda d: {**d, "signatures": [{"keyid": "x"}]}, "keyid and sig"),
+        (lambda d: {**d, "signatures": [{"sig": "AAAA", "extra": 1}]}, "keyid and sig"),
+        (lambda d: {**d, "payload": "ab+c-d=="}, "mixes the standard and URL-safe"),
+        (lambda d: {**d, "payload": "abc=="}, "wrong padding"),
         (lambda d: {**d, "payload": "not base64!"}, "not valid base64"),
         (lambda d: {**d, "payload": 5}, "base64 string"),
         (lambda d: {**d, "payloadType": None}, "payloadType must be a string"),
@@ -263,3 +265,30 @@ def test_every_rejection_has_its_own_reason_code() -> None:
 def test_naive_now_is_a_programming_error(signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         verify_bundle(sign_policy(policy_bytes(), signing_key), trusted, NOW.replace(tzinfo=None))
+
+
+def test_dsse_verifiers_accept_url_safe_base64_and_unknown_fields(
+    signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
+    """DSSE: verifiers MUST accept either base64 alphabet and ignore unknown fields (other signers add some)."""
+    payload = policy_bytes(extra="# ?>>?~~\n" * 7)  # bytes whose standard base64 holds '+' and '/'
+    doc = _doc(sign_policy(payload, signing_key))
+    standard = str(doc["payload"])
+    assert "+" in standard or "/" in standard
+    signatures = doc["signatures"]
+    assert isinstance(signatures, list)
+    doc["payload"] = base64.urlsafe_b64encode(payload).decode().rstrip("=")  # URL-safe, unpadded
+    signatures[0]["sig"] = base64.urlsafe_b64encode(base64.b64decode(signatures[0]["sig"])).decode()
+    signatures[0]["comment"] = "signed on the HSM"
+    doc["x-signer"] = {"tool": "kms"}
+    verified = verify_bundle(_bundle(doc), trusted, NOW)
+    assert verified.payload == payload
+
+
+def test_unknown_fields_cannot_smuggle_a_second_payload(
+    signing_key: Ed25519PrivateKey, trusted: list[TrustedKey]
+) -> None:
+    """Ignored fields stay ignored: a 'payload2' next to the signed payload changes nothing that is applied."""
+    doc = _doc(sign_policy(policy_bytes(version=3), signing_key))
+    doc["payload2"] = base64.b64encode(policy_bytes(version=99)).decode()
+    assert verify_bundle(_bundle(doc), trusted, NOW).version == 3
