@@ -157,3 +157,27 @@ def test_an_untrusted_certificate_names_server_ca(tmp_path: Path, https: _Server
         enroll(https.url, "secret", tmp_path / "agent")
     message = str(err.value)
     assert "not trusted" in message and "server_ca" in message and "\n" not in message
+
+
+def test_a_refused_secret_says_its_fix_once(tmp_path: Path) -> None:
+    """Before: "enrollment secret expired; ask IT for a new one; ask IT for a new enrollment secret"."""
+
+    class Refusing(_Handler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            payload = json.dumps({"detail": "enrollment secret expired; ask IT for a new one"}).encode()
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = _Server()
+    server.httpd.RequestHandlerClass = Refusing
+    try:
+        with pytest.raises(EnrollmentError) as err:
+            enroll(server.url, "secret", tmp_path / "agent", insecure_http=True)
+        message = str(err.value)
+        assert message == "enrollment refused: enrollment secret expired; ask IT for a new enrollment secret"
+    finally:
+        server.close()
