@@ -26,6 +26,11 @@ clock: Clock = SystemClock()
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("keygen", help="create an Ed25519 policy-signing key pair in DIR")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="encrypt the private key with the passphrase in FILE (first line)",
+    )
     p.set_defaults(func=cmd_keygen)
 
     p = subparsers.add_parser("validate", help="check policy files; one FILE:LINE:COL line per problem")
@@ -36,6 +41,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--key", action="append", required=True, metavar="KEY", help="private key (repeatable)")
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE")
+    p.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="passphrase of an encrypted key (first line of FILE; else $MAMORI_KEY_PASSPHRASE, else a prompt)",
+    )
     p.set_defaults(func=cmd_sign)
 
     p = subparsers.add_parser("verify", help="verify a bundle against trusted public keys")
@@ -96,10 +106,32 @@ def _short(keyid: str) -> str:
 # --- commands ----------------------------------------------------------------------------------------------------
 
 
+def _passphrase(args: argparse.Namespace, key_path: str, *, prompt: bool) -> bytes | None:
+    """--passphrase-file, else $MAMORI_KEY_PASSPHRASE, else (for a terminal) a prompt; never a command-line value,
+    which other users could read in the process list."""
+    import os
+
+    if args.passphrase_file:
+        data = _read(args.passphrase_file, 4096, "passphrase file")
+        line = data.decode("utf-8", "replace").splitlines()[0] if data.strip() else ""
+        if not line:
+            raise InputFileError(args.passphrase_file, "is empty; put the passphrase on its first line")
+        return line.encode("utf-8")
+    env = os.environ.get("MAMORI_KEY_PASSPHRASE")
+    if env:
+        return env.encode("utf-8")
+    if prompt and sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"passphrase for {key_path}: ").encode("utf-8")
+    return None
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from policy.keys import generate_keypair, load_trusted_keys
 
-    private_path, public_path = generate_keypair(args.dir)
+    passphrase = _passphrase(args, args.dir, prompt=False) if args.passphrase_file else None
+    private_path, public_path = generate_keypair(args.dir, passphrase)
     keyid = load_trusted_keys([public_path])[0].keyid
     print(f"private key: {private_path} (keep it offline; mode 0600)")
     print(f"public key:  {public_path} (install it on agents and the server as a trusted key)")
@@ -140,7 +172,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from policy.keys import keyid_of, load_private_key
+    from policy.keys import keyid_of
     from policy.load import load_policy
     from policy.signing import sign_policy
     from policy.store import atomic_write
@@ -159,13 +191,22 @@ def cmd_sign(args: argparse.Namespace) -> int:
         raise InputFileError(
             args.file, f"expires {policy.expires.isoformat()} is in the past; agents would reject it"
         )
-    keys = [load_private_key(path) for path in args.key]
+    keys = [_signing_key(args, path) for path in args.key]
     bundle = sign_policy(data, keys)
     out = Path(args.output)
     atomic_write(out, bundle, mode=0o644)
     keyids = ", ".join(_short(keyid_of(k.public_key())) for k in keys)
     print(f"signed {policy.id} version {policy.version} with key {keyids} -> {out}")
     return EXIT_OK
+
+
+def _signing_key(args: argparse.Namespace, path: str) -> Any:
+    """A private key file (encrypted ones with a passphrase)."""
+    from policy.keys import is_encrypted_private_key, parse_private_key, read_key_file
+
+    data = read_key_file(path)
+    passphrase = _passphrase(args, path, prompt=True) if is_encrypted_private_key(data) else None
+    return parse_private_key(data, path, passphrase)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

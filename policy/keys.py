@@ -1,7 +1,8 @@
 """Ed25519 policy-signing keys: identifiers, PEM files, the trusted-key list.
 
 File formats (docs/policy-signing.md):
-- private key: PEM "PRIVATE KEY" (PKCS#8, unencrypted), written 0600 by ``mamori policy keygen``;
+- private key: PEM "PRIVATE KEY" (PKCS#8), written 0600 by ``mamori policy keygen``; or "ENCRYPTED PRIVATE KEY"
+  (PKCS#8 with a passphrase: ``keygen --passphrase-file``, or ``openssl pkcs8 -topk8 -v2 aes-256-cbc``);
 - public key: PEM "PUBLIC KEY" (X.509 SubjectPublicKeyInfo), the form ``openssl pkey -pubout`` prints.
 
 A key is identified by its keyid: the lowercase hex SHA-256 of the raw 32-byte Ed25519 public key (SPEC.md).
@@ -67,15 +68,26 @@ def parse_public_key(data: bytes, source: str = "<public key>") -> TrustedKey:
     return TrustedKey.from_public_key(key, source)
 
 
-def parse_private_key(data: bytes, source: str = "<private key>") -> Ed25519PrivateKey:
-    """PEM PKCS#8 bytes -> Ed25519 private key. Raises KeyFileError."""
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError as err:
+def is_encrypted_private_key(data: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+
+
+def parse_private_key(
+    data: bytes, source: str = "<private key>", passphrase: bytes | None = None
+) -> Ed25519PrivateKey:
+    """PEM PKCS#8 bytes (encrypted when ``passphrase`` is given) -> Ed25519 private key. Raises KeyFileError."""
+    encrypted = is_encrypted_private_key(data)
+    if encrypted and passphrase is None:
         raise KeyFileError(
-            source, "is encrypted; decrypt it to an unencrypted PKCS#8 PEM file first"
-        ) from err
+            source, "is encrypted; pass its passphrase with --passphrase-file FILE or $MAMORI_KEY_PASSPHRASE"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
+    except TypeError as err:
+        raise KeyFileError(source, "is encrypted; pass its passphrase with --passphrase-file FILE") from err
     except (ValueError, UnsupportedAlgorithm) as err:
+        if encrypted:
+            raise KeyFileError(source, "wrong passphrase (or a damaged key file)") from err
         raise KeyFileError(source, "not a PEM private key (expected '-----BEGIN PRIVATE KEY-----')") from err
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(source, f"is a {type(key).__name__}, not an Ed25519 private key")
@@ -108,12 +120,18 @@ def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> list[TrustedKe
     return keys
 
 
-def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    return parse_private_key(_read(Path(path)), str(path))
+def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    return parse_private_key(_read(Path(path)), str(path), passphrase)
 
 
-def generate_keypair(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write DIR/policy-signing.key (0600, never overwritten) and DIR/policy-signing.pub; return both paths."""
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """A key file's bytes (size-limited), for callers that decide on a passphrase first."""
+    return _read(Path(path))
+
+
+def generate_keypair(directory: str | os.PathLike[str], passphrase: bytes | None = None) -> tuple[Path, Path]:
+    """Write DIR/policy-signing.key (0600, never overwritten; encrypted with ``passphrase`` when given) and
+    DIR/policy-signing.pub; return both paths."""
     folder = Path(directory)
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -134,7 +152,16 @@ def generate_keypair(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     except OSError as err:
         raise KeyFileError(str(private_path), f"cannot create key file: {err.strerror or err}") from err
     with os.fdopen(fd, "wb") as handle:
-        handle.write(private_key_pem(private_key))
+        if passphrase:
+            handle.write(
+                private_key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(passphrase),
+                )
+            )
+        else:
+            handle.write(private_key_pem(private_key))
     try:
         fd = os.open(public_path, flags, 0o644)
     except OSError as err:
