@@ -214,6 +214,20 @@ def test_doctor_for_real_on_an_x_desktop(xdesktop: XDesktop, tmp_path: Path) -> 
     assert os.path.isdir(tmp_path / "state")
     doc = json.loads(_run_doctor(env, config, "--json").stdout)
     assert doc["ok"] is True and doc["failing"] == []
+    # Without lock_command: this desktop has no screen locker (no xscreensaver daemon, no GNOME, nothing
+    # listening to logind), so every real lock would fail. Before: "[OK] 画面ロック", exit 0.
+    (tmp_path / "bare").mkdir()
+    bare = write_agent_config(
+        tmp_path / "bare",
+        state_dir=tmp_path / "state",
+        trusted_keys=[keys.public_path],
+        policy_bundle=drop,
+        language="en",
+    )
+    result = _run_doctor(env, bare)
+    assert result.returncode == 1, result.stdout
+    assert "[NO] Lock the session" in result.stdout
+    assert "Unknown command 'lock'" in result.stdout or "no screen locker that listens" in result.stdout
     by_id = {c["id"]: c for c in doc["checks"]}
     assert by_id["rule:crm"]["status"] == "ok" and by_id["rule:ledger"]["status"] == "info"
     assert set(by_id["policy"]) == {"id", "name", "status", "essential", "detail", "fix"}
