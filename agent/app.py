@@ -22,6 +22,7 @@ from agent.degraded import Degraded
 from agent.i18n import Translator
 from agent.overlay.supervisor import CoverSink, OverlaySupervisor
 from agent.platform import Platform, resolve_platform
+from agent.platform.audio import CallWatcher, create_call_probe
 from agent.platform.base import Desktop
 from agent.policy_drop import PolicyDropWatcher
 from agent.policy_source import PolicySource, PolicyView
@@ -128,6 +129,12 @@ def build_agent(
     posture = PostureFollower(runtime, stream, clock, probe=plat.create_posture_host())
     runtime.add_worker("posture", posture.run)
     runtime.add_status_provider("posture", posture.status)
+    # A call (microphone in use) may delay the lock, never the cover (presence.inhibit_lock_when = ["call"]).
+    call_probe = create_call_probe()
+    if call_probe is not None:
+        calls = CallWatcher(call_probe, runtime.set_inhibitor)
+        runtime.add_worker("call", calls.run)
+        runtime.add_status_provider("call", calls.status)
     # Without readable titles (macOS without Screen Recording) the share guard says "unknown", never "no".
     share = install_share_guard(
         runtime, desktop, stream, clock, titles_readable=desktop.capabilities().window_list
