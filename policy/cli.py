@@ -39,7 +39,13 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("sign", help="sign a policy file into a DSSE bundle")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--key", action="append", required=True, metavar="KEY", help="private key (repeatable)")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="private key file, or a pkcs11: URI of a key on a token (repeatable)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE")
     p.add_argument(
         "--passphrase-file",
@@ -47,6 +53,14 @@ def register(subparsers: Any) -> None:
         help="passphrase of an encrypted key (first line of FILE; else $MAMORI_KEY_PASSPHRASE, else a prompt)",
     )
     p.set_defaults(func=cmd_sign)
+
+    p = subparsers.add_parser(
+        "pubkey", help="write the public key of a private key file or a pkcs11: token key"
+    )
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("-o", "--output", required=True, metavar="PUB")
+    p.add_argument("--passphrase-file", metavar="FILE", help="passphrase of an encrypted key file")
+    p.set_defaults(func=cmd_pubkey)
 
     p = subparsers.add_parser("verify", help="verify a bundle against trusted public keys")
     p.add_argument("bundle", metavar="BUNDLE")
@@ -201,12 +215,26 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _signing_key(args: argparse.Namespace, path: str) -> Any:
-    """A private key file (encrypted ones with a passphrase)."""
+    """A private key file (encrypted ones with a passphrase), or a key on a PKCS#11 token (a pkcs11: URI)."""
     from policy.keys import is_encrypted_private_key, parse_private_key, read_key_file
+    from policy.pkcs11 import Pkcs11Signer, is_pkcs11_uri
+
+    if is_pkcs11_uri(path):
+        return Pkcs11Signer(path)
 
     data = read_key_file(path)
     passphrase = _passphrase(args, path, prompt=True) if is_encrypted_private_key(data) else None
     return parse_private_key(data, path, passphrase)
+
+
+def cmd_pubkey(args: argparse.Namespace) -> int:
+    from policy.keys import keyid_of, public_key_pem
+    from policy.store import atomic_write
+
+    public = _signing_key(args, args.key).public_key()
+    atomic_write(Path(args.output), public_key_pem(public), mode=0o644)
+    print(f"public key: {args.output} (keyid {keyid_of(public)}); install it on agents and the server")
+    return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
