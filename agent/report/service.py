@@ -234,7 +234,6 @@ class ReportingService:
         if policy is not None:
             self.outbox.set_bounds(policy.reporting.outbox_max_events, policy.reporting.outbox_max_bytes)
         self._context = privacy_context(policy, self.config.state_dir)
-        self._wake.set()  # the upload thread recomputes its heartbeat deadline from this policy
 
     def _heartbeat_interval(self) -> float:
         if self._heartbeat_override is not None:
@@ -300,6 +299,7 @@ class ReportingService:
             self._wake.set()
         if reload:
             self.reload_policy()
+            self._wake.set()  # the upload thread recomputes its heartbeat deadline from this policy
 
     def summary(self) -> dict[str, Any]:
         """The state summary of heartbeats and checkins: online / away / non_compliant."""
