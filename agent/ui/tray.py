@@ -203,9 +203,21 @@ class Tray:
             except Exception:
                 logger.exception("tray refresh failed")
 
+    def _status(self) -> Mapping[str, Any]:
+        """The runtime's status with the policy's display title (the worker reads names, not ids)."""
+        status = self._status_provider()
+        policy_status = status.get("policy")
+        policy = self._policy() if self._policy else None
+        if isinstance(policy_status, Mapping) and policy is not None and policy_status.get("id") == policy.id:
+            from agent.ui.ack import policy_title
+
+            title = policy_title(policy, str(getattr(self._t, "language", "en")))
+            status = {**status, "policy": {**policy_status, "title": title}}
+        return status
+
     def _read_view(self) -> StatusView:
         try:
-            status = self._status_provider()
+            status = self._status()
         except Exception:
             logger.exception("status provider failed")
             status = {"degraded": ["status"]}
@@ -432,7 +444,7 @@ class Tray:
         def present(root: Any) -> None:
             window = ui.objects.get("status")
             if not isinstance(window, StatusWindow):
-                window = ui.objects["status"] = StatusWindow(root, self._t, self._status_provider, self)
+                window = ui.objects["status"] = StatusWindow(root, self._t, self._status, self)
             window.present()
 
         ui.call(present)
@@ -744,11 +756,12 @@ def _mapping(value: object) -> Mapping[str, Any]:
 
 
 def policy_text(t: Translate, policy: Policy | None) -> str:
-    from agent.ui.ack import policy_summary
+    from agent.ui.ack import policy_summary, policy_title
 
     if policy is None:
         return t("status.policy_none") + "\n"
-    lines = [t("status.policy", id=policy.id, version=policy.version), ""]
+    title = policy_title(policy, str(getattr(t, "language", "en")))
+    lines = [t("status.policy", id=title, version=policy.version), ""]
     lang = getattr(t, "language", "en")
     ack_text = policy.acknowledgement.text.get(lang)
     if ack_text:

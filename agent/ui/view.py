@@ -12,7 +12,7 @@ because the tray must keep showing *something* while parts of the agent start or
     capabilities:  {"window_list": bool, "cover": bool, "lock": bool, "idle": bool, ...}
     degraded:      ["capability", ...]              (reported degraded; added to the missing capabilities)
     notifications: {"available": bool}              (agent.ui.wiring; false adds "notifications")
-    policy:        {"id", "version", "ack_required": bool, "acknowledged": bool} or null
+    policy:        {"id", "version", "ack_required": bool, "acknowledged": bool, "title"?} or null
     ack:           {"pending": bool, ...} (agent.ui.ack.AckFlow.status)
     worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
 """
@@ -218,7 +218,8 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
         bool(policy.get("ack_required")) and not bool(policy.get("acknowledged", False))
     )
     if policy.get("id"):
-        lines.append(t("status.policy", id=policy["id"], version=policy.get("version", "?")))
+        name = policy.get("title") or policy["id"]  # the policy's display title when the tray knows it
+        lines.append(t("status.policy", id=name, version=policy.get("version", "?")))
         if ack_needed:
             lines.append(t("status.policy_ack_needed"))
     else:

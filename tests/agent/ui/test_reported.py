@@ -39,3 +39,20 @@ def test_the_json_as_sent_is_one_click_away_newest_first() -> None:
     lines = reported_json(RECORDS).splitlines()
     assert [json.loads(line)["metadata"]["uid"] for line in lines] == ["b", "c", "a"]
     assert json.loads(lines[0]) == RECORDS[1]
+
+
+def test_the_tray_adds_the_policy_title_to_the_status_it_shows() -> None:
+    import queue
+
+    from agent.ui.tray import Tray
+    from policy.load import load_policy
+
+    text = 'schema = 1\nid = "acme-crm"\nversion = 4\ntitle = { ja = "基本方針", en = "Basics" }\n'
+    policy = load_policy(text.encode("utf-8"))
+    tray = Tray(
+        Translator("ja"),
+        lambda: {"policy": {"id": "acme-crm", "version": 4}},
+        queue.Queue(),
+        policy_provider=lambda: policy,
+    )
+    assert "ポリシー: 基本方針 (第 4 版)" in tray.view().lines

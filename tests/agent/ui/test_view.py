@@ -193,3 +193,11 @@ def test_a_grace_period_says_the_vpn_is_why(monkeypatch: pytest.MonkeyPatch) -> 
     assert "VPN not compliant: customer-data windows are covered at 10:10" in build_view(EN, status).lines
     monkeypatch.undo()
     time.tzset()
+
+
+def test_the_policy_line_shows_the_title_when_the_tray_knows_it() -> None:
+    status = {"policy": {"id": "acme-crm", "version": 4, "title": "リモートワーク基本方針"}}
+    assert "ポリシー: リモートワーク基本方針 (第 4 版)" in build_view(JA, status).lines
+    assert (
+        "Policy: acme-crm (version 4)" in build_view(EN, {"policy": {"id": "acme-crm", "version": 4}}).lines
+    )
