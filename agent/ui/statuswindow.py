@@ -219,6 +219,7 @@ def show_tooltip_window(master: tk.Misc, text: str, hide_after_ms: int) -> tk.To
     x = max(0, min(px + 12, win.winfo_screenwidth() - w))
     y = py + 16 if py + 16 + h <= win.winfo_screenheight() else max(0, py - 16 - h)
     win.geometry(f"+{x}+{y}")
+
     def hide() -> None:
         if win.winfo_exists():
             win.destroy()
