@@ -9,6 +9,8 @@ pool; ``POST /v1/events`` reads its body asynchronously with a size limit first.
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -23,10 +25,23 @@ from server.storage import Storage
 
 
 def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
+    from server.forwarders import ForwardingService
+
+    forwarding = ForwardingService(storage, settings.forwarders, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        forwarding.start()  # installs (or, with no forwarders, removes) the capture trigger
+        try:
+            yield
+        finally:
+            forwarding.stop()
+
     app = FastAPI(
         title="Mamori server",
         version=__version__,
         description="Enrollment, policy distribution and event ingest for Mamori agents (docs/server-api.md).",
+        lifespan=lifespan,
     )
     app.state.context = ServerContext(
         settings=settings,
@@ -34,6 +49,7 @@ def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
         clock=clock,
         overload=Overload(settings, clock),
         trusted=load_trusted(settings),
+        forwarding=forwarding,
     )
     # Inclusion order is the order of the paths in the OpenAPI document.
     app.include_router(health.router)

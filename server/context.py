@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -25,6 +25,7 @@ class ServerContext:
     clock: Clock
     overload: Overload
     trusted: Sequence[TrustedKey]  # the org's policy public keys (server.toml trusted_keys)
+    forwarding: Any = None  # server.forwarders.ForwardingService when [[forwarders]] are configured
 
     def now_ms(self) -> int:
         return ms(self.clock.now())

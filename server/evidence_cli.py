@@ -24,6 +24,15 @@ def register(subparsers: Any) -> None:
     export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default stdout)")
     export.set_defaults(func=cmd_export)
 
+    report = subparsers.add_parser("report", help="compliance evidence for a group and a month (PDF or CSV)")
+    _common(report)
+    report.add_argument("--group", required=True, help="policy group")
+    report.add_argument("--period", required=True, help="month, YYYY-MM (UTC)")
+    report.add_argument("--format", choices=("pdf", "csv"), default="pdf")
+    report.add_argument("--lang", choices=("ja", "en"), default="ja")
+    report.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    report.set_defaults(func=cmd_report)
+
 
 def parse_instant(text: str | None, option: str) -> int | None:
     """RFC 3339 (or a date) -> epoch ms; a time without an offset is UTC."""
@@ -73,4 +82,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ServerCommandError(f"{args.output}: cannot write ({err.strerror or err})") from err
         print(f"exported {count} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from server.report import ReportError, build, render_csv, render_pdf
+
+    storage = _storage(_settings(args))
+    try:
+        summary = build(storage, args.group, args.period, now=datetime.now(UTC))
+        data = render_pdf(summary, args.lang) if args.format == "pdf" else render_csv(summary, args.lang)
+    except ReportError as err:
+        raise ServerCommandError(str(err)) from err
+    partial = args.output.with_name(args.output.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, args.output)
+    except OSError as err:
+        raise ServerCommandError(f"{args.output}: cannot write ({err.strerror or err})") from err
+    print(
+        f"report for {args.group} {args.period}: {summary.event_count} events of {len(summary.devices)} devices, "
+        f"sha256 {summary.sha256} -> {args.output}",
+        file=sys.stderr,
+    )
     return 0

@@ -108,6 +108,9 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
         )
     if parsed.foreign_device:
         raise HTTPException(403, "the batch holds events of another device")
+    if context.forwarding is not None and context.forwarding.over_bound():
+        # Back-pressure instead of loss: the agents keep the events until the forwarders catch up.
+        return retry_later(503, 30, "forwarders are behind; retry later")
     wait = context.overload.take(device.id, total)
     if wait > 0:
         return retry_later(429, wait, "device over its event rate; retry later")

@@ -16,9 +16,12 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import MamoriError
+
+if TYPE_CHECKING:
+    from server.forwarders import ForwarderConfig
 
 ENV_DB = "MAMORI_DB_URL"
 ENV_CONFIG = "MAMORI_SERVER_CONFIG"
@@ -60,6 +63,8 @@ class Settings:
     # silence: a device is "silent" after this many heartbeat intervals without contact and no clean stop
     silence_factor: float = 3.0
     min_silence_s: float = 60.0
+    # SIEM forwarders ([[forwarders]], server/forwarders.py), each with its own durable outbox
+    forwarders: tuple[ForwarderConfig, ...] = ()
 
     def with_db(self, url: str | None) -> Settings:
         return replace(self, db_url=url) if url else self
@@ -101,6 +106,13 @@ def load_settings(path: Path | None = None) -> Settings:
             values[name] = tuple(as_path(v, key) for v in value)
         elif name in ("tls_cert", "tls_key"):
             values[name] = as_path(value, key)
+        elif name == "forwarders":
+            from server.forwarders import ForwarderConfigError, parse_forwarders
+
+            try:
+                values[name] = parse_forwarders(value, str(target), base)
+            except ForwarderConfigError as err:
+                raise SettingsError(str(err)) from err
         else:
             default = getattr(Settings(), name)
             if isinstance(default, bool) or not isinstance(value, type(default) | int):

@@ -80,6 +80,12 @@ def admin_export(
     return StreamingResponse(encode(rows, format), media_type=MEDIA_TYPES[format], headers=headers)
 
 
+def admin_forwarders(context: Annotated[ServerContext, Depends(server_context)]) -> dict[str, Any]:
+    """Each forwarder's queue and dead-letter count (docs/server-api.md, "Forwarders")."""
+    forwarding = context.forwarding
+    return {"forwarders": forwarding.status() if forwarding is not None else []}
+
+
 def admin_events(
     context: Annotated[ServerContext, Depends(server_context)],
     device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
@@ -105,6 +111,7 @@ def router(default_group: str) -> APIRouter:
     admin = APIRouter(tags=["admin"], dependencies=[Depends(admin_auth)])
     admin.add_api_route("/v1/admin/devices", admin_devices, methods=["GET"])
     admin.add_api_route("/v1/admin/events", admin_events, methods=["GET"])
+    admin.add_api_route("/v1/admin/forwarders", admin_forwarders, methods=["GET"])
     admin.add_api_route(
         "/v1/admin/events/export",
         admin_export,

@@ -109,6 +109,7 @@ OPERATIONS = [
     "GET /v1/admin/devices",
     "GET /v1/admin/events",
     "GET /v1/admin/events/export",
+    "GET /v1/admin/forwarders",
     "POST /v1/admin/policies",
     "GET /healthz",
     "GET /readyz",

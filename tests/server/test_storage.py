@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from server import migrate
+from server import forward_store, migrate
 from server.storage import EnrollRefusedError, EventRow, Storage, metadata
 from tests.harness.live_server import migrated, pg_url, reset_pg
+
+assert forward_store.forward_outbox.metadata is metadata  # the forwarder tables are part of the schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
