@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, one table of the SPEC.md performance figures against their targets.
 
     python -m benchmarks [--quick] [--only NAME,...] [--pg URL] [--json PATH] [--write-docs [PATH]]
+    python -m benchmarks --from-json PATH [--write-docs]     # the table of a saved run, nothing measured
 
 Each benchmark script runs as its own process (``python -m benchmarks.<name> ...``, the command is printed with
 its figures, so any row can be reproduced alone) one after another, so that one does not load the machine
@@ -239,7 +240,7 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "agent_resources",
             "benchmarks.agent_resources",
-            ["--seconds", "600", "--warmup", "30", "--configs", "all"],
+            ["--seconds", "600", "--warmup", "15", "--configs", "all"],
             [
                 "--seconds",
                 "3",
@@ -256,7 +257,7 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "agent_latency",
             "benchmarks.agent_latency",
-            ["--rounds", "20", "--share-rounds", "8", "--vpn-rounds", "5"],
+            ["--rounds", "20", "--share-rounds", "6", "--vpn-rounds", "4"],
             ["--rounds", "1", "--share-rounds", "1", "--no-vpn", "--cpu-hogs", "1"],
             latency_rows,
             ("desktop",),
@@ -264,7 +265,7 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "agent_latency_loaded",
             "benchmarks.agent_latency",
-            ["--rounds", "20", "--share-rounds", "5", "--vpn-rounds", "3", "--cpu-hogs", "2"],
+            ["--rounds", "20", "--share-rounds", "4", "--vpn-rounds", "3", "--cpu-hogs", "2"],
             None,
             loaded_latency_rows,
             ("desktop",),
@@ -305,7 +306,7 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "ingest_lb",
             "benchmarks.ingest_lb",
-            [*pg_args, "--processes", "1,2,4", "--pg-schema", "bench_lb", "--json"],
+            [*pg_args, "--processes", "1,2,4", "--devices", "32", "--pg-schema", "bench_lb", "--json"],
             [*pg_args, "--processes", "2", "--devices", "4", "--batches", "2", "--events", "10", *QUICK_LB],
             lb_rows,
             ("pg", "haproxy"),
@@ -464,7 +465,23 @@ def main(argv: list[str] | None = None) -> int:
         help=f"write the table into {DOCS.relative_to(ROOT)}",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="per script, seconds")
+    parser.add_argument(
+        "--from-json", type=Path, help="run nothing: print (and --write-docs) the table of a saved --json run"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        text = report(
+            [Row(**r) for r in saved["rows"]],
+            saved["commands"],
+            saved["machine_before"],
+            saved["machine_after"],
+            saved["quick"],
+        )
+        print(text)
+        if args.write_docs:
+            write_docs(args.write_docs, text)
+        return 0
     chosen = steps(args.pg)
     if args.only:
         wanted = set(args.only.split(","))
