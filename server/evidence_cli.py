@@ -33,6 +33,13 @@ def register(subparsers: Any) -> None:
     report.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     report.set_defaults(func=cmd_report)
 
+    answer = subparsers.add_parser("compliance", help="was a device compliant at a time, under which policy")
+    _common(answer)
+    answer.add_argument("--device", required=True, help="device id")
+    answer.add_argument("--at", required=True, help="RFC 3339 instant")
+    answer.add_argument("--json", action="store_true")
+    answer.set_defaults(func=cmd_compliance)
+
 
 def parse_instant(text: str | None, option: str) -> int | None:
     """RFC 3339 (or a date) -> epoch ms; a time without an offset is UTC."""
@@ -106,3 +113,25 @@ def cmd_report(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    """Exit 0 compliant, 1 non-compliant, 2 nothing reported by then."""
+    import json
+
+    from server.report import compliance_at
+
+    at_ms = parse_instant(args.at, "--at")
+    assert at_ms is not None
+    answer = compliance_at(_storage(_settings(args)), args.device, at_ms)
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        state = {True: "compliant", False: "NON-COMPLIANT", None: "unknown (nothing reported)"}[
+            answer["compliant"]
+        ]
+        policy = answer["policy"]
+        under = f"{policy['id']} v{policy['version']}" if policy else "no policy applied"
+        failing = f"; failing: {', '.join(answer['failing'])}" if answer["failing"] else ""
+        print(f"{args.device} at {answer['at']}: {state}, under {under}{failing}")
+    return {True: 0, False: 1, None: 2}[answer["compliant"]]

@@ -359,3 +359,53 @@ def build(storage: Any, group: str, period: str, *, now: datetime) -> Summary:
     prior = bodies(query(events.c.time < start, events.c.event_code == "posture.finding"))
     month = bodies(query(events.c.time >= start, events.c.time < end))
     return summarise(group, period, device_ids, policy_list, month, generated_at=now, prior=list(prior))
+
+
+def compliance_at(storage: Any, device: str, at_ms: int) -> dict[str, Any]:
+    """The point-in-time answer: was ``device`` compliant at ``at_ms``, and under which policy? From the latest
+    posture finding of each check, the latest ``policy.applied`` and its acknowledgement at or before then.
+    ``compliant`` is None when the device had reported nothing by then."""
+    import sqlalchemy as sa
+
+    from server.storage import events
+
+    codes = ("posture.finding", "policy.applied", "policy.acknowledged")
+    stmt = (
+        sa.select(events.c.body)
+        .where(events.c.device_id == device, events.c.time <= at_ms, events.c.event_code.in_(codes))
+        .order_by(events.c.time, events.c.uid)
+    )
+    last = sa.select(sa.func.max(events.c.time)).where(events.c.device_id == device, events.c.time <= at_ms)
+    checks: dict[str, dict[str, Any]] = {}
+    policy: dict[str, Any] | None = None
+    acknowledged: set[tuple[str, int]] = set()
+    with storage.engine.connect() as conn:
+        last_ms = conn.execute(last).scalar()
+        for (body,) in conn.execute(stmt.execution_options(yield_per=1000)):
+            record = json.loads(body)
+            data = record.get("unmapped", {})
+            code = record["metadata"]["event_code"]
+            if code == "posture.finding":
+                checks[str(data.get("check_id"))] = data
+            elif code == "policy.applied":
+                policy = {
+                    "id": data.get("policy_id"),
+                    "version": data.get("version"),
+                    "since": record["time"],
+                }
+            else:
+                acknowledged.add((str(data.get("policy_id")), int(data.get("version", 0))))
+    failing = sorted(
+        c for c, d in checks.items() if d.get("status") == "fail" and d.get("mode") in ("warn", "block")
+    )
+    if policy is not None:
+        policy["acknowledged"] = (str(policy["id"]), int(policy["version"] or 0)) in acknowledged
+    return {
+        "device": device,
+        "at": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds"),
+        "compliant": None if last_ms is None else not failing,
+        "failing": failing,
+        "checks": {c: {"status": d.get("status"), "mode": d.get("mode")} for c, d in sorted(checks.items())},
+        "policy": policy,
+        "last_event": None if last_ms is None else datetime.fromtimestamp(last_ms / 1000, UTC).isoformat(),
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -86,6 +86,19 @@ def admin_forwarders(context: Annotated[ServerContext, Depends(server_context)])
     return {"forwarders": forwarding.status() if forwarding is not None else []}
 
 
+def admin_compliance(
+    context: Annotated[ServerContext, Depends(server_context)],
+    device_id: Annotated[str, Path(max_length=64, pattern=NO_CONTROL)],
+    at: Annotated[datetime, Query(description="RFC 3339 instant")],
+) -> dict[str, Any]:
+    """Was the device compliant at ``at``, and under which policy (docs/server-api.md)."""
+    from server.report import compliance_at
+
+    at_ms = _instant_ms(at, "at")
+    assert at_ms is not None
+    return compliance_at(context.storage, device_id, at_ms)
+
+
 def admin_events(
     context: Annotated[ServerContext, Depends(server_context)],
     device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
@@ -112,6 +125,7 @@ def router(default_group: str) -> APIRouter:
     admin.add_api_route("/v1/admin/devices", admin_devices, methods=["GET"])
     admin.add_api_route("/v1/admin/events", admin_events, methods=["GET"])
     admin.add_api_route("/v1/admin/forwarders", admin_forwarders, methods=["GET"])
+    admin.add_api_route("/v1/admin/devices/{device_id}/compliance", admin_compliance, methods=["GET"])
     admin.add_api_route(
         "/v1/admin/events/export",
         admin_export,

@@ -110,6 +110,7 @@ OPERATIONS = [
     "GET /v1/admin/events",
     "GET /v1/admin/events/export",
     "GET /v1/admin/forwarders",
+    "GET /v1/admin/devices/{device_id}/compliance",
     "POST /v1/admin/policies",
     "GET /healthz",
     "GET /readyz",

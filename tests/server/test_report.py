@@ -36,6 +36,7 @@ def script() -> dict[str, list[tuple[datetime, Kind, dict[str, Any]]]]:
     ]
     a += [
         (at(1), Kind.AGENT_STARTED, {}),
+        (at(1, 0, 1), Kind.POLICY_APPLIED, {"policy_id": "acme-telework", "version": 3}),
         (at(1, 0, 5), Kind.POLICY_ACKNOWLEDGED, {"policy_id": "acme-telework", "version": 3}),
         (
             at(2, 9),
@@ -270,3 +271,32 @@ def test_the_csv_report(month: Storage, tmp_path: Path) -> None:
         str(out),
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_the_point_in_time_answer(month: Storage, client: Any) -> None:
+    from tests.harness.live_server import admin_token
+
+    admin = {"Authorization": f"Bearer {admin_token(month)}"}
+
+    def ask(device: str, when: datetime) -> dict[str, Any]:
+        response = client.get(
+            f"/v1/admin/devices/{device}/compliance", params={"at": when.isoformat()}, headers=admin
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    during = ask("dev-a", at(2, 9, 30))  # the VPN check failing in block mode
+    assert during["compliant"] is False and during["failing"] == ["vpn"]
+    assert (during["policy"]["id"], during["policy"]["version"], during["policy"]["acknowledged"]) == (
+        "acme-telework",
+        3,
+        True,
+    )
+    assert ask("dev-a", at(2, 11))["compliant"] is True
+    assert ask("dev-b", at(26))["failing"] == ["wifi"]
+    assert ask("dev-b", at(3, 12))["compliant"] is True  # a failing "report" check is not non-compliance
+    assert ask("dev-a", datetime(2026, 10, 1, tzinfo=UTC))["compliant"] is None
+    done = mamori(
+        "compliance", "--db", str(month.engine.url), "--device", "dev-a", "--at", "2026-11-02T09:30:00Z"
+    )
+    assert done.returncode == 1 and "NON-COMPLIANT" in done.stdout and "failing: vpn" in done.stdout
