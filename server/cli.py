@@ -70,10 +70,6 @@ def register(subparsers: Any) -> None:
 
     evidence_cli.register(subparsers)
 
-    from server import evidence_cli  # export and report: their own module
-
-    evidence_cli.register(subparsers)
-
 
 def parse_lifetime(text: str) -> timedelta | None:
     """ "7d", "12h", "90m", "1h30m" -> timedelta; "never" -> None."""
