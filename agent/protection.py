@@ -47,7 +47,7 @@ from agent.i18n import Translator, catalog, detect_language
 from agent.lock import SessionLock
 from agent.overlay.protocol import CoverSpec
 from agent.overlay.supervisor import CoverSink
-from agent.platform.base import ESSENTIAL, Desktop, Monitor, PlatformError, Window
+from agent.platform.base import ESSENTIAL, Capabilities, Desktop, Monitor, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import Clock
 from policy.model import Policy, Presence
@@ -120,6 +120,57 @@ class Announcer:
             self.stream.publish(AgentEvent(Kind.PROTECTION_REMOVED, now, {"reason": event_reason, **data}))
 
 
+class IdleSampler:
+    """The idle time; when the counter errors, the time since the last good sample (fail closed: away)."""
+
+    def __init__(self, desktop: Desktop, clock: Clock, degraded: Degraded) -> None:
+        self.desktop = desktop
+        self.clock = clock
+        self.degraded = degraded
+        self.last = 0.0
+        self._good: tuple[float, float] | None = None  # (monotonic, idle) of the last good sample
+        self._failing = False
+
+    def sample(self) -> float:
+        now = self.clock.monotonic()
+        try:
+            idle = self.desktop.idle_seconds()
+        except PlatformError as err:
+            self.degraded.report("idle", "query_failed", str(err))
+            if not self._failing:
+                logger.warning("idle counter failed; counting the time since the last good sample as idle")
+                self._failing = True
+            if self._good is None:
+                self._good = (now, 0.0)
+            since, last = self._good
+            self.last = last + (now - since)
+            return self.last
+        self._failing = False
+        self._good = (now, idle)
+        self.last = idle
+        return idle
+
+
+class Countdown:
+    """The warn stage's countdown on the cover helper, sent once per second shown."""
+
+    def __init__(self, overlay: CoverSink | None) -> None:
+        self.overlay = overlay
+        self._shown: int | None = None
+
+    def update(self, decision: PresenceDecision, translator: Translator) -> None:
+        if self.overlay is None:
+            return
+        if decision.stage is Stage.WARN and decision.seconds_left is not None:
+            seconds = int(decision.seconds_left + 0.999)
+            if seconds != self._shown:
+                self._shown = seconds
+                self.overlay.countdown(float(seconds), translator("presence.countdown", seconds=seconds))
+        elif self._shown is not None:
+            self._shown = None
+            self.overlay.countdown(None)
+
+
 class Protection:
     def __init__(
         self,
@@ -159,15 +210,13 @@ class Protection:
         self._inhibitors: set[str] = set()
         self._machine = PresenceMachine(self._presence())
         self._decision: PresenceDecision | None = None
-        self._idle = 0.0
+        self._idle = IdleSampler(desktop, clock, self.degraded)
         self._windows: list[Window] = []
         self._plan = CoverPlan([], [])
         self._last_covers: tuple[list[CoverSpec], bool] | None = None
-        self._countdown_shown: int | None = None
+        self._countdown = Countdown(overlay)
         self._lock_failed = False
         self._pause = Pause(clock, stream)
-        self._idle_good: tuple[float, float] | None = None  # (monotonic, idle) of the last good idle sample
-        self._idle_failing = False
         self._windows_failing_since: float | None = None
         self._locked = False
 
@@ -285,7 +334,7 @@ class Protection:
         policy = self.policy()
         presence = self._presence()
         caps = self.desktop.capabilities()
-        idle = self._idle_sample()
+        idle = self._idle.sample()
         try:
             locked = self.desktop.is_locked()
         except PlatformError:
@@ -303,7 +352,6 @@ class Protection:
             )
             decision = self._machine.update(sample, self.clock.monotonic())
             self._decision = decision
-            self._idle = idle
             if decision.changed:
                 self.stream.publish(
                     AgentEvent(
@@ -322,7 +370,7 @@ class Protection:
             active = bool(self._reasons)
         if decision.lock_now:
             self.session_lock.lock_async(decision.reason)
-        self._update_countdown(decision)
+        self._countdown.update(decision, self._translator)
         if active:
             self._refresh_windows()
         self._refresh_covers(policy, presence)
@@ -330,24 +378,6 @@ class Protection:
             return self.tick
         # Sleep until the next threshold could be reached, but wake at least every idle_tick.
         return max(self.tick, min(self.idle_tick, presence.warn_after - idle, presence.protect_after - idle))
-
-    def _idle_sample(self) -> float:
-        """The idle time; when the counter errors, the time since the last good sample (fail closed: away)."""
-        now = self.clock.monotonic()
-        try:
-            idle = self.desktop.idle_seconds()
-        except PlatformError as err:
-            self.degraded.report("idle", "query_failed", str(err))
-            if not self._idle_failing:
-                logger.warning("idle counter failed; counting the time since the last good sample as idle")
-                self._idle_failing = True
-            if self._idle_good is None:
-                self._idle_good = (now, 0.0)
-            since, last = self._idle_good
-            return last + (now - since)
-        self._idle_failing = False
-        self._idle_good = (now, idle)
-        return idle
 
     def _window_inhibitors(self) -> set[str]:
         return {"fullscreen"} if any(w.fullscreen and not w.minimized for w in self._windows) else set()
@@ -372,12 +402,6 @@ class Protection:
             self._windows_failing_since = None
             self._reasons.pop(WINDOWS_UNKNOWN, None)
 
-    def _label(self, key: str) -> str:
-        texts = self._translator.both(key) if key in catalog() else {"ja": key, "en": key}
-        first = self._translator.language
-        second = "en" if first == "ja" else "ja"
-        return f"{texts[first]}\n{texts[second]}"
-
     def _refresh_covers(self, policy: Policy | None, presence: Presence) -> None:
         with self._lock:
             reasons = dict(self._reasons)
@@ -385,8 +409,15 @@ class Protection:
                 reasons = {}  # the window list fails, but nothing needs covering right now
             rules = policy.customer_apps if policy is not None else ()
             whole = LOCK_FAILED in reasons or WINDOWS_UNKNOWN in reasons
-            monitors = self._monitors() if whole else []
-            plan = plan_covers(reasons, rules, self._windows, monitors, presence=presence, label=self._label)
+            monitors = monitors_of(self.desktop) if whole else []
+            plan = plan_covers(
+                reasons,
+                rules,
+                self._windows,
+                monitors,
+                presence=presence,
+                label=lambda key: bilingual(self._translator, key),
+            )
             stage = self._decision.stage if self._decision is not None else Stage.ACTIVE
             # The lock stage: the screen locker must end up above every cover; once the OS says locked, the
             # locker hides the screen and no cover is drawn (a cover above a lock screen is a bug, issue 11).
@@ -394,41 +425,13 @@ class Protection:
             if self._locked and LOCK_FAILED not in reasons:
                 plan = CoverPlan([], plan.matches)
             self._plan = plan
-            drawn = self._drawn(plan)
+            drawn = drawn_on_screen(self.overlay, plan)
             self._announcer.update(reasons, plan, drawn)
             wanted = (plan.covers, not lock_stage)
             changed = wanted != self._last_covers
             self._last_covers = wanted
         if changed and self.overlay is not None:
             self.overlay.show(plan.covers, on_top=not lock_stage)
-
-    def _drawn(self, plan: CoverPlan) -> bool:
-        """Whether the helper says every cover of ``plan`` is on screen (a sink that does not say is trusted)."""
-        if self.overlay is None:
-            return False
-        shown = self.overlay.status().get("shown")
-        if shown is None:
-            return True
-        return {c.key for c in plan.covers} <= set(shown)
-
-    def _monitors(self) -> list[Monitor]:
-        try:
-            return list(self.desktop.monitors())
-        except PlatformError:
-            return []
-
-    def _update_countdown(self, decision: PresenceDecision) -> None:
-        if self.overlay is None:
-            return
-        if decision.stage is Stage.WARN and decision.seconds_left is not None:
-            seconds = int(decision.seconds_left + 0.999)
-            if seconds != self._countdown_shown:
-                self._countdown_shown = seconds
-                text = self._translator("presence.countdown", seconds=seconds)
-                self.overlay.countdown(float(seconds), text)
-        elif self._countdown_shown is not None:
-            self._countdown_shown = None
-            self.overlay.countdown(None)
 
     def _lock_failed_now(self) -> None:
         with self._lock:
@@ -437,21 +440,6 @@ class Protection:
         self.wake.set()
 
     # ---- status ----------------------------------------------------------------------------------------
-    def _cover_state(self, active: bool) -> dict[str, Any]:
-        """What is covered, honestly (``covered`` gives the rules and count): ``state`` "covered" (windows),
-        "screen" (whole screen), "nothing_to_cover" (no open window matches a rule), "no_rules", "locked" (the
-        OS lock screen hides everything) or "none" (no cover reason); ``unmatched_rules``: rules that match no
-        open window; ``drawn``: the helper confirmed every cover is on screen."""
-        policy = self._policy
-        rules = policy.customer_apps if policy is not None else ()
-        plan = self._plan
-        if not active:
-            return {"state": "none", "unmatched_rules": [], "drawn": True}
-        state = cover_state(plan, rules)
-        if self._locked and not plan.covers and LOCK_FAILED not in self._reasons:
-            state = "locked"
-        return {"state": state, "unmatched_rules": unmatched_rules(plan, rules), "drawn": self._drawn(plan)}
-
     def status(self) -> dict[str, Any]:
         caps = self.desktop.capabilities()
         with self._lock:
@@ -464,21 +452,81 @@ class Protection:
                 "presence": {
                     "stage": (d.stage if d else Stage.ACTIVE).value,
                     "seconds_left": d.seconds_left if d else None,
-                    "idle": round(self._idle, 1),
+                    "idle": round(self._idle.last, 1),
                     "lock_inhibited_by": list(d.lock_inhibited_by) if d else [],
                     "awaiting_reveal": bool(d and d.awaiting_reveal),
                 },
                 "cover_reasons": cover_reasons,
                 "covered": {"rules": self._plan.rules if reasons else [], "count": self._plan.count},
-                "cover_state": self._cover_state(bool(reasons)),
+                "cover_state": honest_cover_state(
+                    self._plan,
+                    self._policy,
+                    bool(reasons),
+                    locked=self._locked,
+                    lock_failed=LOCK_FAILED in reasons,
+                    overlay=self.overlay,
+                ),
                 "lock_failed": self._lock_failed,
                 "paused_until": self._pause.until(),
                 "inhibitors": sorted(self._inhibitors | self._window_inhibitors()),
-                "capabilities": {
-                    "backend": caps.backend,
-                    **{name: bool(getattr(caps, name)) for name in ESSENTIAL},
-                    "cover": caps.cover and (self.overlay is not None and self.overlay.available()),
-                    "lock_before_sleep": caps.lock_before_sleep,
-                },
+                "capabilities": capability_status(caps, self.overlay),
                 "overlay": self.overlay.status() if self.overlay is not None else None,
             }
+
+
+def bilingual(translator: Translator, key: str) -> str:
+    """A cover label: the worker's language first, then the other (a key outside the catalog as is)."""
+    texts = translator.both(key) if key in catalog() else {"ja": key, "en": key}
+    first = translator.language
+    second = "en" if first == "ja" else "ja"
+    return f"{texts[first]}\n{texts[second]}"
+
+
+def drawn_on_screen(overlay: CoverSink | None, plan: CoverPlan) -> bool:
+    """Whether the helper says every cover of ``plan`` is on screen (a sink that does not say is trusted)."""
+    if overlay is None:
+        return False
+    shown = overlay.status().get("shown")
+    if shown is None:
+        return True
+    return {c.key for c in plan.covers} <= set(shown)
+
+
+def monitors_of(desktop: Desktop) -> list[Monitor]:
+    try:
+        return list(desktop.monitors())
+    except PlatformError:
+        return []
+
+
+def capability_status(caps: Capabilities, overlay: CoverSink | None) -> dict[str, Any]:
+    return {
+        "backend": caps.backend,
+        **{name: bool(getattr(caps, name)) for name in ESSENTIAL},
+        "cover": caps.cover and (overlay is not None and overlay.available()),
+        "lock_before_sleep": caps.lock_before_sleep,
+    }
+
+
+def honest_cover_state(
+    plan: CoverPlan,
+    policy: Policy | None,
+    active: bool,
+    *,
+    locked: bool,
+    lock_failed: bool,
+    overlay: CoverSink | None,
+) -> dict[str, Any]:
+    """What is covered, honestly (``covered`` gives the rules and count): ``state`` "covered" (windows),
+    "screen" (whole screen), "nothing_to_cover" (no open window matches a rule), "no_rules", "locked" (the
+    OS lock screen hides everything) or "none" (no cover reason); ``unmatched_rules``: rules that match no
+    open window; ``drawn``: the helper confirmed every cover is on screen."""
+    if not active:
+        return {"state": "none", "unmatched_rules": [], "drawn": True}
+    rules = policy.customer_apps if policy is not None else ()
+    state = "locked" if locked and not plan.covers and not lock_failed else cover_state(plan, rules)
+    return {
+        "state": state,
+        "unmatched_rules": unmatched_rules(plan, rules),
+        "drawn": drawn_on_screen(overlay, plan),
+    }
