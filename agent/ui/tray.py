@@ -148,7 +148,7 @@ class Tray:
         self._icon = pystray.Icon(
             self._name,
             icon=icon_image(view.state, self.panel, 64),
-            title=self._title(view),
+            title=backend_title(self.backend, view),
             menu=pystray.Menu(self._menu_items),
         )
         if self.backend == "xorg":
@@ -156,8 +156,9 @@ class Tray:
             self._pump = _XorgPump.install(self._icon)
             if self._pump is not None:
                 # No tooltip and no menu in pystray's X11 backend: ours, drawn with Tk (issue 12, item 2).
-                self._pump.on_hover = self._hover
-                self._pump.on_menu = self.show_menu
+                popups = XorgPopups(self)
+                self._pump.on_hover = popups.hover
+                self._pump.on_menu = popups.show_menu
         self.state = view.state
         logger.info("tray backend %s (menu: %s)", self.backend, self.has_menu)
         self._icon.run(setup=self._setup)
@@ -205,15 +206,8 @@ class Tray:
 
     def _status(self) -> Mapping[str, Any]:
         """The runtime's status with the policy's display title (the worker reads names, not ids)."""
-        status = self._status_provider()
-        policy_status = status.get("policy")
         policy = self._policy() if self._policy else None
-        if isinstance(policy_status, Mapping) and policy is not None and policy_status.get("id") == policy.id:
-            from agent.ui.ack import policy_title
-
-            title = policy_title(policy, str(getattr(self._t, "language", "en")))
-            status = {**status, "policy": {**policy_status, "title": title}}
-        return status
+        return with_policy_title(self._status_provider(), policy, str(getattr(self._t, "language", "en")))
 
     def _read_view(self) -> StatusView:
         try:
@@ -251,28 +245,13 @@ class Tray:
                 icon.icon = image
             self.state = view.state
             logger.debug("tray icon now %s", view.state)
-        title = self._title(view)
+        title = backend_title(self.backend, view)
         if icon.title != title:
             icon.title = title
         if self.backend == "xorg" and view.tooltip != title:
             _set_net_wm_name(icon, view.tooltip)
         if self.has_menu:
             icon.update_menu()
-
-    def _title(self, view: StatusView) -> str:
-        """The tooltip as the backend can carry it.
-
-        pystray's X11 backend writes the title as WM_NAME of type STRING (Latin-1) and raises on anything else,
-        so a Japanese tooltip crashed the tray at start. There the title is ASCII and the worker's text goes
-        into _NET_WM_NAME (UTF-8, EWMH), which is what panels and xdotool read first.
-        """
-        if self.backend != "xorg":
-            return view.tooltip
-        try:
-            view.tooltip.encode("latin-1")
-        except UnicodeEncodeError:
-            return f"Mamori: {view.state.value}"
-        return view.tooltip
 
     def view(self) -> StatusView:
         with self._lock:
@@ -358,82 +337,6 @@ class Tray:
             logger.error("%s", err)
             return None
 
-    # ----------------------------------------------------- X11 without AppIndicator: tooltip and menu
-
-    TOOLTIP_DELAY_MS = 400
-    TOOLTIP_HIDE_MS = 8000
-
-    def _hover(self, inside: bool) -> None:
-        if inside:
-            self.show_tooltip()
-        else:
-            self.hide_tooltip()
-
-    def show_tooltip(self) -> None:
-        """The state and the status lines next to the pointer (pystray's X11 backend has no tooltip)."""
-        ui = self._tk()
-        if ui is None:
-            return
-        view = self.view()
-        text = "\n".join([view.tooltip, *view.lines])
-
-        def show(root: Any) -> None:
-            from agent.ui.statuswindow import show_tooltip_window
-
-            ui.objects["tooltip_job"] = root.after(
-                self.TOOLTIP_DELAY_MS, lambda: show_tooltip_window(root, text, self.TOOLTIP_HIDE_MS)
-            )
-
-        ui.call(show)
-
-    def hide_tooltip(self) -> None:
-        ui = self._tk()
-        if ui is None:
-            return
-
-        def hide(root: Any) -> None:
-            job = ui.objects.pop("tooltip_job", None)
-            if job is not None:
-                root.after_cancel(job)
-            tip = root.children.get("tooltip")
-            if tip is not None:
-                tip.destroy()
-
-        ui.call(hide)
-
-    def show_menu(self, x: int, y: int) -> None:
-        """The tray menu as a Tk popup at (x, y): the same entries as the AppIndicator menu."""
-        ui = self._tk()
-        if ui is None:
-            return
-        self.hide_tooltip()
-        view = self.view()
-        t = self._t
-        entries: list[tuple[str, Callable[[], None] | None]] = [
-            (t("tray.menu.open_status"), self.show_status),
-            (t(f"tray.state.{view.state.value}"), None),
-            *((line, None) for line in view.lines),
-            ("-", None),
-            (t("tray.menu.step_away"), self.step_away),
-            (t("tray.menu.reported"), self.show_reported),
-            (t("tray.menu.view_policy"), self.show_policy),
-        ]
-        if view.policy_id is not None:
-            entries.append((t("tray.menu.acknowledge"), self.show_ack))
-        if view.paused:
-            entries.append((t("tray.menu.resume"), self.resume))
-        elif view.permissions.allow_pause:
-            entries.append((t("tray.menu.pause"), self.ask_pause))
-        if view.permissions.allow_quit:
-            entries += [("-", None), (t("tray.menu.quit"), self.quit)]
-
-        def popup(root: Any) -> None:
-            from agent.ui.statuswindow import show_popup_menu
-
-            show_popup_menu(root, entries, x, y)
-
-        ui.call(popup)
-
     def show_status(self) -> None:
         from agent.ui.statuswindow import StatusWindow
 
@@ -484,14 +387,9 @@ class Tray:
 
     def show_ack(self) -> None:
         """Open the acknowledgement dialog for the policy in effect (safe from any thread)."""
-        from agent.ui.ack import show_ack_dialog
-
         policy = self._policy() if self._policy else None
-        ui = self._tk()
-        if ui is None or policy is None:
-            return
-        previous = self.previous_ack(policy.id) if self.previous_ack else None
-        ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge, previous=previous))
+        if policy is not None:
+            self.show_ack_for(policy)
 
     def show_ack_for(self, policy: Policy) -> None:
         """AckFlow's ``show_dialog`` hook: open the dialog for this policy."""
@@ -501,6 +399,31 @@ class Tray:
         if ui is not None:
             previous = self.previous_ack(policy.id) if self.previous_ack else None
             ui.call(lambda root: show_ack_dialog(root, self._t, policy, self.acknowledge, previous=previous))
+
+
+def with_policy_title(status: Mapping[str, Any], policy: Policy | None, language: str) -> Mapping[str, Any]:
+    policy_status = status.get("policy")
+    if isinstance(policy_status, Mapping) and policy is not None and policy_status.get("id") == policy.id:
+        from agent.ui.ack import policy_title
+
+        return {**status, "policy": {**policy_status, "title": policy_title(policy, language)}}
+    return status
+
+
+def backend_title(backend: str | None, view: StatusView) -> str:
+    """The tooltip as the backend can carry it.
+
+    pystray's X11 backend writes the title as WM_NAME of type STRING (Latin-1) and raises on anything else,
+    so a Japanese tooltip crashed the tray at start. There the title is ASCII and the worker's text goes
+    into _NET_WM_NAME (UTF-8, EWMH), which is what panels and xdotool read first.
+    """
+    if backend != "xorg":
+        return view.tooltip
+    try:
+        view.tooltip.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"Mamori: {view.state.value}"
+    return view.tooltip
 
 
 def _set_net_wm_name(icon: Any, text: str) -> None:
@@ -529,12 +452,94 @@ def _enable_xorg_clicks(icon: Any) -> None:
     from Xlib import X
 
     mask = X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask
-    # Enter/leave: pystray's X11 backend has no tooltip; the pump shows ours (Tray.show_tooltip).
+    # Enter/leave: pystray's X11 backend has no tooltip; the pump shows ours (XorgPopups.show_tooltip).
     window.change_attributes(event_mask=mask | X.EnterWindowMask | X.LeaveWindowMask)
     display.flush()
 
 
 REPAINT_AFTER_EMBED = 15.0  # seconds of once-a-second repaints after the icon is (re-)embedded
+
+
+class XorgPopups:
+    """The tooltip and the menu of the X11 tray without AppIndicator (pystray's xorg backend has neither):
+    Tk windows on the tray's Tk thread, fed by the X event pump's hover and right-click."""
+
+    def __init__(self, tray: Tray) -> None:
+        self.tray = tray
+
+    TOOLTIP_DELAY_MS = 400
+    TOOLTIP_HIDE_MS = 8000
+
+    def hover(self, inside: bool) -> None:
+        if inside:
+            self.show_tooltip()
+        else:
+            self.hide_tooltip()
+
+    def show_tooltip(self) -> None:
+        """The state and the status lines next to the pointer (pystray's X11 backend has no tooltip)."""
+        ui = self.tray._tk()
+        if ui is None:
+            return
+        view = self.tray.view()
+        text = "\n".join([view.tooltip, *view.lines])
+
+        def show(root: Any) -> None:
+            from agent.ui.statuswindow import show_tooltip_window
+
+            ui.objects["tooltip_job"] = root.after(
+                self.TOOLTIP_DELAY_MS, lambda: show_tooltip_window(root, text, self.TOOLTIP_HIDE_MS)
+            )
+
+        ui.call(show)
+
+    def hide_tooltip(self) -> None:
+        ui = self.tray._tk()
+        if ui is None:
+            return
+
+        def hide(root: Any) -> None:
+            job = ui.objects.pop("tooltip_job", None)
+            if job is not None:
+                root.after_cancel(job)
+            tip = root.children.get("tooltip")
+            if tip is not None:
+                tip.destroy()
+
+        ui.call(hide)
+
+    def show_menu(self, x: int, y: int) -> None:
+        """The tray menu as a Tk popup at (x, y): the same entries as the AppIndicator menu."""
+        ui = self.tray._tk()
+        if ui is None:
+            return
+        self.hide_tooltip()
+        view = self.tray.view()
+        t = self.tray._t
+        entries: list[tuple[str, Callable[[], None] | None]] = [
+            (t("tray.menu.open_status"), self.tray.show_status),
+            (t(f"tray.state.{view.state.value}"), None),
+            *((line, None) for line in view.lines),
+            ("-", None),
+            (t("tray.menu.step_away"), self.tray.step_away),
+            (t("tray.menu.reported"), self.tray.show_reported),
+            (t("tray.menu.view_policy"), self.tray.show_policy),
+        ]
+        if view.policy_id is not None:
+            entries.append((t("tray.menu.acknowledge"), self.tray.show_ack))
+        if view.paused:
+            entries.append((t("tray.menu.resume"), self.tray.resume))
+        elif view.permissions.allow_pause:
+            entries.append((t("tray.menu.pause"), self.tray.ask_pause))
+        if view.permissions.allow_quit:
+            entries += [("-", None), (t("tray.menu.quit"), self.tray.quit)]
+
+        def popup(root: Any) -> None:
+            from agent.ui.statuswindow import show_popup_menu
+
+            show_popup_menu(root, entries, x, y)
+
+        ui.call(popup)
 
 
 class _XorgPump:
