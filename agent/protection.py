@@ -361,7 +361,9 @@ class Protection:
                     )
                 )
             if decision.cover:
-                self._reasons[AWAY] = Reason("cover.away", decision.reason)
+                # The label says how to get back: any input, or a click (presence.reveal).
+                key = "cover.away_click" if presence.reveal == "click" else "cover.away"
+                self._reasons[AWAY] = Reason(key, decision.reason)
             else:
                 self._reasons.pop(AWAY, None)
             if self._lock_failed and decision.stage is Stage.ACTIVE and not locked:

@@ -426,3 +426,20 @@ def test_warn_countdown_is_shown_and_input_dismisses_it(xdesktop: XDesktop, make
     xdesktop.nudge()
     wait_for(lambda: agent.runtime.status()["presence"]["stage"] == "active", timeout=3, what="active again")
     wait_for(lambda: banner not in xdesktop.override_redirect_windows(), timeout=3, what="banner gone")
+
+
+@pytest.mark.parametrize(
+    ("reveal", "english"), [("activity", "press a key to return"), ("click", "Click here to show")]
+)
+def test_the_cover_says_how_to_get_back_in_both_languages(
+    xdesktop: XDesktop, make_agent, reveal: str, english: str
+) -> None:
+    win = xdesktop.open_window("顧客台帳.xlsx - Excel", text=PHONE, process="excel", x=40, y=150, width=900)
+    agent = make_agent(xdesktop, cover="opaque", reveal=reveal)
+    agent.start()
+    agent.wait_covered(1)
+    text = " ".join(xdesktop.ocr(win.rect(), lang="eng+jpn").split())
+    assert english in text, text
+    # The worker's language first, the other below it (agent.protection.bilingual): the Japanese line too.
+    japanese = "".join(text.split())
+    assert ("戻ります" if reveal == "activity" else "クリックすると表示") in japanese, text

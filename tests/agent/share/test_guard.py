@@ -72,7 +72,7 @@ def test_share_guard_drives_the_runtime(tmp_path: Path) -> None:
     assert state.apps == ("Browser",)
     runtime.protection.step()
     assert [(c.key, c.style) for c in sink.current] == [("w:1", "opaque")]
-    assert sink.current[0].label.startswith("Hidden while sharing: customer data")
+    assert sink.current[0].label.startswith("Customer data hidden while you share your screen")
     assert runtime.status()["share"] == {"active": True, "apps": ["Browser"], "unknown": []}
     assert [n.key for n in notices] == ["share.notice"]
 
