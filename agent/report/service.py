@@ -56,6 +56,18 @@ _NON_CODE = re.compile(r"[^a-z0-9_.-]+")
 _WAKE = cast(AgentEvent, object())
 
 
+def wait_noticing_resume(wake: threading.Event, clock: Clock, seconds: float) -> bool:
+    """Wait on ``wake`` up to ``seconds``; True when the wall clock ran far ahead of the monotonic one meanwhile."""
+    wall0, mono0 = clock.now(), clock.monotonic()
+    wake.wait(max(0.0, seconds))
+    wake.clear()
+    wall_delta = (clock.now() - wall0).total_seconds()
+    if resumed_from_sleep(wall_delta, clock.monotonic() - mono0):
+        logger.info("clock ran ahead by %.0fs during a wait (resume from sleep?): retrying now", wall_delta)
+        return True
+    return False
+
+
 def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESUME_SLACK) -> bool:
     """True when the wall clock ran ahead of the monotonic clock: the machine slept, or the clock was stepped."""
     return wall_delta - mono_delta > slack
@@ -381,18 +393,8 @@ class ReportingService:
             self.stream.publish(event)
 
     def _wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` (in slices, so stop and wake are prompt). True when the machine resumed."""
-        wall0, mono0 = self.clock.now(), self.clock.monotonic()
-        self._wake.wait(max(0.0, min(seconds, MAX_WAIT)))
-        self._wake.clear()
-        wall_delta = (self.clock.now() - wall0).total_seconds()
-        mono_delta = self.clock.monotonic() - mono0
-        if resumed_from_sleep(wall_delta, mono_delta):
-            logger.info(
-                "clock ran ahead by %.0fs during a wait (resume from sleep?): retrying now", wall_delta
-            )
-            return True
-        return False
+        """Wait up to ``seconds`` (at most MAX_WAIT, so stop and wake are prompt). True when the machine resumed."""
+        return wait_noticing_resume(self._wake, self.clock, min(seconds, MAX_WAIT))
 
     def _refresh_policy(self, enrollment: Enrollment) -> None:
         """Pull the server's policy; the source applies it and reports policy.applied / policy.rejected."""
