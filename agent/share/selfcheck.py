@@ -14,15 +14,17 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from PIL import Image, ImageChops
+from typing import TYPE_CHECKING, Protocol
 
 from agent.decide.match import match_windows
 from agent.platform.base import Rect, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
 from core.clock import Clock, SystemClock
 from policy.model import CustomerApp
+
+if TYPE_CHECKING:
+    # Pillow costs 3.2 MB of RSS: loaded only when a share is checked (docs/performance.md).
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ class MssGrabber:
             with factory(**kwargs) as sct:
                 area = sct.monitors[0]
                 shot = sct.grab(area)
+                from PIL import Image
+
                 image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
         except (mss.exception.ScreenShotError, OSError) as err:
             raise CaptureError(f"screen capture failed: {err}") from err
@@ -121,6 +125,8 @@ class MssGrabber:
 
 def cover_fraction(image: Image.Image, colour: tuple[int, int, int], tolerance: int) -> float:
     """Share of the pixels of ``image`` within ``tolerance`` (per channel) of ``colour``."""
+    from PIL import Image, ImageChops
+
     rgb = image.convert("RGB")
     if rgb.width == 0 or rgb.height == 0:
         return 0.0
