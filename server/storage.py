@@ -533,18 +533,7 @@ class Storage:
                 ]
                 inserted = self._insert_events(conn, rows)
             seqs = [r.sequence for r in unique.values() if r.uid in inserted]
-            opened, new_max = new_gaps(previous_max, seqs)
-            late = [s for s in seqs if s <= previous_max]
-            if late:
-                self._fill_gaps(conn, device_id, late, now)
-            if opened:
-                conn.execute(
-                    gaps.insert(),
-                    [
-                        {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
-                        for g in opened
-                    ],
-                )
+            new_max = self._record_gaps(conn, device_id, previous_max, seqs, now)
             conn.execute(
                 devices.update()
                 .where(devices.c.id == device_id)
@@ -569,20 +558,27 @@ class Storage:
         }
         with self.write() as conn:
             previous, uids, seqs = conn.exec_driver_sql(_pg_ingest_sql(), params).one()
-            previous_max = int(previous or 0)
-            opened, _new_max = new_gaps(previous_max, seqs)
-            late = [s for s in seqs if s <= previous_max]
-            if late:
-                self._fill_gaps(conn, device_id, late, now)
-            if opened:
-                conn.execute(
-                    gaps.insert(),
-                    [
-                        {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
-                        for g in opened
-                    ],
-                )
+            self._record_gaps(conn, device_id, int(previous or 0), seqs, now)
         return len(uids), received - len(uids)
+
+    def _record_gaps(
+        self, conn: Connection, device_id: str, previous_max: int, seqs: list[int], now: int
+    ) -> int:
+        """Open a gap row for each run of sequence numbers skipped, close the gaps late events fill; returns the
+        new high-water mark."""
+        opened, new_max = new_gaps(previous_max, seqs)
+        late = [s for s in seqs if s <= previous_max]
+        if late:
+            self._fill_gaps(conn, device_id, late, now)
+        if opened:
+            conn.execute(
+                gaps.insert(),
+                [
+                    {"device_id": device_id, "first_seq": g.first, "last_seq": g.last, "detected_at": now}
+                    for g in opened
+                ],
+            )
+        return new_max
 
     def _fill_gaps(self, conn: Connection, device_id: str, late: list[int], now: int) -> None:
         low, high = min(late), max(late)
