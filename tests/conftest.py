@@ -1,8 +1,7 @@
 """Shared test configuration.
 
 With MAMORI_REQUIRE_ALL_TESTS=1 (set by .ci/run) a skipped desktop, network, PostgreSQL or real-application test
-fails the run:
-CI must not skip them (SPEC.md, "Testing for real").
+fails the run: CI must not skip them (SPEC.md, "Testing for real").
 """
 
 from __future__ import annotations
