@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 status = lab.status()
                 if status["presence"]["stage"] != "active" or status["covered"]["count"]:
                     raise RuntimeError(
-                        f"{name}: the agent left the idle state during the run: {status['presence']}"
+                        f"{name}: the agent left the idle state during the run: cover reasons "
+                        f"{status.get('cover_reasons')}, covered {status['covered']}, "
+                        f"share {status.get('share')}, presence {status['presence']}"
                     )
                 result[name].update(
                     stage=status["presence"]["stage"],
