@@ -103,6 +103,12 @@ def _check_locked_with_nothing_above(agent: ProtectedDesktop, desk: XDesktop) ->
     assert agent.events(Kind.LOCK_FAILED) == []
     helper = agent.overlay.pid
     assert helper is not None
+    # xscreensaver reports "locked" a moment before its lock window is mapped: wait for the lock screen itself.
+    wait_for(
+        lambda: any(full and pid != helper for _, pid, full in top_level_stack(desk)),
+        timeout=5,
+        what="the lock screen mapped",
+    )
     assert helper_windows_above_the_locker(desk, helper) == []
     # Once the OS says locked, no cover is drawn at all.
     wait_for(
