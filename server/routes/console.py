@@ -13,8 +13,7 @@ from server import auth
 from server.body import read_body
 from server.context import ServerContext, server_context
 from server.routes.admin import devices_with_status
-
-COOKIE = "mamori_admin"
+from server.session import COOKIE, console_principal
 
 router = APIRouter()
 
@@ -26,8 +25,8 @@ def dashboard(
     from server.dashboard import render_dashboard, render_login
 
     language = _language(request, lang)
-    token = request.cookies.get(COOKIE) or auth.bearer(request.headers.get("authorization"))
-    if not token or not context.storage.is_admin(auth.token_hash(token)):
+    if console_principal(request, context) is None:
+        token = request.cookies.get(COOKIE) or auth.bearer(request.headers.get("authorization"))
         return HTMLResponse(render_login(language, failed=bool(token)), status_code=401 if token else 200)
     recent = context.storage.events(limit=50)
     return HTMLResponse(render_dashboard(language, devices_with_status(context), recent, context.clock.now()))
