@@ -123,7 +123,8 @@ def test_dashboard_requires_admin_and_speaks_ja_en(client: TestClient, storage: 
     anonymous = client.get("/")
     assert "admin" in anonymous.text.lower() and device_id not in anonymous.text
     client.cookies.set("mamori_admin", "mdt_wrong")
-    assert client.get("/").status_code == 401
+    refused = client.get("/", follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"] == "/login"
     client.cookies.clear()
     token = admin_token(storage)
     login = client.post(
