@@ -46,6 +46,8 @@ class Kind(StrEnum):
     SHARE_STARTED = "share.started"  # data: app
     SHARE_ENDED = "share.ended"  # data: app, duration_s
     SHARE_SELFCHECK_FAILED = "share.selfcheck_failed"  # data: rules, count
+    # clipboard guard (Compliance Finding 2003): that it happened and which rule, never the content
+    CLIPBOARD_CLEARED = "clipboard.cleared"  # data: selection (clipboard|primary), reason, rules, action
     # agent state (Device Config State Change 5019)
     CAPABILITY_DEGRADED = "agent.degraded"  # data: capability, reason
     PROTECTION_PAUSED = "agent.paused"  # data: reason_code, minutes
@@ -331,6 +333,20 @@ KINDS: dict[str, KindSpec] = {
     ),
     Kind.SHARE_SELFCHECK_FAILED: KindSpec(
         2003, 1, "Create", dict(_RULES), Priority.SECURITY, _fixed(4), "Cover self-check failed during share"
+    ),
+    Kind.CLIPBOARD_CLEARED: KindSpec(
+        2003,
+        1,
+        "Create",
+        {
+            "selection": _one_of("clipboard", "primary"),
+            "reason": _PROTECT_REASON,
+            "rules": rule_names,
+            "action": _one_of("notice", "clear"),
+        },
+        Priority.SECURITY,
+        _fixed(3),
+        "Customer data removed from the clipboard",
     ),
     Kind.CAPABILITY_DEGRADED: KindSpec(
         5019,

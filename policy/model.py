@@ -81,6 +81,15 @@ class Presence:
     lock_before_sleep: bool = field(
         default=True, metadata=doc("Lock the session before the machine sleeps, where the OS allows it.")
     )
+    clipboard: Literal["notice", "clear", "off"] = field(
+        default="notice",
+        metadata=doc(
+            "While customer-data windows are covered for being away, a screen share or a blocking check: "
+            "clipboard and primary-selection content copied from a customer-data app is replaced by a ja/en "
+            "notice, emptied, or left alone (off).",
+            enum=["notice", "clear", "off"],
+        ),
+    )
     inhibit_lock_when: tuple[str, ...] = field(
         default=("fullscreen", "call"),
         metadata=doc(
