@@ -112,6 +112,47 @@ class Presence:
     )
 
 
+@dataclass(frozen=True)
+class Onlooker:
+    mode: Literal["off", "report", "cover"] = field(
+        default="off",
+        metadata=doc(
+            "Onlooker guard (docs/onlooker.md): off; report (events only); or cover (customer-data windows "
+            "are covered while more faces than allowed are seen). Uses the camera set by agent.toml `camera`; "
+            "faces are counted on the PC and no image is kept or sent.",
+            enum=["off", "report", "cover"],
+        ),
+    )
+    faces_allowed: int = field(
+        default=1,
+        metadata=doc(
+            "Faces the camera may see without counting as an onlooker (the worker is one).", minimum=0
+        ),
+    )
+    frame_rate: int = field(
+        default=2,
+        metadata=doc(
+            "Camera frames examined per second (10 per second while a possible onlooker is being confirmed).",
+            minimum=1,
+            maximum=10,
+        ),
+    )
+    confirm_ms: int = field(
+        default=300,
+        metadata=doc(
+            "Milliseconds more faces than allowed must be seen, frame after frame, before they count.",
+            minimum=0,
+            maximum=5000,
+        ),
+    )
+    clear_after: float = field(
+        default=2.0,
+        metadata=doc(
+            "How long no more than the allowed faces must be seen before covers are lifted.", duration=True
+        ),
+    )
+
+
 # Built-in app families a [[customer_apps]] rule may name; agent/decide/match.py holds their executables.
 APP_FAMILIES = ("browsers", "spreadsheets")
 
@@ -396,6 +437,9 @@ class Policy:
         default=(), metadata=doc("Rules that say which windows hold customer data.")
     )
     screen_share: ScreenShare = field(default_factory=ScreenShare, metadata=doc("Screen-share guard."))
+    onlooker: Onlooker = field(
+        default_factory=Onlooker, metadata=doc("On-device onlooker guard (camera, opt-in).")
+    )
     network: Network = field(default_factory=Network, metadata=doc("Network posture."))
     device: Device = field(default_factory=Device, metadata=doc("Device posture."))
     enforcement: Enforcement = field(
