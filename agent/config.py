@@ -55,6 +55,7 @@ class AgentConfig:
     tray: bool = True
     lock_command: tuple[str, ...] = ()
     language: str | None = None  # "ja" | "en"; default: the OS locale
+    camera: str | None = None  # onlooker guard: "auto", a device, an index or a video file; None: no camera
     source: Path | None = None  # where this config was read from, None for built-in defaults
 
     @property
@@ -72,6 +73,7 @@ _KEYS = {
     "tray",
     "lock_command",
     "language",
+    "camera",
 }
 
 
@@ -121,6 +123,7 @@ def load_config(path: Path | None = None) -> AgentConfig:
     server = raw.get("server")
     if server is not None and (not isinstance(server, str) or not server.startswith(("https://", "http://"))):
         raise ConfigError(f"{target}: server must be an https:// URL")
+    camera = _camera(raw.get("camera"), base, target)
     return AgentConfig(
         state_dir=as_path("state_dir") or default_state_dir(),
         trusted_keys=tuple(_resolve(k, base) for k in keys),
@@ -130,8 +133,31 @@ def load_config(path: Path | None = None) -> AgentConfig:
         tray=tray,
         lock_command=tuple(lock_command),
         language=language,
+        camera=camera,
         source=target,
     )
+
+
+_CAMERA_FIX = 'write "auto", a device such as "/dev/video0", a camera index such as 0, or a video file path'
+
+
+def _camera(value: object, base: Path, target: Path) -> str | None:
+    """agent.toml ``camera`` (the onlooker guard, docs/onlooker.md): "auto", a device, an index or a video file
+    (tests and demos; a relative path is relative to agent.toml)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{target}: camera must be a string or an index; {_CAMERA_FIX}")
+    if value == "auto" or value.isdigit() or value.startswith("/dev/"):
+        return value
+    path = _resolve(value, base)
+    if not path.is_file():
+        raise ConfigError(
+            f"{target}: camera {value!r} is not a device and no such video file exists; {_CAMERA_FIX}"
+        )
+    return str(path)
 
 
 # A double-quoted string holding a backslash path: "C:\Users\..." or "\\server\share" (TOML reads \U, \s ...
