@@ -19,7 +19,7 @@ from core.clock import Clock
 from server.context import ServerContext
 from server.overload import Overload
 from server.publish import load_trusted
-from server.routes import admin, console, device, health, signin
+from server.routes import admin, console, device, health, lifecycle, signin
 from server.settings import Settings
 from server.storage import Storage
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
     app.include_router(health.router)
     app.include_router(device.router)
     app.include_router(admin.router(settings.default_group))
+    app.include_router(lifecycle.router())
     app.include_router(signin.router)
     app.include_router(console.router)
     return app
