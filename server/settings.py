@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import MamoriError
 
 if TYPE_CHECKING:
+    from server.alerts import AlertSettings
     from server.forwarders import ForwarderConfig
 
 ENV_DB = "MAMORI_DB_URL"
@@ -65,6 +66,8 @@ class Settings:
     min_silence_s: float = 60.0
     # SIEM forwarders ([[forwarders]], server/forwarders.py), each with its own durable outbox
     forwarders: tuple[ForwarderConfig, ...] = ()
+    # alert rules and their delivery ([alerts], server/alerts.py); None: the defaults, no channel
+    alerts: AlertSettings | None = None
 
     def with_db(self, url: str | None) -> Settings:
         return replace(self, db_url=url) if url else self
@@ -112,6 +115,13 @@ def load_settings(path: Path | None = None) -> Settings:
             try:
                 values[name] = parse_forwarders(value, str(target), base)
             except ForwarderConfigError as err:
+                raise SettingsError(str(err)) from err
+        elif name == "alerts":
+            from server.alerts import AlertConfigError, parse_alerts
+
+            try:
+                values[name] = parse_alerts(value, str(target), base)
+            except AlertConfigError as err:
                 raise SettingsError(str(err)) from err
         else:
             default = getattr(Settings(), name)
