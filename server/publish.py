@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 
 def publish_policy(
-    storage: Storage, trusted: Sequence[TrustedKey], bundle: bytes, group: str, now: datetime
+    storage: Storage,
+    trusted: Sequence[TrustedKey],
+    bundle: bytes,
+    group: str,
+    now: datetime,
+    *,
+    actor: str = "-",
 ) -> PolicyPublished:
     """Verify a signed bundle against the org's trusted keys and store it for ``group``. The server never holds a
     signing key: it can only pass on what IT signed offline."""
@@ -44,6 +50,10 @@ def publish_policy(
         storage.store_policy(group, verified.id, verified.version, bundle=bundle, etag=etag, now=ms(now))
     except PolicyConflictError as err:
         raise HTTPException(409, str(err)) from err
+    from server import audit
+
+    detail = {"group": group, "policy_id": verified.id, "version": verified.version, "etag": etag}
+    audit.record(storage, actor=actor, action="policy.publish", target=group, detail=detail, now_ms=ms(now))
     return PolicyPublished(group=group, policy_id=verified.id, version=verified.version, etag=etag)
 
 

@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from server import audit
 from server.access import admin_auth
 from server.body import read_body
 from server.context import ServerContext, server_context
 from server.models import GROUP_PATTERN, NO_CONTROL, PolicyPublished
 from server.publish import publish_policy
+from server.session import Principal
 from server.status import device_status
 from server.storage import ms
 
@@ -52,6 +54,7 @@ def _instant_ms(value: datetime | None, name: str) -> int | None:
 
 def admin_export(
     context: Annotated[ServerContext, Depends(server_context)],
+    principal: Annotated[Principal, Depends(admin_auth)],
     *,
     format: Annotated[str, Query(pattern="^(ndjson|csv)$")] = "ndjson",
     since: Annotated[datetime | None, Query(description="RFC 3339 instant; events at or after it")] = None,
@@ -77,6 +80,16 @@ def admin_export(
     if end is not None:
         headers["Mamori-Next-Cursor"] = end.encode()
     rows = iter_events(context.storage, query, end=end)
+    detail = {
+        "format": format,
+        "since": query.since_ms,
+        "until": query.until_ms,
+        "device": device,
+        "class": class_uid,
+    }
+    audit.record(
+        context.storage, actor=principal.name, action="events.export", detail=detail, now_ms=context.now_ms()
+    )
     return StreamingResponse(encode(rows, format), media_type=MEDIA_TYPES[format], headers=headers)
 
 
@@ -140,13 +153,20 @@ def router(default_group: str) -> APIRouter:
     async def admin_publish(
         request: Request,
         context: Annotated[ServerContext, Depends(server_context)],
+        principal: Annotated[Principal, Depends(admin_auth)],
         group: Annotated[str, Query(pattern=GROUP_PATTERN)] = default_group,
     ) -> PolicyPublished:
         from policy.dsse import MAX_BUNDLE_BYTES
 
         bundle = await read_body(request, MAX_BUNDLE_BYTES)
         return await run_in_threadpool(
-            publish_policy, context.storage, context.trusted, bundle, group, context.clock.now()
+            publish_policy,
+            context.storage,
+            context.trusted,
+            bundle,
+            group,
+            context.clock.now(),
+            actor=principal.name,
         )
 
     admin.add_api_route(
