@@ -1,4 +1,5 @@
-"""`mamori server run|migrate|enroll-secret create|admin-token create|policy publish` (SPEC.md, Command line)."""
+"""`mamori server run|migrate|enroll-secret create|admin-token create|list|revoke|device list|revoke|replaced|delete|
+audit verify|export|policy publish` (SPEC.md, Command line)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,55 @@ def register(subparsers: Any) -> None:
 
     admin = subparsers.add_parser("admin-token", help="admin tokens for the admin API and dashboard")
     admin_cmds = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
-    admin_create = admin_cmds.add_parser("create", help="create an admin token (printed once)")
+    admin_create = admin_cmds.add_parser("create", help="create a named admin token (printed once)")
     _common(admin_create)
+    admin_create.add_argument(
+        "--name", default=None, help="who or what uses it, e.g. alice (default admin-XXXX)"
+    )
+    admin_create.add_argument(
+        "--role", choices=("viewer", "admin"), default="admin", help="viewer reads; admin also acts (default)"
+    )
+    admin_create.add_argument("--expires", default="never", help='lifetime, e.g. "90d", "12h"; default never')
     admin_create.add_argument("--json", action="store_true")
     admin_create.set_defaults(func=cmd_admin_token)
+    admin_list = admin_cmds.add_parser("list", help="admin tokens: id, name, role, expiry, revoked")
+    _common(admin_list)
+    admin_list.add_argument("--json", action="store_true")
+    admin_list.set_defaults(func=cmd_admin_token_list)
+    admin_revoke = admin_cmds.add_parser("revoke", help="revoke an admin token and end its console sessions")
+    _common(admin_revoke)
+    admin_revoke.add_argument("id", type=int, help="token id (see admin-token list)")
+    admin_revoke.set_defaults(func=cmd_admin_token_revoke)
+
+    device = subparsers.add_parser("device", help="enrolled devices: list, revoke, mark replaced, delete")
+    device_cmds = device.add_subparsers(dest="action", metavar="ACTION", required=True)
+    device_list = device_cmds.add_parser("list", help="devices with their lifecycle state")
+    _common(device_list)
+    device_list.add_argument("--json", action="store_true")
+    device_list.set_defaults(func=cmd_device_list)
+    for name, text in (
+        ("revoke", "refuse the device's token from its next call on (401); its history stays"),
+        ("replaced", "mark the PC replaced: revoked, out of the silent/stopped counts, history kept"),
+        ("delete", "remove the device and all it stored (events, gaps, state)"),
+    ):
+        change = device_cmds.add_parser(name, help=text)
+        _common(change)
+        change.add_argument("id", help="device id (see device list)")
+        change.set_defaults(func=cmd_device_change, change=name)
+
+    audit_parser = subparsers.add_parser("audit", help="the tamper-evident admin audit log")
+    audit_cmds = audit_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = audit_cmds.add_parser(
+        "verify", help="recompute the hash chain; exit 1 naming the first broken entry"
+    )
+    _common(verify)
+    verify.set_defaults(func=cmd_audit_verify)
+    export = audit_cmds.add_parser(
+        "export", help="every entry as NDJSON with its hashes (stdout or --output)"
+    )
+    _common(export)
+    export.add_argument("--output", "-o", type=Path, default=None)
+    export.set_defaults(func=cmd_audit_export)
 
     policy = subparsers.add_parser("policy", help="policies served to agents")
     policy_cmds = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -223,6 +269,16 @@ def cmd_enroll_secret(args: argparse.Namespace) -> int:
     storage.create_enroll_secret(
         auth.token_hash(secret), args.group, args.uses, ms(expires) if expires else None, ms(now)
     )
+    from server import accounts
+
+    accounts.record_secret_created(
+        storage,
+        group=args.group,
+        uses=args.uses,
+        expires_at=ms(expires) if expires else None,
+        actor=_actor(),
+        now=ms(now),
+    )
     if args.json:
         doc = {
             "secret": secret,
@@ -238,15 +294,150 @@ def cmd_enroll_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_admin_token(args: argparse.Namespace) -> int:
+def _actor() -> str:
+    """Who acts from the command line, for the audit log: the operating-system account."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _now_ms() -> int:
     from core.clock import SystemClock
-    from server import auth
     from server.storage import ms
 
+    return ms(SystemClock().now())
+
+
+def _when(value: int | None) -> str:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="seconds")
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    import secrets
+
+    from server import accounts
+
+    lifetime = parse_lifetime(args.expires)
     storage = _storage(_settings(args))
-    token = auth.new_token(auth.ADMIN_PREFIX)
-    storage.create_admin_token(auth.token_hash(token), ms(SystemClock().now()))
-    print(json.dumps({"token": token}) if args.json else token)
+    name = args.name or f"admin-{secrets.token_hex(2)}"
+    expires_in = int(lifetime.total_seconds() * 1000) if lifetime else None
+    try:
+        token, info = accounts.create_token(
+            storage, name=name, role=args.role, expires_in_ms=expires_in, actor=_actor(), now=_now_ms()
+        )
+    except accounts.AccountError as err:
+        raise ServerCommandError(str(err)) from err
+    if args.json:
+        print(json.dumps({"token": token, "id": info.id, "name": info.name, "role": info.role}))
+    else:
+        print(token)
+        print(
+            f"# id {info.id}, name {info.name}, role {info.role}, expires {_when(info.expires_at)}; "
+            "shown only once",
+            flush=True,
+        )
+    return 0
+
+
+def cmd_admin_token_list(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    now = _now_ms()
+    tokens = accounts.list_tokens(_storage(_settings(args)))
+    if args.json:
+        print(json.dumps([t.as_json(now) for t in tokens]))
+        return 0
+    print(f"{'ID':>4}  {'NAME':<24} {'ROLE':<7} {'EXPIRES':<26} STATE")
+    for t in tokens:
+        state = "revoked" if t.revoked_at is not None else ("active" if t.active(now) else "expired")
+        print(f"{t.id:>4}  {t.name:<24} {t.role:<7} {_when(t.expires_at):<26} {state}")
+    return 0
+
+
+def cmd_admin_token_revoke(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    try:
+        info = accounts.revoke_token(_storage(_settings(args)), args.id, actor=_actor(), now=_now_ms())
+    except accounts.AccountError as err:
+        raise ServerCommandError(str(err), exit_code=1) from err
+    print(f"revoked admin token {info.id} ({info.name})")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    items = accounts.list_devices(_storage(_settings(args)))
+    if args.json:
+        print(json.dumps(items, ensure_ascii=False))
+        return 0
+    print(f"{'ID':<26} {'HOST':<24} {'GROUP':<12} {'LAST SEEN':<26} STATE")
+    for d in items:
+        state = "replaced" if d["replaced"] else ("revoked" if d["revoked"] else "active")
+        print(
+            f"{d['id']:<26} {(d['hostname'] or '-')[:24]:<24} {d['group']:<12} {_when(d['last_seen']):<26} {state}"
+        )
+    return 0
+
+
+def cmd_device_change(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    storage = _storage(_settings(args))
+    actor, now = _actor(), _now_ms()
+    try:
+        if args.change == "revoke":
+            accounts.revoke_device(storage, args.id, actor=actor, now=now)
+            print(f"revoked device {args.id}: its next call is refused (401)")
+        elif args.change == "replaced":
+            accounts.mark_replaced(storage, args.id, actor=actor, now=now)
+            print(f"marked device {args.id} replaced (revoked; its history is kept)")
+        else:
+            removed = accounts.delete_device(storage, args.id, actor=actor, now=now)
+            print(f"deleted device {args.id} ({removed.get('events', 0)} events)")
+    except accounts.AccountError as err:
+        raise ServerCommandError(str(err), exit_code=1) from err
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from server import audit
+
+    storage = _storage(_settings(args))
+    checked, broken = audit.verify(storage)
+    if broken is not None:
+        raise ServerCommandError(
+            f"audit log broken at {broken} ({checked} entries before it verify); "
+            "restore the database from a backup or keep the export as evidence",
+            exit_code=1,
+        )
+    head_id, head_hash = audit.head(storage)
+    print(f"audit log intact: {checked} entries, head {head_id} {head_hash}")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    import sys
+
+    from server import audit
+
+    storage = _storage(_settings(args))
+    audit.record(storage, actor=_actor(), action="audit.export", now_ms=_now_ms())
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for entry in audit.iter_entries(storage):
+            out.write(json.dumps(entry.as_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    finally:
+        if args.output:
+            out.close()
     return 0
 
 
@@ -267,7 +458,7 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
         raise ServerCommandError(f"{args.bundle}: cannot read bundle ({err.strerror or err})") from err
     storage = _storage(settings)
     try:
-        published = publish_policy(storage, keys, bundle, args.group, SystemClock().now())
+        published = publish_policy(storage, keys, bundle, args.group, SystemClock().now(), actor=_actor())
     except HTTPException as err:
         raise ServerCommandError(f"{args.bundle}: {err.detail}", exit_code=1) from err
     print(f"published {published.policy_id} version {published.version} to group {published.group}")
