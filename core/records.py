@@ -48,6 +48,10 @@ class Kind(StrEnum):
     SHARE_SELFCHECK_FAILED = "share.selfcheck_failed"  # data: rules, count
     # clipboard guard (Compliance Finding 2003): that it happened and which rule, never the content
     CLIPBOARD_CLEARED = "clipboard.cleared"  # data: selection (clipboard|primary), reason, rules, action
+    # onlooker guard (Compliance Finding 2003; the camera in use: Device Config State Change 5019): counts only
+    ONLOOKER_STARTED = "onlooker.started"  # data: mode, frame_rate
+    ONLOOKER_DETECTED = "onlooker.detected"  # data: faces, allowed, mode
+    ONLOOKER_CLEARED = "onlooker.cleared"  # data: faces (most seen), allowed, mode, duration_s
     # agent state (Device Config State Change 5019)
     CAPABILITY_DEGRADED = "agent.degraded"  # data: capability, reason
     PROTECTION_PAUSED = "agent.paused"  # data: reason_code, minutes
@@ -127,9 +131,10 @@ _STATUS = _one_of("pass", "fail", "error", "skip")
 _MODE = _one_of("off", "report", "warn", "block")
 _ENFORCEMENT = _one_of("none", "warn", "block")
 _PROTECT_REASON = _one_of(
-    "away", "share", "posture", "ack", "step_away", "lock_failed", "selfcheck", "paused"
+    "away", "share", "posture", "ack", "step_away", "lock_failed", "selfcheck", "paused", "onlooker"
 )
 _STATE = _one_of("online", "away", "non_compliant")
+_ONLOOKER_MODE = _one_of("report", "cover")
 
 
 def _opt(checker: Checker) -> Checker:
@@ -347,6 +352,33 @@ KINDS: dict[str, KindSpec] = {
         Priority.SECURITY,
         _fixed(3),
         "Customer data removed from the clipboard",
+    ),
+    Kind.ONLOOKER_STARTED: KindSpec(
+        5019,
+        1,
+        "Log",
+        {"mode": _ONLOOKER_MODE, "frame_rate": _count},
+        Priority.INFO,
+        _fixed(1),
+        "Onlooker guard started using the camera",
+    ),
+    Kind.ONLOOKER_DETECTED: KindSpec(
+        2003,
+        1,
+        "Create",
+        {"faces": _count, "allowed": _count, "mode": _ONLOOKER_MODE},
+        Priority.SECURITY,
+        _fixed(3),
+        "More faces than allowed in front of the screen",
+    ),
+    Kind.ONLOOKER_CLEARED: KindSpec(
+        2003,
+        3,
+        "Close",
+        {"faces": _count, "allowed": _count, "mode": _ONLOOKER_MODE, "duration_s": _number},
+        Priority.INFO,
+        _fixed(1),
+        "No more faces than allowed in front of the screen",
     ),
     Kind.CAPABILITY_DEGRADED: KindSpec(
         5019,
@@ -608,6 +640,7 @@ _GUIDELINE_CATEGORIES = {
     "device.screen_lock": "Physical security",
     "protection": "Physical security",
     "share": "Physical security",
+    "onlooker": "Physical security",
 }
 
 

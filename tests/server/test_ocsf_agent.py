@@ -32,7 +32,10 @@ from tests.harness.live_server import ThreadServer, admin_token, enroll_secret, 
 # policy_source.py, ui/ack.py, report/summary.py); report.gap and report.rejected come from agent/report itself.
 PRODUCED: dict[Kind, list[dict[str, Any]]] = {
     Kind.PRESENCE_STAGE: [{"stage": "protect", "previous": "warn"}, {"stage": "active", "previous": None}],
-    Kind.PROTECTION_APPLIED: [{"reason": "away", "rules": ["crm"], "count": 1}],
+    Kind.PROTECTION_APPLIED: [
+        {"reason": "away", "rules": ["crm"], "count": 1},
+        {"reason": "onlooker", "rules": ["crm"], "count": 1},
+    ],
     Kind.PROTECTION_REMOVED: [{"reason": "share", "rules": ["crm"], "count": 2}],
     Kind.SESSION_LOCKED: [{"method": "logind"}],
     Kind.SESSION_UNLOCKED: [{}],
@@ -52,6 +55,9 @@ PRODUCED: dict[Kind, list[dict[str, Any]]] = {
     Kind.SHARE_STARTED: [{"app": "Zoom"}],
     Kind.SHARE_ENDED: [{"app": "Zoom", "duration_s": 312.5}],
     Kind.SHARE_SELFCHECK_FAILED: [{"rules": ["crm"], "count": 1}],
+    Kind.ONLOOKER_STARTED: [{"mode": "cover", "frame_rate": 2}],
+    Kind.ONLOOKER_DETECTED: [{"faces": 2, "allowed": 1, "mode": "cover"}],
+    Kind.ONLOOKER_CLEARED: [{"faces": 3, "allowed": 1, "mode": "report", "duration_s": 4.5}],
     Kind.CAPABILITY_DEGRADED: [{"capability": "window_list", "reason": "wayland"}],
     Kind.PROTECTION_PAUSED: [{"reason_code": "presentation", "minutes": 15}],
     Kind.PROTECTION_RESUMED: [{}],
