@@ -296,6 +296,12 @@ class Protection:
         self.degraded.report("cover", "helper_failed", reason)
         self.wake.set()
 
+    def cover_reason_codes(self) -> list[str]:
+        """The event reason of every active cover reason ("away" or "step_away", "share", ...), e.g. for the
+        clipboard guard (agent/clipboard/guard.py)."""
+        with self._lock:
+            return [r.event_reason for r in self._reasons.values()]
+
     def covered_windows(self) -> list[Window]:
         """The customer-data windows covered right now (e.g. for the screen-share self-check)."""
         with self._lock:

@@ -6,7 +6,8 @@ used, so it runs under the base interpreter.
 
 stdout: one JSON line ``{"ready": true, "xid": int, "pid": int}`` once the window is mapped.
 stdin: one JSON command a line: ``{"cmd": "title", "value": str}``, ``{"cmd": "text", "value": str}``,
-``{"cmd": "fullscreen", "value": bool}``, ``{"cmd": "quit"}``. EOF on stdin quits.
+``{"cmd": "fullscreen", "value": bool}``, ``{"cmd": "copy", "value": str}`` (own CLIPBOARD with the text),
+``{"cmd": "select", "value": str}`` (own PRIMARY with the text), ``{"cmd": "quit"}``. EOF on stdin quits.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def main() -> int:
         ["xprop", "-id", str(xid), "-f", "_NET_WM_PID", "32c", "-set", "_NET_WM_PID", str(os.getpid())],
         check=False,
     )
+    primary = [""]  # what this window serves as the PRIMARY selection once it owns it
+    root.selection_handle(
+        lambda offset, length: primary[0][int(offset) : int(offset) + int(length)], selection="PRIMARY"
+    )
     commands: queue.Queue[dict[str, object] | None] = queue.Queue()
 
     def read_stdin() -> None:
@@ -89,6 +94,14 @@ def main() -> int:
                 label.configure(text=str(value))
             elif command["cmd"] == "fullscreen":
                 root.attributes("-fullscreen", bool(value))
+            elif command["cmd"] == "copy":
+                root.clipboard_clear()
+                root.clipboard_append(str(value))
+                root.update()
+            elif command["cmd"] == "select":
+                primary[0] = str(value)
+                root.selection_own(selection="PRIMARY")
+                root.update()
             print(json.dumps({"done": command["cmd"]}), flush=True)
         root.after(30, poll)
 
