@@ -2,7 +2,7 @@
 the covers out; no OS, no clock.
 
 While any *cover reason* is active every customer-data window is covered. "away" alone uses the policy's cover
-style (blur or opaque) and may be clickable (reveal = "click"); any other reason ("share", "posture", "ack")
+style (blur or opaque) and may be clickable (reveal = "click"); any other reason ("share", "posture", "onlooker", "ack")
 covers opaquely with the label of the first active reason in :data:`REASON_ORDER`. "lock_failed" covers every
 monitor: the session should have locked and did not; so does "windows_unknown": a cover is needed and the window
 list has been failing for a while, so which windows hold customer data is unknown (fail closed).
@@ -22,7 +22,7 @@ from agent.platform.base import Monitor, Rect, Window
 from policy.model import CustomerApp, Presence
 
 # The label of the first active reason in this order is shown on opaque covers.
-REASON_ORDER = ("lock_failed", "windows_unknown", "posture", "share", "ack", "away")
+REASON_ORDER = ("lock_failed", "windows_unknown", "posture", "share", "onlooker", "ack", "away")
 AWAY = "away"
 LOCK_FAILED = "lock_failed"
 WINDOWS_UNKNOWN = "windows_unknown"
