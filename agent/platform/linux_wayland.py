@@ -1,18 +1,31 @@
-"""Linux Wayland backend (GNOME). Wayland gives clients no global window list and no global coordinates,
-so this backend cannot cover windows: ``window_list`` and ``cover`` are False, the runtime reports the
-degraded capability and the protect stage locks the session instead (SPEC.md, "Degraded operation is data").
+"""Linux Wayland backend (GNOME).
 
-- idle: ``org.gnome.Mutter.IdleMonitor.GetIdletime`` on the session bus (milliseconds).
-- locked: ``org.gnome.ScreenSaver.GetActive``, else logind ``LockedHint``.
-- lock: agent.toml ``lock_command``, else ``loginctl lock-session``, else ``org.gnome.ScreenSaver.Lock``.
-- lock before sleep: logind, as on X11.
+- idle: ``org.gnome.Mutter.IdleMonitor.GetIdletime`` on the session bus (milliseconds since the last input).
+  The protection loop polls it (about once a second, more often near a threshold); Mutter's idle watches
+  would only save that one round trip.
+- lock: agent.toml ``lock_command``, else GNOME Shell's ``org.gnome.ScreenSaver.Lock``, else
+  ``loginctl lock-session`` (logind only forwards the request to the shell as the session's ``Lock`` signal,
+  so on GNOME asking the shell is the direct way).
+- lock state: ``org.gnome.ScreenSaver.GetActive``, which GNOME Shell turns true only once its lock screen
+  is shown; logind's ``LockedHint`` only when the shell cannot be asked. GNOME Shell ≥ 3.38 serves the
+  interface as ``org.gnome.Shell.ScreenShield`` and ``org.gnome.ScreenSaver`` is a small gjs service that
+  forwards to it; when that forwarder cannot start (no gjs) the shell's own name is asked.
+- lock before sleep: logind's delay inhibitor and ``PrepareForSleep`` (agent/platform/logind.py).
+
+What Wayland cannot do: a client sees no other client's windows (no list, titles, pids or positions), and
+nothing a client draws stays above GNOME Shell (the Activities overview and Alt+Tab show live thumbnails of
+every window). So ``window_list`` and ``cover`` are False: the runtime reports them degraded and the protect
+stage locks the session instead of covering (SPEC.md, "Degraded operation is data").
 
 D-Bus goes through ``bus`` (a :class:`SessionBus` by default, jeepney imported lazily); tests pass a fake.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -20,12 +33,47 @@ from agent.platform import logind
 from agent.platform.base import Capabilities, Monitor, PlatformError, Window
 from agent.platform.linux_x11 import run_locker
 
+logger = logging.getLogger(__name__)
+
 IDLE_MONITOR = (
     "org.gnome.Mutter.IdleMonitor",
     "/org/gnome/Mutter/IdleMonitor/Core",
     "org.gnome.Mutter.IdleMonitor",
 )
-SCREENSAVER = ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", "org.gnome.ScreenSaver")
+SCREENSAVER_PATH = "/org/gnome/ScreenSaver"
+SCREENSAVER_INTERFACE = "org.gnome.ScreenSaver"
+# Who serves org.gnome.ScreenSaver, in the order asked: the public name, then GNOME Shell's own.
+SCREENSAVER_NAMES = ("org.gnome.ScreenSaver", "org.gnome.Shell.ScreenShield")
+SCREENSAVER = (SCREENSAVER_NAMES[0], SCREENSAVER_PATH, SCREENSAVER_INTERFACE)
+# GNOME Shell answers Lock only once the lock screen is shown (js/ui/shellDBus.js, LockAsync), after its
+# animation; give it longer than an ordinary call.
+LOCK_TIMEOUT = 10.0
+CALL_TIMEOUT = 2.0
+# D-Bus errors that mean "nobody serves this name": try the next one.
+_NO_SERVICE = (
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.Spawn.",
+)
+
+NO_COVER_NOTE = (
+    "Wayland shows no client the other windows and GNOME Shell draws above every client: customer windows "
+    "cannot be covered, so the protect stage locks the screen instead"
+)
+
+
+class DBusCallError(PlatformError):
+    """A D-Bus method call failed: ``name`` is the D-Bus error name ("" for a transport error)."""
+
+    def __init__(self, interface: str, method: str, name: str, detail: str) -> None:
+        self.interface = interface
+        self.method = method
+        self.name = name
+        super().__init__(f"D-Bus {interface}.{method} failed: {name or 'no reply'}: {detail}")
+
+    @property
+    def no_service(self) -> bool:
+        return self.name.startswith(_NO_SERVICE)
 
 
 class Bus(Protocol):
@@ -38,14 +86,19 @@ class Bus(Protocol):
         *,
         signature: str = "",
         body: tuple[Any, ...] = (),
-    ) -> tuple[Any, ...]: ...
+        timeout: float = CALL_TIMEOUT,
+    ) -> tuple[Any, ...]:
+        """The reply's body; raises :class:`DBusCallError` for an error reply or no reply."""
+        ...
 
 
 class SessionBus:
-    """The user's session bus through jeepney; one connection, opened on first use."""
+    """The user's session bus through jeepney; one connection, opened on first use, one call at a time (the
+    protection loop and the lock thread share it; a blocking jeepney connection is not thread-safe)."""
 
     def __init__(self) -> None:
         self._conn: Any = None
+        self._lock = threading.Lock()
 
     def call(
         self,
@@ -56,23 +109,40 @@ class SessionBus:
         *,
         signature: str = "",
         body: tuple[Any, ...] = (),
+        timeout: float = CALL_TIMEOUT,
     ) -> tuple[Any, ...]:
         try:
-            from jeepney import DBusAddress, new_method_call
+            from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
             from jeepney.io.blocking import open_dbus_connection
         except ImportError as err:
             raise PlatformError(
                 "jeepney is not installed; reinstall Mamori with its Linux dependencies"
             ) from err
-        try:
-            if self._conn is None:
-                self._conn = open_dbus_connection(bus="SESSION")
-            addr = DBusAddress(path, bus_name=destination, interface=interface)
-            reply = self._conn.send_and_get_reply(new_method_call(addr, method, signature, body), timeout=2)
-        except Exception as err:  # jeepney: DBusErrorResponse, OSError, TimeoutError
-            self._conn = None
-            raise PlatformError(f"D-Bus {interface}.{method} failed: {err}") from err
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = open_dbus_connection(bus="SESSION")
+                addr = DBusAddress(path, bus_name=destination, interface=interface)
+                reply = self._conn.send_and_get_reply(
+                    new_method_call(addr, method, signature, body), timeout=timeout
+                )
+            except Exception as err:  # jeepney: OSError, TimeoutError, a closed connection
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                raise DBusCallError(interface, method, "", f"{type(err).__name__}: {err}") from err
+        # jeepney hands error replies back as messages: their body is the error text, never the answer.
+        if reply.header.message_type is MessageType.error:
+            name = str(reply.header.fields.get(HeaderFields.error_name, "org.freedesktop.DBus.Error.Failed"))
+            text = str(reply.body[0]) if reply.body else ""
+            raise DBusCallError(interface, method, name, text)
         return tuple(reply.body)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
 
 
 class WaylandDesktop:
@@ -82,51 +152,95 @@ class WaylandDesktop:
         self._bus: Bus = bus or SessionBus()
         self.lock_command = tuple(lock_command)
         self._session = session if session is not None else logind.Session.for_current()
+        self._shield: str | None = None  # the name that last answered on org.gnome.ScreenSaver
+        self._idle_ok: bool | None = None  # the last GetIdletime worked (None: not asked yet)
 
-    def _lock_methods(self) -> list[tuple[str, Callable[[], str | None]]]:
+    # ---- GNOME Shell's screen shield -------------------------------------------------------------------
+    def _screensaver(self, method: str, timeout: float = CALL_TIMEOUT) -> tuple[Any, ...]:
+        names = [self._shield] if self._shield else []
+        names += [n for n in SCREENSAVER_NAMES if n != self._shield]
+        last: DBusCallError | None = None
+        for name in names:
+            try:
+                reply = self._bus.call(name, SCREENSAVER_PATH, SCREENSAVER_INTERFACE, method, timeout=timeout)
+            except DBusCallError as err:
+                if not err.no_service:
+                    raise
+                last = err
+                continue
+            self._shield = name
+            return reply
+        self._shield = None
+        assert last is not None
+        raise last
+
+    def _shield_answers(self) -> bool:
+        try:
+            self._screensaver("GetActive")
+        except PlatformError:
+            return False
+        return True
+
+    def _lock_methods(self, shield: bool | None = None) -> list[tuple[str, Callable[[], str | None]]]:
         if self.lock_command:
             return [("command", lambda: run_locker(self.lock_command))]
-        methods: list[tuple[str, Callable[[], str | None]]] = []
+        gnome = ("gnome-screensaver", self._lock_gnome)
+        loginctl: list[tuple[str, Callable[[], str | None]]] = []
         if self._session is not None and shutil.which("loginctl"):
             argv = ["loginctl", "lock-session", self._session.session_id]
-            methods.append(("loginctl", lambda: run_locker(argv)))
-        methods.append(("gnome-screensaver", self._lock_gnome))
-        return methods
+            loginctl.append(("loginctl", lambda: run_locker(argv)))
+        if shield is False and loginctl:
+            return [*loginctl, gnome]  # no GNOME Shell answers: logind's Lock signal may reach a locker
+        return [gnome, *loginctl]
 
     def _lock_gnome(self) -> str | None:
         try:
-            self._bus.call(*SCREENSAVER, "Lock")
+            self._screensaver("Lock", timeout=LOCK_TIMEOUT)
         except PlatformError as err:
             return str(err)
         return None
 
+    # ---- Desktop ---------------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
-        try:
-            self._bus.call(*IDLE_MONITOR, "GetIdletime")
-            idle = True
-        except PlatformError:
-            idle = False
-        notes = [
-            "Wayland has no global window list: customer windows cannot be covered, the session is locked"
-        ]
+        # Asked on every sample: the idle answer is the last GetIdletime's, asked here only once at start.
+        if self._idle_ok is None:
+            with contextlib.suppress(PlatformError):
+                self.idle_seconds()
+        idle = bool(self._idle_ok)
+        shield = self._shield is not None or self._shield_answers()
+        notes = [NO_COVER_NOTE]
         if not idle:
-            notes.append("org.gnome.Mutter.IdleMonitor unavailable (not GNOME?): idle time is unknown")
+            notes.append("org.gnome.Mutter.IdleMonitor does not answer (not GNOME?): idle time is unknown")
+        if not shield:
+            notes.append(
+                "GNOME Shell's org.gnome.ScreenSaver does not answer: the lock cannot be verified"
+                + (" except by logind's LockedHint" if self._session is not None else "")
+            )
         return Capabilities(
             backend="wayland",
             idle=idle,
             window_list=False,
             window_pids=False,
             lock=True,
-            lock_state=True,
+            lock_state=shield or self._session is not None,
             lock_before_sleep=self._session is not None and logind.available(),
             cover=False,
             notes=tuple(notes),
-            lock_method=self._lock_methods()[0][0],
+            lock_method=self._lock_methods(shield)[0][0],
         )
 
     def idle_seconds(self) -> float:
-        (ms,) = self._bus.call(*IDLE_MONITOR, "GetIdletime")
-        return int(ms) / 1000.0
+        try:
+            (ms,) = self._bus.call(*IDLE_MONITOR, "GetIdletime")
+            seconds = int(ms) / 1000.0
+        except PlatformError:
+            self._idle_ok = False
+            raise
+        except (TypeError, ValueError) as err:
+            self._idle_ok = False
+            raise PlatformError(f"GetIdletime answered {ms!r}, not milliseconds") from err
+        self._idle_ok = True
+        return seconds
 
     def windows(self) -> list[Window]:
         return []
@@ -135,17 +249,19 @@ class WaylandDesktop:
         return []
 
     def is_locked(self) -> bool:
+        """GNOME Shell's word when it answers (its lock screen is shown), else logind's ``LockedHint``."""
         try:
-            (active,) = self._bus.call(*SCREENSAVER, "GetActive")
-            if bool(active):
-                return True
-        except PlatformError:
-            pass
-        return self._session is not None and self._session.locked_hint()
+            (active,) = self._screensaver("GetActive")
+        except PlatformError as err:
+            if self._session is None:
+                raise
+            logger.debug("GetActive unavailable, asking logind: %s", err)
+            return self._session.locked_hint()
+        return bool(active)
 
     def lock(self) -> None:
         failures = []
-        for name, method in self._lock_methods():
+        for name, method in self._lock_methods(self._shield is not None or self._shield_answers()):
             problem = method()
             if problem is None:
                 return
@@ -156,3 +272,8 @@ class WaylandDesktop:
         if self._session is None:
             raise PlatformError("no logind session: lock before sleep is unavailable")
         logind.watch_sleep(before_sleep)
+
+    def close(self) -> None:
+        close = getattr(self._bus, "close", None)
+        if callable(close):
+            close()

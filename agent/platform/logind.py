@@ -39,7 +39,7 @@ def available() -> bool:
 
 
 def _call(path: str, interface: str, method: str, signature: str = "", body: tuple[Any, ...] = ()) -> Any:
-    from jeepney import DBusAddress, new_method_call
+    from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
     from jeepney.io.blocking import open_dbus_connection
 
     try:
@@ -48,6 +48,10 @@ def _call(path: str, interface: str, method: str, signature: str = "", body: tup
             reply = conn.send_and_get_reply(new_method_call(addr, method, signature, body), timeout=2)
     except Exception as err:  # jeepney raises DBusErrorResponse, OSError, TimeoutError
         raise PlatformError(f"logind {method} failed: {err}") from err
+    # An error reply comes back as a message whose body is the error text: never read it as the answer (a
+    # failing LockedHint would otherwise read as "locked").
+    if reply.header.message_type is MessageType.error:
+        raise PlatformError(f"logind {method} failed: {reply.header.fields.get(HeaderFields.error_name)}")
     return reply.body
 
 

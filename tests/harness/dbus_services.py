@@ -88,7 +88,8 @@ class FakeService:
 
 
 class FakeLogind:
-    """org.freedesktop.login1 with one session "7": GetSession, LockedHint, Inhibit (a pipe), PrepareForSleep."""
+    """org.freedesktop.login1 with one session "7": GetSession, LockedHint (and SetLockedHint), Inhibit (a
+    pipe), PrepareForSleep."""
 
     def __init__(self, address: str) -> None:
         self.locked = False
@@ -102,6 +103,9 @@ class FakeLogind:
             return "o", (f"/org/freedesktop/login1/session/_3{body[0]}",)
         if member == "Get" and body == ("org.freedesktop.login1.Session", "LockedHint"):
             return "v", (("b", self.locked),)
+        if member == "SetLockedHint":  # what GNOME Shell calls when its screen shield locks or unlocks
+            self.locked = bool(body[0])
+            return "", ()
         if member == "Inhibit":
             read_end, write_end = os.pipe()
             self.inhibitors.append(read_end)
@@ -123,6 +127,28 @@ class FakeLogind:
         fd = self.inhibitors[index]
         ready, _, _ = select.select([fd], [], [], 0)
         return bool(ready) and os.read(fd, 1) == b""
+
+    def close(self) -> None:
+        self.service.close()
+
+
+class FakeGdm:
+    """The one thing GNOME Shell asks GDM before it offers a lock screen: ``org.gnome.DisplayManager.Manager``'s
+    ``Version`` (js/misc/loginManager.js, canLock), plus ``RegisterSession``. GDM itself needs systemd as PID 1
+    and a seat, which a container has not."""
+
+    def __init__(self, address: str, version: str = "43.0") -> None:
+        self.version = version
+        self.service = FakeService(address, "org.gnome.DisplayManager", self._handle)
+
+    def _handle(
+        self, path: str, iface: str, member: str, body: tuple[Any, ...]
+    ) -> tuple[str, tuple[Any, ...]]:
+        if member == "Get" and body == ("org.gnome.DisplayManager.Manager", "Version"):
+            return "v", (("s", self.version),)
+        if member == "RegisterSession":
+            return "", ()
+        raise LookupError(member)
 
     def close(self) -> None:
         self.service.close()

@@ -9,7 +9,7 @@ import pytest
 from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.platform.base import PlatformError
-from agent.platform.linux_wayland import WaylandDesktop
+from agent.platform.linux_wayland import DBusCallError, WaylandDesktop
 from agent.report.stream import EventStream, Kind
 from core.clock import FakeClock
 from tests.harness.fakes import RecordingSink, policy
@@ -31,10 +31,11 @@ class FakeBus:
         *,
         signature: str = "",
         body: tuple[Any, ...] = (),
+        timeout: float = 2.0,
     ) -> tuple[Any, ...]:
         self.calls.append(f"{interface}.{method}")
         if not self.gnome:
-            raise PlatformError("org.freedesktop.DBus.Error.ServiceUnknown")
+            raise DBusCallError(interface, method, "org.freedesktop.DBus.Error.ServiceUnknown", destination)
         if method == "GetIdletime":
             return (self.idle_ms,)
         if method == "GetActive":
