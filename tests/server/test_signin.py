@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -59,13 +60,13 @@ def named(
     return token
 
 
-def sign_in(client: TestClient, token: str, lang: str = "en") -> object:
+def sign_in(client: TestClient, token: str, lang: str = "en") -> httpx.Response:
     return client.post("/login", content=f"token={token}&lang={lang}", headers=FORM)
 
 
 def signed_in(client: TestClient) -> bool:
     """GET /login sends a signed-in browser on to the console."""
-    return client.get("/login").status_code == 303
+    return bool(client.get("/login").status_code == 303)
 
 
 def csrf_of(store: Storage, clock: FakeClock, client: TestClient) -> str:
