@@ -14,7 +14,7 @@ import pytest
 # (lab) for every test folder.
 pytest_plugins = ["tests.harness.desktop", "tests.harness.network"]
 
-REQUIRED_MARKERS = ("desktop", "network", "postgres", "apps")
+REQUIRED_MARKERS = ("desktop", "network", "postgres", "apps", "gnome")
 
 
 @pytest.hookimpl(hookwrapper=True)
