@@ -16,10 +16,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.clipboard.guard import install_clipboard_guard
 from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.degraded import Degraded
-from agent.i18n import Translator
+from agent.i18n import Translator, detect_language
 from agent.overlay.supervisor import CoverSink, OverlaySupervisor
 from agent.platform import Platform, resolve_platform
 from agent.platform.audio import CallWatcher, create_call_probe
@@ -138,6 +139,13 @@ def build_agent(
     # Without readable titles (macOS without Screen Recording) the share guard says "unknown", never "no".
     share = install_share_guard(
         runtime, desktop, stream, clock, titles_readable=desktop.capabilities().window_list
+    )
+    # Customer data leaves the clipboard while away, sharing or blocked (presence.clipboard).
+    install_clipboard_guard(
+        runtime,
+        plat.desktop_backend,
+        runtime.protection.cover_reason_codes,
+        Translator(detect_language(config.language)),
     )
     service = None
     if reporting:

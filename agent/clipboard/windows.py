@@ -1,0 +1,135 @@
+"""The Windows clipboard (ctypes): who owns it, and taking it over with a notice.
+
+- Owner: ``GetClipboardSequenceNumber`` changes with every change of content (one cheap call per look); when it
+  changed, ``GetClipboardOwner`` names the window that last emptied the clipboard and
+  ``GetWindowThreadProcessId`` its process. Excel and browsers own the clipboard with hidden windows of the same
+  process, so the owner's pid finds their visible windows for title rules.
+- Take over: ``OpenClipboard`` (retried: another app may hold it open for a moment), ``EmptyClipboard``, then the
+  notice as ``CF_UNICODETEXT`` (``GlobalAlloc(GMEM_MOVEABLE)`` memory handed to ``SetClipboardData``, which the
+  system owns afterwards), ``CloseClipboard``.
+
+Windows has no primary selection. Clipboard history (Win+V) and cloud clipboard keep their own copies, which no
+API lets another app delete; IT turns them off by policy (docs/how-protection-works.md).
+
+``user32`` and ``kernel32`` are injected; tests pass scripted fakes with the same functions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.clipboard.base import CLIPBOARD, ClipboardError, Owner, Selection
+
+CF_UNICODETEXT = 13
+GMEM_MOVEABLE = 0x0002
+OPEN_ATTEMPTS = 10
+OPEN_RETRY = 0.02
+
+
+def _last_error() -> int:
+    if sys.platform == "win32":
+        return ctypes.get_last_error()
+    return 0
+
+
+def _psutil_name(pid: int) -> str:
+    import psutil
+
+    try:
+        return str(psutil.Process(pid).name())
+    except (psutil.Error, OSError):
+        return ""
+
+
+class WindowsClipboard:
+    name = "windows"
+    selections: tuple[Selection, ...] = (CLIPBOARD,)
+
+    def __init__(
+        self,
+        user32: Any = None,
+        kernel32: Any = None,
+        process_name: Callable[[int], str] = _psutil_name,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if user32 is None or kernel32 is None:
+            if sys.platform != "win32":
+                raise ClipboardError("the Windows clipboard backend runs only on Windows")
+            user32 = ctypes.WinDLL("user32", use_last_error=True)
+            kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+            user32.GetClipboardOwner.restype = ctypes.c_void_p
+            user32.SetClipboardData.restype = ctypes.c_void_p
+            kernel32.GlobalAlloc.restype = ctypes.c_void_p
+            kernel32.GlobalLock.restype = ctypes.c_void_p
+            kernel32.GlobalLock.argtypes = [ctypes.c_void_p]
+            kernel32.GlobalUnlock.argtypes = [ctypes.c_void_p]
+            kernel32.GlobalFree.argtypes = [ctypes.c_void_p]
+            user32.SetClipboardData.argtypes = [ctypes.c_uint, ctypes.c_void_p]
+        self._user32 = user32
+        self._kernel32 = kernel32
+        self._process_name = process_name
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._owner: Owner | None = None
+        self._ours: int | None = None  # the sequence number our own take-over left
+
+    def owners(self) -> list[Owner]:
+        with self._lock:
+            serial = int(self._user32.GetClipboardSequenceNumber())
+            if self._owner is not None and self._owner.serial == serial:
+                return [self._owner]
+            if serial == self._ours:
+                self._owner = Owner(CLIPBOARD, serial, ours=True)
+                return [self._owner]
+            hwnd = int(self._user32.GetClipboardOwner() or 0)
+            pid: int | None = None
+            if hwnd:
+                value = ctypes.c_uint32(0)
+                self._user32.GetWindowThreadProcessId(hwnd, ctypes.byref(value))
+                pid = int(value.value) or None
+            name = self._process_name(pid) if pid else ""
+            self._owner = Owner(CLIPBOARD, serial, pid=pid, process_name=name)
+            return [self._owner]
+
+    def take(self, selection: Selection, notice: str | None) -> None:
+        with self._lock:
+            self._open()
+            try:
+                if not self._user32.EmptyClipboard():
+                    raise ClipboardError(f"EmptyClipboard failed (error {_last_error()})", selection)
+                if notice is not None:
+                    self._set_text(notice)
+            finally:
+                self._user32.CloseClipboard()
+            self._ours = int(self._user32.GetClipboardSequenceNumber())
+            self._owner = None
+
+    def _open(self) -> None:
+        for _ in range(OPEN_ATTEMPTS):
+            if self._user32.OpenClipboard(None):
+                return
+            self._sleep(OPEN_RETRY)
+        raise ClipboardError(f"OpenClipboard failed: another app holds it (error {_last_error()})", CLIPBOARD)
+
+    def _set_text(self, text: str) -> None:
+        data = (text + "\0").encode("utf-16-le")
+        handle = self._kernel32.GlobalAlloc(GMEM_MOVEABLE, len(data))
+        if not handle:
+            raise ClipboardError(f"GlobalAlloc failed (error {_last_error()})", CLIPBOARD)
+        pointer = self._kernel32.GlobalLock(handle)
+        if not pointer:
+            self._kernel32.GlobalFree(handle)
+            raise ClipboardError(f"GlobalLock failed (error {_last_error()})", CLIPBOARD)
+        ctypes.memmove(pointer, data, len(data))
+        self._kernel32.GlobalUnlock(handle)
+        if not self._user32.SetClipboardData(CF_UNICODETEXT, handle):
+            self._kernel32.GlobalFree(handle)  # still ours when SetClipboardData fails
+            raise ClipboardError(f"SetClipboardData failed (error {_last_error()})", CLIPBOARD)
+
+    def close(self) -> None:
+        return None
