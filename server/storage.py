@@ -49,6 +49,10 @@ devices = sa.Table(
     sa.Column("policy_version", sa.BigInteger, nullable=True),
     sa.Column("max_sequence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # derived from events by server/console/state.py (migration 0005)
+    sa.Column("running", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("unexpected_stop_at", sa.BigInteger, nullable=True),
+    sa.Column("active_day", sa.Integer, nullable=True),
 )
 
 enroll_secrets = sa.Table(
@@ -110,6 +114,38 @@ gaps = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False),
     sa.Column("detected_at", sa.BigInteger, nullable=False),
     sa.Index("ix_gaps_device", "device_id"),
+)
+
+# The console's state derived from events in the ingest transaction (server/console/state.py, migration 0005).
+device_checks = sa.Table(
+    "device_checks",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("check_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("enforcement", sa.String(16), nullable=False),
+    sa.Column("failing_since", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+acknowledgements = sa.Table(
+    "acknowledgements",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("policy_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("acked_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_acknowledgements_version", "policy_id", "version"),
+)
+
+console_daily = sa.Table(
+    "console_daily",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),  # days since 1970-01-01 UTC
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )
 
 
@@ -181,6 +217,13 @@ def _select_max_sequence() -> Any:
     return (
         sa.select(devices.c.max_sequence).where(devices.c.id == sa.bindparam("device_id")).with_for_update()
     )
+
+
+def _derive_state(conn: Connection, device_id: str, inserted: list[EventRow], now: int) -> None:
+    """The console's device state from newly stored events, in the ingest transaction (server/console/state.py)."""
+    from server.console.state import derive
+
+    derive(conn, device_id, inserted, now)
 
 
 class StorageError(MamoriError):
@@ -539,6 +582,7 @@ class Storage:
                 .where(devices.c.id == device_id)
                 .values(max_sequence=new_max, last_seen=now, stopped=False)
             )
+            _derive_state(conn, device_id, [r for r in unique.values() if r.uid in inserted], now)
         return len(inserted), len(batch) - len(inserted)
 
     def _pg_ingest(self, device_id: str, unique: list[EventRow], received: int, now: int) -> tuple[int, int]:
@@ -559,6 +603,8 @@ class Storage:
         with self.write() as conn:
             previous, uids, seqs = conn.exec_driver_sql(_pg_ingest_sql(), params).one()
             self._record_gaps(conn, device_id, int(previous or 0), seqs, now)
+            fresh = set(uids)
+            _derive_state(conn, device_id, [r for r in unique if r.uid in fresh], now)
         return len(uids), received - len(uids)
 
     def _record_gaps(

@@ -1,29 +1,261 @@
-"""The ja/en console for IT (``GET /``); not in the OpenAPI document. Sign-in is server/routes/signin.py."""
+"""The ja/en console for IT; not in the OpenAPI document. Pages: ``GET /`` (overview), ``GET /devices/{id}``,
+``GET /events`` (filters, keyset paging) and ``GET /events.csv``, ``GET /policies``; its own stylesheet and
+script at ``GET /static/{name}``. Who is signed in is asked of server/session.py; sign-in is
+server/routes/signin.py, the device actions' handlers (``POST /console/devices/{id}/...``) are elsewhere."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 
+from core.records import CLASSES, SEVERITIES
 from server.context import ServerContext, server_context
-from server.routes.admin import devices_with_status
 from server.routes.signin import language
-from server.session import console_principal
+from server.session import Principal, console_principal, has_role
 
 router = APIRouter()
 
+STATIC = Path(__file__).resolve().parent.parent / "static"
+_STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(css|js|svg)$")
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _viewer(request: Request, lang: str | None):  # type: ignore[no-untyped-def]
+    from server.console.render import Viewer, zone
+
+    language_ = language(request, lang)
+    return Viewer(language_, zone(request.cookies.get("tz"), language_))
+
+
+def _sign_in(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+
+def _page(request: Request, context: ServerContext, lang: str | None) -> tuple[Principal | None, object]:
+    return console_principal(request, context), _viewer(request, lang)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    path = STATIC / name
+    if not _STATIC_NAME.match(name) or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(
+        path, media_type=_STATIC_TYPES[path.suffix], headers={"Cache-Control": "max-age=3600"}
+    )
+
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)
-def dashboard(
+def overview(
     request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
 ) -> Response:
-    from server.dashboard import render_dashboard
+    from server.console import views
+    from server.console.render import render
 
-    if console_principal(request, context) is None:
-        return RedirectResponse("/login" + (f"?lang={lang}" if lang in ("ja", "en") else ""), status_code=303)
-    recent = context.storage.events(limit=50)
-    return HTMLResponse(
-        render_dashboard(language(request, lang), devices_with_status(context), recent, context.clock.now())
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    viewer = _viewer(request, lang)
+    now = context.now_ms()
+    data = views.overview(context.storage, context.settings, now)
+    day_labels = [datetime.fromtimestamp(d * 86400).strftime("%m/%d") for d in data["days"]]
+    recent = context.storage.events(limit=15)
+    names = {d["id"]: d["hostname"] or d["id"] for d in data["device_rows"]}
+    series = [(viewer.check(check), values) for check, values in data["noncompliant"].items()]
+    html = render(
+        "overview.html",
+        viewer,
+        principal=principal,
+        o=data,
+        now_ms=now,
+        day_labels=day_labels,
+        noncompliant_series=series or [(viewer.t["failing"], [0.0] * len(day_labels))],
+        unit=" min" if viewer.language == "en" else " 分",
+        device_rows=data["device_rows"],
+        more_devices=data["more_devices"],
+        recent=recent,
+        names=names,
     )
+    return HTMLResponse(html, headers=_NO_STORE)
+
+
+@router.get("/devices/{device_id}", include_in_schema=False, response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    device_id: str,
+    context: Annotated[ServerContext, Depends(server_context)],
+    lang: str | None = None,
+) -> Response:
+    from server.console import views
+    from server.console.render import render
+
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    viewer = _viewer(request, lang)
+    data = views.device(context.storage, context.settings, device_id, context.now_ms())
+    if data is None:
+        return HTMLResponse(
+            render("message.html", viewer, principal=principal, message=viewer.t["not_found"]),
+            status_code=404,
+            headers=_NO_STORE,
+        )
+    d = data["device"]
+    html = render(
+        "device.html",
+        viewer,
+        principal=principal,
+        is_admin=has_role(principal, "admin"),
+        d=d,
+        checks=data["checks"],
+        timeline=data["timeline"],
+        names={d["id"]: d["hostname"] or d["id"]},
+    )
+    return HTMLResponse(html, headers=_NO_STORE)
+
+
+class FilterError(ValueError):
+    pass
+
+
+def _local_ms(text: str, viewer: object, name: str) -> int | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise FilterError(f"{name}: write a date and time, e.g. 2026-12-01T09:00") from err
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=viewer.tz)  # type: ignore[attr-defined]
+    return int(when.timestamp() * 1000)
+
+
+def _int(text: str, name: str, allowed: object) -> int | None:
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise FilterError(f"{name}: not a number") from err
+    if value not in allowed:  # type: ignore[operator]
+        raise FilterError(f"{name}: {value} is not one of the choices")
+    return value
+
+
+_FILTER_KEYS = ("group", "device", "class", "check", "severity", "since", "until")
+
+
+def _filter(request: Request, viewer: object):  # type: ignore[no-untyped-def]
+    from server.console.views import EventFilter
+
+    q = {k: request.query_params.get(k, "").strip()[:128] for k in _FILTER_KEYS}
+    query = EventFilter(
+        group=q["group"] or None,
+        device=q["device"] or None,
+        class_uid=_int(q["class"], "class", CLASSES),
+        check=q["check"] or None,
+        severity=_int(q["severity"], "severity", SEVERITIES),
+        since_ms=_local_ms(q["since"], viewer, "from"),
+        until_ms=_local_ms(q["until"], viewer, "to"),
+    )
+    kept = {k: v for k, v in q.items() if v}
+    if "lang" in request.query_params:
+        kept["lang"] = request.query_params["lang"]
+    return query, q, ("?" + urlencode(kept)) if kept else ""
+
+
+@router.get("/events", include_in_schema=False, response_class=HTMLResponse)
+def events_page(
+    request: Request,
+    context: Annotated[ServerContext, Depends(server_context)],
+    lang: str | None = None,
+    before: str | None = None,
+) -> Response:
+    from server.console import views
+    from server.console.render import render
+    from server.export import Cursor, CursorError
+
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    viewer = _viewer(request, lang)
+    error = None
+    status = 200
+    query = views.EventFilter()
+    raw = dict.fromkeys(_FILTER_KEYS, "")
+    query_string = ""
+    cursor = None
+    try:
+        query, raw, query_string = _filter(request, viewer)
+        cursor = Cursor.decode(before) if before else None
+    except (FilterError, CursorError) as err:
+        error, status = str(err), 400
+    rows, next_cursor = views.events_page(context.storage, query, cursor) if error is None else ([], None)
+    names = {
+        d: d for d in {r["device"]["uid"] for r in rows}
+    }  # device ids; host names are on the device page
+    html = render(
+        "events.html",
+        viewer,
+        principal=principal,
+        error=error,
+        f=query,
+        since_text=raw["since"],
+        until_text=raw["until"],
+        choices=views.filter_choices(context.storage),
+        classes=sorted(CLASSES),
+        severities=sorted(s for s in SEVERITIES if s > 0),
+        page=rows,
+        names=names,
+        query_string=query_string,
+        cursor_given=cursor is not None,
+        next_cursor=next_cursor.encode() if next_cursor else None,
+    )
+    return HTMLResponse(html, status_code=status, headers=_NO_STORE)
+
+
+@router.get("/events.csv", include_in_schema=False)
+def events_csv(
+    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
+) -> Response:
+    from server.console import views
+    from server.export import MEDIA_TYPES, encode
+
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    try:
+        query, _raw, _qs = _filter(request, _viewer(request, lang))
+    except FilterError as err:
+        return Response(f"{err}\n", status_code=400, media_type="text/plain; charset=utf-8")
+    stamp = datetime.fromtimestamp(context.now_ms() / 1000).strftime("%Y%m%d-%H%M%S")
+    headers = {"Content-Disposition": f'attachment; filename="mamori-events-{stamp}.csv"', **_NO_STORE}
+    rows = views.iter_filtered(context.storage, query)
+    return StreamingResponse(encode(rows, "csv"), media_type=MEDIA_TYPES["csv"], headers=headers)
+
+
+@router.get("/policies", include_in_schema=False, response_class=HTMLResponse)
+def policies_page(
+    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
+) -> Response:
+    from server.console import views
+    from server.console.render import render
+
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    viewer = _viewer(request, lang)
+    html = render("policies.html", viewer, principal=principal, versions=views.policies_page(context.storage))
+    return HTMLResponse(html, headers=_NO_STORE)

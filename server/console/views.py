@@ -1,0 +1,380 @@
+"""What the console's pages show, read from storage: the overview's counts, rollout, coverage and daily
+figures; one device; a filtered page of events; the policies with who acknowledged them. Queries only: the
+state itself is derived at ingest (server/console/state.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.console.state import DAY_MS, day_of, split_by_day
+from server.export import Cursor, ExportRow
+from server.settings import Settings
+from server.status import device_status
+from server.storage import (
+    Storage,
+    acknowledgements,
+    console_daily,
+    device_checks,
+    devices,
+    events,
+    gaps,
+    policies,
+)
+
+STATES = ("online", "away", "non_compliant", "silent", "stopped", "never_seen")
+ATTENTION = ("non_compliant", "silent", "never_seen", "stopped", "away", "online")  # device list order
+DEVICE_ROWS = 100
+CHART_DAYS = 14
+PAGE = 50
+UNEXPECTED_WINDOW_MS = DAY_MS
+
+
+def _replaced_column() -> sa.Column[Any] | None:
+    """The lifecycle's ``devices.replaced`` flag, when the schema has it."""
+    return devices.c.get("replaced")
+
+
+def _status(row: Any, settings: Settings, now: int) -> str:
+    return device_status(
+        last_seen_ms=row.last_seen,
+        stopped=bool(row.stopped),
+        state=row.state,
+        heartbeat_s=row.heartbeat_s,
+        now_ms=now,
+        silence_factor=settings.silence_factor,
+        min_silence_s=settings.min_silence_s,
+    )
+
+
+def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
+    replaced = _replaced_column()
+    columns: list[Any] = [
+        devices.c.id,
+        devices.c.hostname,
+        devices.c.failing,
+        devices.c.group_name,
+        devices.c.last_seen,
+        devices.c.stopped,
+        devices.c.state,
+        devices.c.heartbeat_s,
+        devices.c.unexpected_stop_at,
+        devices.c.policy_id,
+        devices.c.policy_version,
+        devices.c.enrolled_at,
+    ]
+    if replaced is not None:
+        columns.append(replaced.label("replaced"))
+    counts = dict.fromkeys(STATES, 0)
+    unexpected = 0
+    replaced_n = 0
+    per_group: dict[str, int] = defaultdict(int)
+    rollout: dict[str, dict[tuple[str | None, int | None], int]] = defaultdict(lambda: defaultdict(int))
+    enrolled_days: dict[int, int] = defaultdict(int)
+    listed: list[tuple[int, str, Any, str]] = []
+    with storage.engine.connect() as conn:
+        for row in conn.execute(sa.select(*columns).where(devices.c.revoked.is_(False))):
+            status = _status(row, settings, now)
+            counts[status] += 1
+            listed.append((ATTENTION.index(status), row.hostname or row.id, row, status))
+            if row.unexpected_stop_at is not None and row.unexpected_stop_at >= now - UNEXPECTED_WINDOW_MS:
+                unexpected += 1
+            if replaced is not None and row.replaced:
+                replaced_n += 1
+            per_group[row.group_name] += 1
+            rollout[row.group_name][(row.policy_id, row.policy_version)] += 1
+            enrolled_days[day_of(row.enrolled_at)] += 1
+        versions = conn.execute(
+            sa.select(policies.c.group_name, policies.c.policy_id, policies.c.version).order_by(
+                policies.c.group_name, policies.c.version.desc()
+            )
+        ).all()
+        acked = conn.execute(
+            sa.select(
+                devices.c.group_name,
+                acknowledgements.c.policy_id,
+                acknowledgements.c.version,
+                sa.func.count().label("n"),
+            )
+            .select_from(acknowledgements.join(devices, devices.c.id == acknowledgements.c.device_id))
+            .group_by(devices.c.group_name, acknowledgements.c.policy_id, acknowledgements.c.version)
+        ).all()
+        today = day_of(now)
+        first = today - CHART_DAYS + 1
+        daily = conn.execute(
+            sa.select(
+                console_daily.c.day, console_daily.c.metric, console_daily.c.key, console_daily.c.value
+            ).where(console_daily.c.day >= first)
+        ).all()
+        open_failures = conn.execute(
+            sa.select(device_checks.c.check_id, device_checks.c.failing_since).where(
+                device_checks.c.failing_since.is_not(None)
+            )
+        ).all()
+        listed.sort(key=lambda item: (item[0], item[1]))
+        shown = listed[:DEVICE_ROWS]
+        missing = dict(
+            conn.execute(
+                sa.select(gaps.c.device_id, sa.func.sum(gaps.c.last_seq - gaps.c.first_seq + 1))
+                .where(gaps.c.device_id.in_([item[2].id for item in shown]))
+                .group_by(gaps.c.device_id)
+            ).all()
+        )
+    device_rows = [
+        {
+            "id": row.id,
+            "hostname": row.hostname,
+            "group_name": row.group_name,
+            "status": status,
+            "last_seen": row.last_seen,
+            "policy_id": row.policy_id,
+            "policy_version": row.policy_version,
+            "failing": json.loads(row.failing) if row.failing else [],
+            "missing_events": int(missing.get(row.id) or 0),
+        }
+        for _rank, _name, row, status in shown
+    ]
+    ack_n = {(r.group_name, r.policy_id, int(r.version)): int(r.n) for r in acked}
+    coverage = [
+        {
+            "group": v.group_name,
+            "policy_id": v.policy_id,
+            "version": int(v.version),
+            "acknowledged": ack_n.get((v.group_name, v.policy_id, int(v.version)), 0),
+            "devices": per_group.get(v.group_name, 0),
+        }
+        for v in versions
+    ]
+    groups = sorted(set(per_group) | {v.group_name for v in versions})
+    rollout_rows = [
+        {
+            "group": group,
+            "devices": per_group.get(group, 0),
+            "versions": sorted(
+                (
+                    {"policy_id": pid, "version": ver, "devices": n}
+                    for (pid, ver), n in rollout.get(group, {}).items()
+                ),
+                key=lambda item: (item["version"] is None, -int(item["version"] or 0)),
+            ),
+        }
+        for group in groups
+    ]
+    days = list(range(first, today + 1))
+    protections = dict.fromkeys(days, 0.0)
+    active = dict.fromkeys(days, 0)
+    noncompliant: dict[str, dict[int, float]] = defaultdict(lambda: dict.fromkeys(days, 0.0))
+    for r in daily:
+        if r.metric == "protections":
+            protections[r.day] += r.value
+        elif r.metric == "active":
+            active[r.day] += int(r.value)
+        elif r.metric == "noncompliant_ms":
+            noncompliant[r.key][r.day] += r.value / 60_000
+    for f in open_failures:  # still failing: the minutes up to now count too
+        for day, part in split_by_day(max(int(f.failing_since), first * DAY_MS), now):
+            if day in noncompliant[f.check_id]:
+                noncompliant[f.check_id][day] += part / 60_000
+    enrolled_before = sum(n for d, n in enrolled_days.items() if d < first)
+    silent: list[float] = []
+    for day in days:
+        enrolled_before += enrolled_days.get(day, 0)
+        silent.append(float(max(0, enrolled_before - active[day])))
+    return {
+        "counts": counts,
+        "device_rows": device_rows,
+        "more_devices": max(0, len(listed) - DEVICE_ROWS),
+        "total": sum(counts.values()),
+        "unexpected": unexpected,
+        "replaced": replaced_n if replaced is not None else None,
+        "rollout": rollout_rows,
+        "coverage": coverage,
+        "days": days,
+        "protections": [protections[d] for d in days],
+        "noncompliant": {check: [per[d] for d in days] for check, per in sorted(noncompliant.items())},
+        "silent": silent,
+    }
+
+
+def device(storage: Storage, settings: Settings, device_id: str, now: int) -> dict[str, Any] | None:
+    with storage.engine.connect() as conn:
+        row = conn.execute(sa.select(devices).where(devices.c.id == device_id)).first()
+        if row is None:
+            return None
+        checks = conn.execute(
+            sa.select(device_checks)
+            .where(device_checks.c.device_id == device_id)
+            .order_by(device_checks.c.check_id)
+        ).all()
+        missing = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(gaps.c.last_seq - gaps.c.first_seq + 1), 0)).where(
+                gaps.c.device_id == device_id
+            )
+        ).scalar_one()
+        acks = conn.execute(
+            sa.select(acknowledgements)
+            .where(acknowledgements.c.device_id == device_id)
+            .order_by(acknowledgements.c.acked_at.desc())
+        ).all()
+    info = {k: v for k, v in row._mapping.items() if k != "token_hash"}
+    info["status"] = _status(row, settings, now)
+    info["failing"] = json.loads(row.failing) if row.failing else []
+    info["missing_events"] = int(missing)
+    info["replaced"] = bool(info.get("replaced", False))
+    return {
+        "device": info,
+        "checks": [dict(c._mapping) for c in checks],
+        "acks": [dict(a._mapping) for a in acks],
+        "timeline": storage.events(device=device_id, limit=100),
+    }
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    group: str | None = None
+    device: str | None = None
+    class_uid: int | None = None
+    check: str | None = None
+    severity: int | None = None  # at least
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def where(self, stmt: Any) -> Any:
+        if self.group is not None:
+            stmt = stmt.where(
+                events.c.device_id.in_(sa.select(devices.c.id).where(devices.c.group_name == self.group))
+            )
+        if self.device is not None:
+            stmt = stmt.where(events.c.device_id == self.device)
+        if self.class_uid is not None:
+            stmt = stmt.where(events.c.class_uid == self.class_uid)
+        if self.severity is not None:
+            stmt = stmt.where(events.c.severity_id >= self.severity)
+        if self.since_ms is not None:
+            stmt = stmt.where(events.c.time >= self.since_ms)
+        if self.until_ms is not None:
+            stmt = stmt.where(events.c.time < self.until_ms)
+        if self.check is not None:
+            # The check id sits in the stored record's unmapped data; the body is JSON as the agent sent it
+            # (with or without a space after the colon).
+            quoted = json.dumps(self.check).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(
+                events.c.event_code == "posture.finding",
+                sa.or_(
+                    events.c.body.like(f'%"check_id":{quoted}%', escape="\\"),
+                    events.c.body.like(f'%"check_id": {quoted}%', escape="\\"),
+                ),
+            )
+        return stmt
+
+
+def events_page(
+    storage: Storage, query: EventFilter, before: Cursor | None, limit: int = PAGE
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """Newest first, ``limit`` a page; the cursor of the next (older) page, None on the last."""
+    stmt = query.where(sa.select(events.c.time, events.c.uid, events.c.body))
+    if before is not None:
+        stmt = stmt.where(
+            sa.or_(
+                events.c.time < before.time, sa.and_(events.c.time == before.time, events.c.uid < before.uid)
+            )
+        )
+    stmt = stmt.order_by(events.c.time.desc(), events.c.uid.desc()).limit(limit + 1)
+    with storage.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    page = [json.loads(r.body) for r in rows]
+    return page, (Cursor(int(rows[-1].time), str(rows[-1].uid)) if more and rows else None)
+
+
+def iter_filtered(storage: Storage, query: EventFilter, page: int = 1000) -> Iterator[ExportRow]:
+    """Every matching event oldest first, in keyset pages (for server.export.encode's CSV)."""
+    after: Cursor | None = None
+    base = query.where(
+        sa.select(events.c.time, events.c.uid, events.c.device_id, events.c.sequence, events.c.body)
+    )
+    while True:
+        stmt = base
+        if after is not None:
+            stmt = stmt.where(
+                sa.or_(
+                    events.c.time > after.time, sa.and_(events.c.time == after.time, events.c.uid > after.uid)
+                )
+            )
+        with storage.engine.connect() as conn:
+            rows = [
+                ExportRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]))
+                for r in conn.execute(stmt.order_by(events.c.time, events.c.uid).limit(page))
+            ]
+        yield from rows
+        if len(rows) < page:
+            return
+        after = Cursor(rows[-1].time, rows[-1].uid)
+
+
+def filter_choices(storage: Storage) -> dict[str, list[Any]]:
+    with storage.engine.connect() as conn:
+        group_names = sorted(conn.execute(sa.select(devices.c.group_name).distinct()).scalars())
+        check_ids = sorted(conn.execute(sa.select(device_checks.c.check_id).distinct()).scalars())
+    return {"groups": group_names, "checks": check_ids}
+
+
+def policies_page(storage: Storage, ack_limit: int = 200) -> list[dict[str, Any]]:
+    with storage.engine.connect() as conn:
+        versions = conn.execute(
+            sa.select(
+                policies.c.group_name, policies.c.policy_id, policies.c.version, policies.c.uploaded_at
+            ).order_by(policies.c.group_name, policies.c.version.desc())
+        ).all()
+        on_version = {
+            (r.group_name, r.policy_id, r.policy_version): int(r.n)
+            for r in conn.execute(
+                sa.select(
+                    devices.c.group_name,
+                    devices.c.policy_id,
+                    devices.c.policy_version,
+                    sa.func.count().label("n"),
+                ).group_by(devices.c.group_name, devices.c.policy_id, devices.c.policy_version)
+            )
+        }
+        group_sizes = {
+            r.group_name: int(r.n)
+            for r in conn.execute(
+                sa.select(devices.c.group_name, sa.func.count().label("n")).group_by(devices.c.group_name)
+            )
+        }
+        result = []
+        for v in versions:
+            join = acknowledgements.join(devices, devices.c.id == acknowledgements.c.device_id)
+            where = (
+                acknowledgements.c.policy_id == v.policy_id,
+                acknowledgements.c.version == v.version,
+                devices.c.group_name == v.group_name,
+            )
+            total = conn.execute(sa.select(sa.func.count()).select_from(join).where(*where)).scalar_one()
+            who = conn.execute(
+                sa.select(acknowledgements.c.device_id, devices.c.hostname, acknowledgements.c.acked_at)
+                .select_from(join)
+                .where(*where)
+                .order_by(acknowledgements.c.acked_at.desc())
+                .limit(ack_limit)
+            ).all()
+            result.append(
+                {
+                    "group": v.group_name,
+                    "policy_id": v.policy_id,
+                    "version": int(v.version),
+                    "published": int(v.uploaded_at),
+                    "devices_on": on_version.get((v.group_name, v.policy_id, v.version), 0),
+                    "group_devices": group_sizes.get(v.group_name, 0),
+                    "acknowledged": int(total),
+                    "who": [dict(w._mapping) for w in who],
+                }
+            )
+    return result
