@@ -124,7 +124,7 @@ def test_dashboard_requires_admin_and_speaks_ja_en(client: TestClient, storage: 
     assert "admin" in anonymous.text.lower() and device_id not in anonymous.text
     client.cookies.set("mamori_admin", "mdt_wrong")
     refused = client.get("/", follow_redirects=False)
-    assert refused.status_code == 303 and refused.headers["location"] == "/login"
+    assert refused.status_code == 303 and refused.headers["location"] == "/login?next=%2F"
     client.cookies.clear()
     token = admin_token(storage)
     login = client.post(
