@@ -21,6 +21,7 @@ from policy.model import Presence
 logger = logging.getLogger(__name__)
 
 VERIFY_POLL = 0.1
+SLEEP_VERIFY_TIMEOUT = 3.0
 
 
 class SessionLock:
@@ -131,9 +132,27 @@ class SessionLock:
         method = self._method()
         try:
             self.desktop.lock()
-            self.stream.publish(AgentEvent(Kind.SESSION_LOCKED, self.clock.now(), {"method": method}))
         except PlatformError as err:
             logger.error("lock before sleep failed: %s", err)
             self.stream.publish(
                 AgentEvent(Kind.LOCK_FAILED, self.clock.now(), {"method": method, "reason": "sleep"})
             )
+            return
+        # Verified like any lock, but within logind's delay (InhibitDelayMaxSec, 5 s by default): the machine
+        # sleeps once this returns.
+        deadline = self.clock.monotonic() + min(self.verify_timeout, SLEEP_VERIFY_TIMEOUT)
+        while True:
+            try:
+                if self.desktop.is_locked():
+                    self._was_locked = True
+                    self.stream.publish(AgentEvent(Kind.SESSION_LOCKED, self.clock.now(), {"method": method}))
+                    return
+            except PlatformError as err:
+                logger.warning("lock state unknown before sleep: %s", err)
+                break
+            if self.clock.monotonic() >= deadline:
+                break
+            self.clock.sleep(VERIFY_POLL)
+        self.stream.publish(
+            AgentEvent(Kind.LOCK_FAILED, self.clock.now(), {"method": method, "reason": "sleep_not_locked"})
+        )
