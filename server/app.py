@@ -19,22 +19,26 @@ from core.clock import Clock
 from server.context import ServerContext
 from server.overload import Overload
 from server.publish import load_trusted
-from server.routes import admin, console, device, health, lifecycle, signin
+from server.routes import admin, alerts, console, device, health, lifecycle, signin
 from server.settings import Settings
 from server.storage import Storage
 
 
 def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
+    from server.alerts import alert_service
     from server.forwarders import ForwardingService
 
     forwarding = ForwardingService(storage, settings.forwarders, clock)
+    alerting = alert_service(storage, settings, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         forwarding.start()  # installs (or, with no forwarders, removes) the capture trigger
+        alerting.start()
         try:
             yield
         finally:
+            alerting.stop()
             forwarding.stop()
 
     app = FastAPI(
@@ -43,6 +47,7 @@ def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
         description="Enrollment, policy distribution and event ingest for Mamori agents (docs/server-api.md).",
         lifespan=lifespan,
     )
+    app.state.alerting = alerting
     app.state.context = ServerContext(
         settings=settings,
         storage=storage,
@@ -58,6 +63,7 @@ def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
     app.include_router(lifecycle.router())
     app.include_router(signin.router)
     app.include_router(console.router)
+    app.include_router(alerts.router())
     return app
 
 

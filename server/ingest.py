@@ -12,6 +12,7 @@ import orjson
 from fastapi import HTTPException, Response
 
 from core.records import validate_record
+from server import alerts
 from server.context import ServerContext
 from server.overload import retry_later
 from server.storage import Device, EventRow
@@ -116,6 +117,7 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
         return retry_later(429, wait, "device over its event rate; retry later")
     try:
         accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms())
+        alerts.on_events(context, device.id, parsed.rows)  # after the commit; a failure here is a 503, resent
     except Exception as err:
         import sqlalchemy as sa
 

@@ -32,7 +32,7 @@ from agent.report.enrollment import Enrollment, EnrollmentWatch
 from agent.report.events import Context, build_record, rule_context
 from agent.report.outbox import Outbox, OutboxError, Pending
 from agent.report.stream import AgentEvent, EventStream, Kind
-from agent.report.summary import DeviceState
+from agent.report.summary import DeviceState, quit_allowed
 from agent.report.uploader import Backoff, PolicyFetcher, Uploader
 from core import __version__
 from core.clock import Clock
@@ -325,6 +325,31 @@ class ReportingService:
             self.auth_failed = False  # new credentials: try them
         return enrollment
 
+    def _note_auth(self, failed: bool, status: int | None) -> None:
+        """Say once, when the server starts refusing this device's token (revoked on the server, or the
+        enrollment is no longer valid), that reporting stopped: one log line, and an ``agent.degraded`` event
+        (enrollment, revoked) that the worker sees as a notification and a status line. Uploads go on with
+        backoff; the events stay queued and are sent once the device is enrolled again."""
+        was = self.auth_failed
+        self.auth_failed = failed
+        if failed and not was:
+            logger.error(
+                "the server refused this device's token (HTTP %s): the device was revoked or its enrollment "
+                "is no longer valid; %d events stay queued here until it is enrolled again "
+                "(mamori agent enroll)",
+                status,
+                self.outbox.pending_count(),
+            )
+            self.stream.publish(
+                AgentEvent(
+                    Kind.CAPABILITY_DEGRADED,
+                    self.clock.now(),
+                    {"capability": "enrollment", "reason": "revoked"},
+                )
+            )
+        elif was and not failed:
+            logger.info("the server accepts this device's token again; sending the queued events")
+
     def _upload_loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -379,7 +404,7 @@ class ReportingService:
     def _upload(self, enrollment: Enrollment) -> None:
         outcome = self.uploader.upload_once(enrollment)
         self.last_upload_status = outcome.status
-        self.auth_failed = outcome.auth_failed
+        self._note_auth(outcome.auth_failed, outcome.status)
         if outcome.retry_in is not None:
             self._retry_at = self.clock.monotonic() + outcome.retry_in
         if outcome.rejected:
@@ -417,9 +442,11 @@ class ReportingService:
             "stopping": stopping,
             "os": OS_NAME,
         }
+        if stopping:
+            summary["quit_allowed"] = quit_allowed(self._policy)
         status = self.uploader.checkin(enrollment, summary)
         if status in (401, 403):
-            self.auth_failed = True
+            self._note_auth(True, status)
         elif status is not None and status != 200:
             logger.warning("checkin refused with HTTP %d", status)
 

@@ -52,3 +52,9 @@ class DeviceState:
             "policy_version": policy.version if policy else None,
             "uptime_s": round(max(0.0, self.clock.monotonic() - self._started_mono), 1),
         }
+
+
+def quit_allowed(policy: Policy | None) -> bool | None:
+    """What the clean-stop checkin says of quitting: whether the policy in force lets the worker quit (the
+    server alerts on a stop the policy forbids); None without a policy."""
+    return policy.worker.allow_quit if policy is not None else None

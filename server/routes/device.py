@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from server import auth
+from server import alerts, auth
 from server.access import device_auth
 from server.body import read_body
 from server.context import ServerContext, server_context
@@ -118,4 +118,5 @@ def checkin(
     context: Annotated[ServerContext, Depends(server_context)],
 ) -> CheckinResponse:
     context.storage.checkin(device.id, body.model_dump(exclude_none=True), context.now_ms())
+    alerts.on_checkin(context, device.id, body)
     return CheckinResponse(status="ok", heartbeat_s=body.heartbeat_s)
