@@ -234,6 +234,22 @@ def lb_rows(r: Result) -> list[Row]:
     return rows
 
 
+def console_rows(r: Result) -> list[Row]:
+    db = "SQLite" if r["db"] == "sqlite" else "PostgreSQL"
+    return [
+        Row(
+            f"console overview, {r['devices']:,} devices, {r['events']:,} events, {db}".replace(",", " "),
+            "< 500 ms",
+            f"p95 {r['p95_ms']:g} ({r['rounds']} requests)",
+            r["min_ms"],
+            r["median_ms"],
+            r["max_ms"],
+            "ms",
+            verdict(r["p95_ms"], 500, strict=True),
+        )
+    ]
+
+
 def steps(pg: str | None) -> list[Step]:
     pg_args = ["--db", pg or ""]
     return [
@@ -311,14 +327,29 @@ def steps(pg: str | None) -> list[Step]:
             lb_rows,
             ("pg", "haproxy"),
         ),
+        Step(
+            "console_sqlite",
+            "benchmarks.console_bench",
+            ["--json"],
+            ["--devices", "200", "--events", "5000", "--rounds", "3", "--json"],
+            console_rows,
+        ),
+        Step(
+            "console_pg",
+            "benchmarks.console_bench",
+            [*pg_args, "--pg-schema", "bench_console", "--json"],
+            [*pg_args, "--devices", "200", "--events", "5000", "--rounds", "3", *QUICK_CONSOLE_PG],
+            console_rows,
+            ("pg",),
+        ),
     ]
 
 
 QUICK_LB = ("--clients", "4", "--pg-schema", "bench_q_lb", "--json")
+QUICK_CONSOLE_PG = ("--pg-schema", "bench_q_console", "--json")
 
 NOT_MEASURED = [
     Row("onlooker guard at its default rate", "≤ 5 % of a core", step="(no benchmark yet)"),
-    Row("console overview, 10 000 devices, 1 000 000 events", "< 500 ms", step="(no benchmark yet)"),
 ]
 
 
