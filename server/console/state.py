@@ -20,6 +20,8 @@ count in the daily figures but do not move the current state back.
 from __future__ import annotations
 
 import json
+
+import orjson
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -98,7 +100,7 @@ def derive(conn: Connection, device_id: str, inserted: Sequence[EventRow], now: 
         if row.event_code == "protection.applied":
             figures[(day_of(row.time), "protections", "")] += 1
         elif row.event_code in DERIVING:
-            data = json.loads(row.body).get("unmapped") or {}
+            data = orjson.loads(row.body).get("unmapped") or {}
             relevant.append((row.time, row.sequence, row.event_code, data if isinstance(data, dict) else {}))
     if relevant:
         relevant.sort(key=lambda item: (item[0], item[1]))
