@@ -21,6 +21,7 @@ from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.degraded import Degraded
 from agent.i18n import Translator, detect_language
+from agent.onlooker.guard import OnlookerGuard, install_onlooker_guard
 from agent.overlay.supervisor import CoverSink, OverlaySupervisor
 from agent.platform import Platform, resolve_platform
 from agent.platform.audio import CallWatcher, create_call_probe
@@ -53,6 +54,7 @@ class Agent:
     share: ShareGuard
     drop: PolicyDropWatcher | None
     reporting: ReportingService | None
+    onlooker: OnlookerGuard | None = None
 
 
 def build_runtime(
@@ -147,11 +149,13 @@ def build_agent(
         runtime.protection.cover_reason_codes,
         Translator(detect_language(config.language)),
     )
+    # Opt-in twice: the policy's [onlooker] mode and agent.toml's camera; no process runs while either is off.
+    onlooker = install_onlooker_guard(runtime, stream, clock, config.camera)
     service = None
     if reporting:
         service = ReportingService(config, stream, clock, policy=source)
         runtime.add_status_provider("reporting", service.status)
-    return Agent(config, plat, stream, source, runtime, control, posture, share, drop, service)
+    return Agent(config, plat, stream, source, runtime, control, posture, share, drop, service, onlooker)
 
 
 def run_agent(agent: Agent, *, tray: bool = True) -> int:
