@@ -139,10 +139,17 @@ def notification_for(
         return Notification(
             "share.selfcheck", t("notify.covered.title"), t("share.selfcheck_failed"), urgency="critical"
         )
+    if event.kind is Kind.ONLOOKER_STARTED:
+        # The worker is told that the camera is on, and why (docs/onlooker.md).
+        key = "onlooker.notice.body_cover" if d.get("mode") == "cover" else "onlooker.notice.body_report"
+        return Notification("onlooker", t("onlooker.notice.title"), t(key), urgency="normal")
     if event.kind is Kind.PROTECTION_APPLIED:
         reason = str(d.get("reason", "away"))
         if reason in ("share", "posture"):
             return None  # told by the share notice and the posture "action needed" notification
+        # "They reappear when you return" would be wrong here: they do when the other person leaves.
+        if reason == "onlooker":
+            return Notification("covered.onlooker", t("notify.covered.title"), t("onlooker.covered.body"))
         try:
             reason_text = t(f"reason.{reason}")
         except KeyError:

@@ -15,6 +15,7 @@ because the tray must keep showing *something* while parts of the agent start or
     policy:        {"id", "version", "ack_required": bool, "acknowledged": bool, "title"?} or null
     ack:           {"pending": bool, ...} (agent.ui.ack.AckFlow.status)
     worker:        {"allow_pause": bool, "pause_max": seconds, "allow_quit": bool}
+    onlooker:      {"running": bool, "mode": "report"|"cover", ...} (agent.onlooker.guard.OnlookerGuard.status)
 """
 
 from __future__ import annotations
@@ -243,6 +244,13 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
         lines.append(t(f"status.check.{result}", name=check_name(t, check_id)))
         if result in ("fail", "error") and c.get("mode") != "off":
             lines.append(t("status.check.fix", fix=remedy(t, check_id)))
+    reporting = _mapping(status.get("reporting"))
+    if reporting.get("auth_failed"):  # the server refuses the device token (revoked on the server)
+        lines.append(t("status.reporting.revoked", pending=reporting.get("pending", "?")))
+    onlooker = _mapping(status.get("onlooker"))
+    if onlooker.get("running"):  # the camera is on: the worker always sees it, and why (docs/onlooker.md)
+        key = "status.onlooker.cover" if onlooker.get("mode") == "cover" else "status.onlooker.report"
+        lines.append(t(key))
     for cap in missing_capabilities(status):
         try:
             name = t(f"doctor.cap.{cap}")
