@@ -11,14 +11,25 @@
 - locked: no input desktop, or an input desktop that is not "Default" (the secure desktop while locked), or a
   running screensaver (``SPI_GETSCREENSAVERRUNNING``).
 - lock: ``LockWorkStation`` (asynchronous: the runtime verifies afterwards).
+- lock before sleep (:meth:`WindowsDesktop.watch_sleep`): a hidden top-level window on its own thread (power
+  broadcasts reach top-level windows only, not message-only ones) receives ``WM_POWERBROADCAST``:
+  ``PBT_APMSUSPEND`` (the system suspends; Windows allows about 2 s of work) and, through
+  ``RegisterPowerSettingNotification(GUID_CONSOLE_DISPLAY_STATE)``, the display turning off (how a Modern
+  Standby PC, which sends no ``PBT_APMSUSPEND``, starts to sleep). Each calls the lock-before-sleep callback,
+  which locks with ``LockWorkStation`` and verifies. ``WTSRegisterSessionNotification`` delivers
+  ``WM_WTSSESSION_CHANGE``: ``WTS_SESSION_LOCK`` / ``UNLOCK`` are the OS's own word on the lock state, used by
+  :meth:`WindowsDesktop.is_locked` besides the input desktop.
 
-The DLLs are injected (``user32``, ``kernel32``, ``dwmapi``); tests pass fakes with the same functions.
+The DLLs are injected (``user32``, ``kernel32``, ``dwmapi``, ``wtsapi32``); tests pass fakes with the same
+functions.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import sys
+import threading
 from collections.abc import Callable
 from ctypes import wintypes
 from typing import Any
@@ -39,6 +50,20 @@ SPI_GETSCREENSAVERRUNNING = 0x0072
 DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2 = -4
 
 
+WM_CLOSE = 0x0010
+WM_POWERBROADCAST = 0x0218
+WM_WTSSESSION_CHANGE = 0x02B1
+PBT_APMSUSPEND = 0x0004
+PBT_POWERSETTINGCHANGE = 0x8013
+WTS_SESSION_LOCK = 0x7
+WTS_SESSION_UNLOCK = 0x8
+NOTIFY_FOR_THIS_SESSION = 0
+DEVICE_NOTIFY_WINDOW_HANDLE = 0
+POWER_CLASS = "MamoriPowerWatch"
+
+logger = logging.getLogger(__name__)
+
+
 # Fixed-width field types: Windows is LLP64 (DWORD and LONG are 32-bit), while ctypes.wintypes maps them to
 # c_ulong/c_long, which are 64-bit elsewhere. Exact sizes keep cbSize right and the fakes honest.
 DWORD = ctypes.c_uint32
@@ -51,6 +76,67 @@ class RECT(ctypes.Structure):
 
 class LASTINPUTINFO(ctypes.Structure):
     _fields_ = [("cbSize", ctypes.c_uint32), ("dwTime", DWORD)]
+
+
+class GUID(ctypes.Structure):
+    _fields_ = [
+        ("Data1", ctypes.c_uint32),
+        ("Data2", ctypes.c_uint16),
+        ("Data3", ctypes.c_uint16),
+        ("Data4", ctypes.c_ubyte * 8),
+    ]
+
+
+def _guid(d1: int, d2: int, d3: int, d4: bytes) -> GUID:
+    return GUID(d1, d2, d3, (ctypes.c_ubyte * 8)(*d4))
+
+
+# {6FE69556-704A-47A0-8F24-C28D936FDA47}: the console display is off (0), on (1) or dimmed (2).
+GUID_CONSOLE_DISPLAY_STATE = _guid(0x6FE69556, 0x704A, 0x47A0, bytes.fromhex("8f24c28d936fda47"))
+
+
+class POWERBROADCAST_SETTING(ctypes.Structure):
+    _fields_ = [("PowerSetting", GUID), ("DataLength", DWORD), ("Data", ctypes.c_ubyte * 4)]
+
+
+LRESULT = ctypes.c_ssize_t
+WNDPROC = _FUNCTYPE(LRESULT, wintypes.HWND, ctypes.c_uint, wintypes.WPARAM, wintypes.LPARAM)
+
+
+class WNDCLASSW(ctypes.Structure):
+    _fields_ = [
+        ("style", ctypes.c_uint),
+        ("lpfnWndProc", WNDPROC),
+        ("cbClsExtra", ctypes.c_int),
+        ("cbWndExtra", ctypes.c_int),
+        ("hInstance", wintypes.HANDLE),
+        ("hIcon", wintypes.HANDLE),
+        ("hCursor", wintypes.HANDLE),
+        ("hbrBackground", wintypes.HANDLE),
+        ("lpszMenuName", wintypes.LPCWSTR),
+        ("lpszClassName", wintypes.LPCWSTR),
+    ]
+
+
+class MSG(ctypes.Structure):
+    _fields_ = [
+        ("hwnd", wintypes.HWND),
+        ("message", ctypes.c_uint),
+        ("wParam", wintypes.WPARAM),
+        ("lParam", wintypes.LPARAM),
+        ("time", DWORD),
+        ("pt_x", LONG),
+        ("pt_y", LONG),
+        ("lPrivate", DWORD),
+    ]
+
+
+def _declare_power_api(user32: Any) -> None:
+    """Pointer-sized arguments and results, which ctypes would otherwise truncate to int on 64-bit Windows."""
+    user32.DefWindowProcW.argtypes = [wintypes.HWND, ctypes.c_uint, wintypes.WPARAM, wintypes.LPARAM]
+    user32.DefWindowProcW.restype = LRESULT
+    user32.CreateWindowExW.restype = wintypes.HWND
+    user32.RegisterPowerSettingNotification.restype = wintypes.HANDLE
 
 
 WNDENUMPROC = _FUNCTYPE(wintypes.BOOL, wintypes.HWND, wintypes.LPARAM)
@@ -94,6 +180,7 @@ class WindowsDesktop:
         kernel32: Any = None,
         dwmapi: Any = None,
         process_name: Callable[[int], str] = _psutil_name,
+        wtsapi32: Any = None,
     ) -> None:
         if user32 is None or kernel32 is None:
             if sys.platform != "win32":
@@ -104,7 +191,17 @@ class WindowsDesktop:
                 dwmapi = ctypes.WinDLL("dwmapi")
             except OSError:
                 dwmapi = None
+            try:
+                wtsapi32 = ctypes.WinDLL("wtsapi32", use_last_error=True)
+            except OSError:
+                wtsapi32 = None
+            _declare_power_api(user32)
         self._user32 = user32
+        self._wtsapi32 = wtsapi32
+        self._wts_locked: bool | None = None  # the last WTS_SESSION_LOCK / UNLOCK seen; None before any
+        self._power_thread: threading.Thread | None = None
+        self._power_hwnd = 0
+        self._wndproc: Any = None  # the WNDPROC callback, referenced while the window lives
         self._kernel32 = kernel32
         self._dwmapi = dwmapi
         self._process_name = process_name
@@ -121,7 +218,7 @@ class WindowsDesktop:
                 return False
 
     def capabilities(self) -> Capabilities:
-        notes = ["lock before sleep: rely on the OS 'require sign-in on wake' setting (checked by posture)"]
+        notes = []
         if not self._dpi_aware:
             notes.append("not DPI aware: covers may be misplaced on scaled monitors")
         return Capabilities(
@@ -131,7 +228,7 @@ class WindowsDesktop:
             window_pids=True,
             lock=True,
             lock_state=True,
-            lock_before_sleep=False,
+            lock_before_sleep=True,
             cover=True,
             notes=tuple(notes),
             lock_method="LockWorkStation",
@@ -228,6 +325,8 @@ class WindowsDesktop:
         return found
 
     def is_locked(self) -> bool:
+        if self._wts_locked:
+            return True  # WTS_SESSION_LOCK: the OS itself says so
         running = wintypes.BOOL(False)
         if self._user32.SystemParametersInfoW(
             SPI_GETSCREENSAVERRUNNING, 0, ctypes.byref(running), 0
@@ -250,3 +349,101 @@ class WindowsDesktop:
     def lock(self) -> None:
         if not self._user32.LockWorkStation():
             raise PlatformError(f"LockWorkStation failed (error {_last_error()})")
+
+    # ---- lock before sleep -----------------------------------------------------------------------------
+    def watch_sleep(self, before_sleep: Callable[[], None]) -> None:
+        """Call ``before_sleep`` on the power thread each time Windows suspends or turns the display off."""
+        if self._power_thread is not None:
+            raise PlatformError("the power watch runs already")
+        ready = threading.Event()
+        failure: list[str] = []
+        self._power_thread = threading.Thread(
+            target=self._power_loop, args=(before_sleep, ready, failure), name="mamori-power", daemon=True
+        )
+        self._power_thread.start()
+        if not ready.wait(5.0):
+            raise PlatformError("the power-notification window did not start within 5 s")
+        if failure:
+            raise PlatformError(failure[0])
+
+    def stop_watching_sleep(self) -> None:
+        """Close the power window; its thread's message loop ends (tests, shutdown)."""
+        if self._power_hwnd:
+            self._user32.PostMessageW(self._power_hwnd, WM_CLOSE, 0, 0)
+        if self._power_thread is not None:
+            self._power_thread.join(5.0)
+
+    def _power_loop(
+        self, before_sleep: Callable[[], None], ready: threading.Event, failure: list[str]
+    ) -> None:
+        user32 = self._user32
+
+        def wndproc(hwnd: Any, msg: int, wparam: int, lparam: int) -> int:
+            try:
+                return self._on_message(int(hwnd or 0), int(msg), int(wparam), int(lparam or 0), before_sleep)
+            except Exception:  # an exception must not cross back into user32
+                logger.exception("power notification failed")
+                return 0
+
+        self._wndproc = WNDPROC(wndproc)
+        instance = self._kernel32.GetModuleHandleW(None)
+        cls = WNDCLASSW()
+        cls.lpfnWndProc = self._wndproc
+        cls.hInstance = instance
+        cls.lpszClassName = POWER_CLASS
+        if not user32.RegisterClassW(ctypes.byref(cls)):
+            failure.append(f"RegisterClassW failed (error {_last_error()}): no lock before sleep")
+            ready.set()
+            return
+        # A top-level window that is never shown: WM_POWERBROADCAST is not sent to message-only windows.
+        hwnd = int(
+            user32.CreateWindowExW(0, POWER_CLASS, "Mamori", 0, 0, 0, 0, 0, None, None, instance, None) or 0
+        )
+        if not hwnd:
+            failure.append(f"CreateWindowExW failed (error {_last_error()}): no lock before sleep")
+            ready.set()
+            return
+        self._power_hwnd = hwnd
+        if self._wtsapi32 is not None and not self._wtsapi32.WTSRegisterSessionNotification(
+            hwnd, NOTIFY_FOR_THIS_SESSION
+        ):
+            logger.warning("WTSRegisterSessionNotification failed (error %d)", _last_error())
+        if not user32.RegisterPowerSettingNotification(
+            hwnd, ctypes.byref(GUID_CONSOLE_DISPLAY_STATE), DEVICE_NOTIFY_WINDOW_HANDLE
+        ):
+            logger.warning("display-state notifications unavailable (error %d)", _last_error())
+        ready.set()
+        msg = MSG()
+        while True:
+            result = int(user32.GetMessageW(ctypes.byref(msg), None, 0, 0))
+            if result <= 0:  # 0: WM_QUIT; -1: an error
+                break
+            user32.TranslateMessage(ctypes.byref(msg))
+            user32.DispatchMessageW(ctypes.byref(msg))
+        self._power_hwnd = 0
+
+    def _on_message(
+        self, hwnd: int, msg: int, wparam: int, lparam: int, before_sleep: Callable[[], None]
+    ) -> int:
+        user32 = self._user32
+        if msg == WM_POWERBROADCAST:
+            if wparam == PBT_APMSUSPEND:
+                before_sleep()
+            elif wparam == PBT_POWERSETTINGCHANGE and lparam:
+                setting = ctypes.cast(lparam, ctypes.POINTER(POWERBROADCAST_SETTING)).contents
+                if bytes(setting.PowerSetting) == bytes(GUID_CONSOLE_DISPLAY_STATE) and setting.Data[0] == 0:
+                    before_sleep()  # the display turned off: a Modern Standby PC starts to sleep
+            return 1  # TRUE: the broadcast was handled
+        if msg == WM_WTSSESSION_CHANGE:
+            if wparam == WTS_SESSION_LOCK:
+                self._wts_locked = True
+            elif wparam == WTS_SESSION_UNLOCK:
+                self._wts_locked = False
+            return 0
+        if msg == WM_CLOSE:
+            if self._wtsapi32 is not None:
+                self._wtsapi32.WTSUnRegisterSessionNotification(hwnd)
+            user32.DestroyWindow(hwnd)
+            user32.PostQuitMessage(0)
+            return 0
+        return int(user32.DefWindowProcW(hwnd, msg, wparam, lparam))
