@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 PALETTE = ("#2f6db5", "#d9822b", "#1b7f3b", "#b00020", "#7a4fb5", "#5f6b7a", "#c2a100", "#0f8b8d")
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 200, 44, 24, 10
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 420, 190, 34, 22, 10
 
 
 def _nice_max(value: float) -> float:
@@ -55,7 +55,7 @@ def bar_chart(
                 f'fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(label)} {escape(name)}: {shown}{escape(unit)}'
                 "</title></rect>"
             )
-        if count <= 16 or i % 2 == 0:
+        if i % 2 == (count - 1) % 2:  # every other day, ending on today
             parts.append(
                 f'<text x="{LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" class="axis">'
                 f"{escape(label)}</text>"

@@ -20,12 +20,11 @@ count in the daily figures but do not move the current state back.
 from __future__ import annotations
 
 import json
-
-import orjson
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 

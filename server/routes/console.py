@@ -31,11 +31,24 @@ _STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(css|js|svg)$")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+LANG_COOKIE = "lang"
+
+
 def _viewer(request: Request, lang: str | None):  # type: ignore[no-untyped-def]
+    """The page's language (``?lang=``, else the one chosen before, kept in a cookie, else the browser's) and
+    time zone."""
     from server.console.render import Viewer, zone
 
-    language_ = language(request, lang)
+    chosen = request.cookies.get(LANG_COOKIE)
+    language_ = language(request, lang if lang in ("ja", "en") else chosen)
     return Viewer(language_, zone(request.cookies.get("tz"), language_))
+
+
+def _html(html: str, lang: str | None, status_code: int = 200) -> HTMLResponse:
+    response = HTMLResponse(html, status_code=status_code, headers=_NO_STORE)
+    if lang in ("ja", "en"):  # the language picked in the header stays while moving between pages
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict")
+    return response
 
 
 def _sign_in(request: Request) -> Response:
@@ -88,7 +101,7 @@ def overview(
         recent=recent,
         names=names,
     )
-    return HTMLResponse(html, headers=_NO_STORE)
+    return _html(html, lang)
 
 
 @router.get("/devices/{device_id}", include_in_schema=False, response_class=HTMLResponse)
@@ -107,10 +120,8 @@ def device_page(
     viewer = _viewer(request, lang)
     data = views.device(context.storage, context.settings, device_id, context.now_ms())
     if data is None:
-        return HTMLResponse(
-            render("message.html", viewer, principal=principal, message=viewer.t["not_found"]),
-            status_code=404,
-            headers=_NO_STORE,
+        return _html(
+            render("message.html", viewer, principal=principal, message=viewer.t["not_found"]), lang, 404
         )
     d = data["device"]
     html = render(
@@ -123,7 +134,7 @@ def device_page(
         timeline=data["timeline"],
         names={d["id"]: d["hostname"] or d["id"]},
     )
-    return HTMLResponse(html, headers=_NO_STORE)
+    return _html(html, lang)
 
 
 class FilterError(ValueError):
@@ -223,7 +234,7 @@ def events_page(
         cursor_given=cursor is not None,
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
-    return HTMLResponse(html, status_code=status, headers=_NO_STORE)
+    return _html(html, lang, status)
 
 
 @router.get("/events.csv", include_in_schema=False)
@@ -258,4 +269,4 @@ def policies_page(
         return _sign_in(request)
     viewer = _viewer(request, lang)
     html = render("policies.html", viewer, principal=principal, versions=views.policies_page(context.storage))
-    return HTMLResponse(html, headers=_NO_STORE)
+    return _html(html, lang)
