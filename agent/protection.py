@@ -454,6 +454,7 @@ class Protection:
             d = self._decision
             reasons = dict(self._reasons)
             cover_reasons = sorted(reasons)
+            overlay_ok = self.overlay is not None and self.overlay.available()
             if AWAY in reasons and reasons[AWAY].event_reason == "step_away":
                 cover_reasons.append("step_away")
             return {
@@ -473,6 +474,7 @@ class Protection:
                     locked=self._locked,
                     lock_failed=LOCK_FAILED in reasons,
                     overlay=self.overlay,
+                    can_cover=caps.window_list and caps.cover and overlay_ok,
                 ),
                 "lock_failed": self._lock_failed,
                 "paused_until": self._pause.until(),
@@ -524,17 +526,25 @@ def honest_cover_state(
     locked: bool,
     lock_failed: bool,
     overlay: CoverSink | None,
+    can_cover: bool = True,
 ) -> dict[str, Any]:
     """What is covered, honestly (``covered`` gives the rules and count): ``state`` "covered" (windows),
     "screen" (whole screen), "nothing_to_cover" (no open window matches a rule), "no_rules", "locked" (the
-    OS lock screen hides everything) or "none" (no cover reason); ``unmatched_rules``: rules that match no
-    open window; ``drawn``: the helper confirmed every cover is on screen."""
+    OS lock screen hides everything), "lock_instead" (this desktop cannot cover: the lock is on its way),
+    "unprotected" (it cannot cover and the lock failed) or "none" (no cover reason); ``unmatched_rules``:
+    rules that match no open window; ``drawn``: the helper confirmed every cover is on screen."""
     if not active:
         return {"state": "none", "unmatched_rules": [], "drawn": True}
+    drawn = drawn_on_screen(overlay, plan)
+    if not can_cover and not (plan.covers and drawn):
+        # No window list or no cover (Wayland, a dead helper): nothing is drawn and which windows hold customer
+        # data is unknown; the lock is the protection (agent/decide/presence.py locks at protect).
+        state = "locked" if locked and not lock_failed else "unprotected" if lock_failed else "lock_instead"
+        return {"state": state, "unmatched_rules": [], "drawn": state == "locked" and drawn}
     rules = policy.customer_apps if policy is not None else ()
     state = "locked" if locked and not plan.covers and not lock_failed else cover_state(plan, rules)
     return {
         "state": state,
         "unmatched_rules": unmatched_rules(plan, rules),
-        "drawn": drawn_on_screen(overlay, plan),
+        "drawn": drawn,
     }

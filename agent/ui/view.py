@@ -29,6 +29,8 @@ from agent.ui.icons import TrayState
 
 Translate = Callable[..., str]
 
+# The cover states of ``status.cover_state`` (agent/protection.py, honest_cover_state), each with its text.
+COVER_STATES = ("covered", "screen", "nothing_to_cover", "no_rules", "locked", "lock_instead", "unprotected")
 # Capabilities whose absence makes protection weaker (shown as "degraded").
 ESSENTIAL_CAPABILITIES = ("idle", "window_list", "cover", "lock")
 
@@ -119,6 +121,8 @@ def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TraySt
         return TrayState.BLOCKED
     stage, _ = _stage(status)
     reasons = status.get("cover_reasons") or []
+    if _mapping(status.get("cover_state")).get("state") in ("lock_instead", "unprotected"):
+        return TrayState.DEGRADED  # nothing is covered here: the icon must not say "covered"
     if stage in ("protect", "lock") or (isinstance(reasons, Sequence) and len(reasons) > 0):
         return TrayState.COVERED
     if stage == "warn" or any(_failing(c) and c.get("enforcement") == "warn" for c in checks):
@@ -210,7 +214,7 @@ def build_view(t: Translate, status: Mapping[str, Any], now: datetime | None = N
         # What is really covered (issue 11): a reason whose rules match nothing covers nothing.
         cover_state = _mapping(status.get("cover_state"))
         state_name = cover_state.get("state")
-        if state_name in ("covered", "screen", "nothing_to_cover", "no_rules", "locked"):
+        if state_name in COVER_STATES:
             count = _mapping(status.get("covered")).get("count", 0)
             lines.append(t(f"status.covered.{state_name}", count=count))
     policy = _mapping(status.get("policy"))
