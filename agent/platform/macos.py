@@ -13,16 +13,23 @@
   console (fast user switching).
 - lock: ``SACLockScreenImmediate`` from the login framework — what the menu bar's "Lock Screen" calls and the
   only method that locks at once on current macOS regardless of the "require password" delay.
+- lock before sleep (:meth:`MacDesktop.watch_sleep`): an observer of ``NSWorkspaceWillSleepNotification`` on
+  NSWorkspace's notification center (AppKit) locks with ``SACLockScreenImmediate`` and verifies. NSWorkspace
+  posts it on the main thread's run loop, which runs while the tray (pystray's NSApplication) owns the main
+  thread; an agent started without the tray gets no notification.
 - permissions: ``CGPreflightScreenCaptureAccess`` (Screen Recording), ``AXIsProcessTrusted`` (Accessibility,
   needed by the global hotkey).
 
-``quartz``, ``login`` and ``accessibility`` are injected; tests pass fakes with the same functions/constants.
+``quartz``, ``login``, ``accessibility`` and ``appkit`` are injected; tests pass fakes with the same
+functions/constants.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Window
@@ -30,6 +37,8 @@ from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Wind
 LOGIN_FRAMEWORK = "/System/Library/PrivateFrameworks/login.framework/Versions/Current/login"
 APPLICATION_SERVICES = "/System/Library/Frameworks/ApplicationServices.framework/ApplicationServices"
 MAX_DISPLAYS = 16
+
+logger = logging.getLogger(__name__)
 
 
 def _load_quartz() -> Any:
@@ -42,6 +51,14 @@ def _load_quartz() -> Any:
     return Quartz
 
 
+def _load_appkit() -> Any:
+    try:
+        import AppKit
+    except ImportError:
+        return None
+    return AppKit
+
+
 def _load_dylib(path: str) -> Any:
     try:
         return ctypes.CDLL(path)
@@ -50,13 +67,18 @@ def _load_dylib(path: str) -> Any:
 
 
 class MacDesktop:
-    def __init__(self, quartz: Any = None, login: Any = None, accessibility: Any = None) -> None:
+    def __init__(
+        self, quartz: Any = None, login: Any = None, accessibility: Any = None, appkit: Any = None
+    ) -> None:
         if quartz is None:
             if sys.platform != "darwin":
                 raise PlatformError("the macOS backend runs only on macOS")
             quartz = _load_quartz()
             login = _load_dylib(LOGIN_FRAMEWORK)
             accessibility = _load_dylib(APPLICATION_SERVICES)
+            appkit = _load_appkit()
+        self._appkit = appkit
+        self._sleep_observer: Any = None  # NSWorkspace's token for the observer, kept while it observes
         self._q = quartz
         self._login = login
         self._ax = accessibility
@@ -91,7 +113,10 @@ class MacDesktop:
             )
         if self._login is None:
             notes.append("the login framework is unavailable: the screen cannot be locked")
-        notes.append("lock before sleep: rely on 'require password after sleep' (checked by posture)")
+        if self._appkit is None:
+            notes.append("AppKit (pyobjc-framework-Cocoa) is missing: no lock before sleep")
+        else:
+            notes.append("lock before sleep needs the tray: NSWorkspace notifies on the main run loop")
         return Capabilities(
             backend="macos",
             idle=True,
@@ -99,7 +124,7 @@ class MacDesktop:
             window_pids=True,
             lock=self._login is not None,
             lock_state=True,
-            lock_before_sleep=False,
+            lock_before_sleep=self._login is not None and self._appkit is not None,
             cover=True,
             notes=tuple(notes),
             lock_method="SACLockScreenImmediate",
@@ -182,3 +207,32 @@ class MacDesktop:
             raise PlatformError(f"SACLockScreenImmediate failed: {err}") from err
         if result not in (0, None):
             raise PlatformError(f"SACLockScreenImmediate returned {result}")
+
+    # ---- lock before sleep -----------------------------------------------------------------------------
+    def watch_sleep(self, before_sleep: Callable[[], None]) -> None:
+        """Call ``before_sleep`` each time NSWorkspace says the Mac is about to sleep."""
+        if self._appkit is None:
+            raise PlatformError("AppKit is unavailable: reinstall Mamori with its macOS dependencies")
+        if self._sleep_observer is not None:
+            raise PlatformError("the sleep observer is registered already")
+
+        def will_sleep(_notification: Any) -> None:
+            try:
+                before_sleep()
+            except Exception:  # an exception must not cross back into AppKit
+                logger.exception("lock before sleep failed")
+
+        try:
+            center = self._appkit.NSWorkspace.sharedWorkspace().notificationCenter()
+            self._sleep_observer = center.addObserverForName_object_queue_usingBlock_(
+                self._appkit.NSWorkspaceWillSleepNotification, None, None, will_sleep
+            )
+        except Exception as err:  # pyobjc raises its own error types
+            raise PlatformError(f"cannot observe NSWorkspaceWillSleepNotification: {err}") from err
+
+    def stop_watching_sleep(self) -> None:
+        if self._sleep_observer is not None and self._appkit is not None:
+            self._appkit.NSWorkspace.sharedWorkspace().notificationCenter().removeObserver_(
+                self._sleep_observer
+            )
+            self._sleep_observer = None
