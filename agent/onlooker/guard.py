@@ -87,6 +87,7 @@ class OnlookerGuard:
         self._last_count_at = 0.0
         self._ready = False
         self._source: str | None = None
+        self._started_at: float | None = None  # monotonic time of the first frame (a video plays from it)
         self._faces: int | None = None
         self._unavailable: str | None = None
         self._quick_exits = 0
@@ -223,6 +224,7 @@ class OnlookerGuard:
                 return
             self._ready = True
             self._source = event.source
+            self._started_at = event.started
             self._unavailable = None
             self._quick_exits = 0
             self._last_count_at = self.clock.monotonic()
@@ -319,6 +321,7 @@ class OnlookerGuard:
                 "camera": "configured" if self.camera is not None else "none",
                 "running": self._proc is not None and self._ready,
                 "source": self._source if self._ready else None,
+                "started": self._started_at if self._ready else None,
                 "faces": self._faces,
                 "onlooker": bool(self._machine and self._machine.onlooker),
                 "unavailable": self._unavailable,

@@ -117,7 +117,8 @@ class Camera:
         self.started: float | None = None
         if spec.isdigit():
             target: int | str = int(spec)
-            exists = True
+            # Linux numbers cameras by their /dev/videoN node; elsewhere only opening one tells.
+            exists = sys.platform != "linux" or os.path.exists(f"/dev/video{spec}")
         else:
             target, exists = spec, os.path.exists(spec)
         if not exists:
@@ -176,6 +177,7 @@ def _emit(message: dict[str, Any]) -> None:
 def run(spec: str, fps: int) -> int:
     rate = [max(1, fps)]
     quit_ = threading.Event()
+    wake = threading.Event()  # a new rate or quit: stop waiting for the next frame at the old rate
 
     def read_ops() -> None:
         for line in sys.stdin:  # EOF: the agent is gone
@@ -185,7 +187,9 @@ def run(spec: str, fps: int) -> int:
             if op["op"] == "quit":
                 break
             rate[0] = op["fps"]
+            wake.set()
         quit_.set()
+        wake.set()
 
     try:
         detector = load_detector()
@@ -198,14 +202,18 @@ def run(spec: str, fps: int) -> int:
         frame = source.read()
         assert source.started is not None
         _emit({"event": "ready", "source": source.kind, "started": source.started})
-        due = time.monotonic()
         while not quit_.is_set():
             taken = time.monotonic()
             n = count_faces(detector, frame)
             del frame  # nothing of the frame outlives its count
             _emit({"event": "faces", "n": n, "t": taken})
-            due = max(due + 1.0 / rate[0], time.monotonic())
-            if quit_.wait(max(0.0, due - time.monotonic())):
+            while not quit_.is_set():  # the next frame is due 1/rate after this one was taken
+                left = taken + 1.0 / rate[0] - time.monotonic()
+                if left <= 0:
+                    break
+                wake.wait(left)
+                wake.clear()
+            if quit_.is_set():
                 break
             frame = source.read()
     except Unavailable as err:

@@ -46,8 +46,8 @@ def second_face(index: int = 0) -> Any:
     return cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
 
 
-def frame(faces: int) -> Any:
-    """A 640x480 BGR camera frame with 0, 1 or 2 real faces."""
+def frame(faces: int, other: int = 0) -> Any:
+    """A 640x480 BGR camera frame with 0, 1 or 2 real faces (``other``: which LFW person is the second)."""
     from skimage import data
 
     canvas = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
@@ -55,7 +55,7 @@ def frame(faces: int) -> Any:
         return _fit(_bgr(data.coffee()), WIDTH, HEIGHT)
     canvas[:, :320] = _fit(worker_face(), 320, HEIGHT)
     if faces >= 2:
-        canvas[:, 320:] = _fit(second_face(), 320, HEIGHT)
+        canvas[:, 320:] = _fit(second_face(other), 320, HEIGHT)
     return canvas
 
 
