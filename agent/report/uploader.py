@@ -204,9 +204,8 @@ class Uploader:
             return UploadOutcome(sent=len(batch), retry_in=delay, status=status)
         if status in (401, 403):
             self.outbox.release(seqs)
-            logger.warning(
-                "server refused the device token (HTTP %d); run `mamori agent enroll` again", status
-            )
+            # Said once by the reporting service (its log line and the worker's notification), not per retry.
+            logger.debug("server refused the device token (HTTP %d)", status)
             return UploadOutcome(
                 sent=len(batch), retry_in=self.backoff.next_delay(), status=status, auth_failed=True
             )

@@ -178,6 +178,11 @@ def notification_for(
             t("notify.policy.title"),
             t(key, id=d.get("policy_id", "?"), version=d.get("version", "?")),
         )
+    if event.kind is Kind.CAPABILITY_DEGRADED and d.get("capability") == "enrollment":
+        # Said once by the reporting service when the server starts refusing the device token (revoked).
+        return Notification(
+            "revoked", t("notify.revoked.title"), t("notify.revoked.body"), urgency="critical"
+        )
     if event.kind is Kind.PROTECTION_PAUSED:
         return Notification(
             "paused", t("notify.paused.title"), t("notify.paused.body", minutes=d.get("minutes", "?"))
