@@ -32,7 +32,7 @@ from agent.report.enrollment import Enrollment, EnrollmentWatch
 from agent.report.events import Context, build_record, rule_context
 from agent.report.outbox import Outbox, OutboxError, Pending
 from agent.report.stream import AgentEvent, EventStream, Kind
-from agent.report.summary import DeviceState
+from agent.report.summary import DeviceState, quit_allowed
 from agent.report.uploader import Backoff, PolicyFetcher, Uploader
 from core import __version__
 from core.clock import Clock
@@ -442,6 +442,8 @@ class ReportingService:
             "stopping": stopping,
             "os": OS_NAME,
         }
+        if stopping:
+            summary["quit_allowed"] = quit_allowed(self._policy)
         status = self.uploader.checkin(enrollment, summary)
         if status in (401, 403):
             self._note_auth(True, status)
