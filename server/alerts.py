@@ -87,7 +87,9 @@ class AlertSettings:
     agent_stopped: bool = True
     block_minutes: float = 15.0  # 0 turns block_long off
     silent_minutes: float = 60.0  # 0 turns device_silent off
-    sweep_seconds: float = 5.0  # how often the time-based rules are evaluated
+    sweep_seconds: float = (
+        2.0  # how often the time-based rules are evaluated (alerts within 5 s of the cause)
+    )
     max_attempts: int = 10_000  # per alert and channel; then a dead letter (backoff capped at max_backoff)
     max_backoff: float = 60.0
     timeout: float = 10.0
