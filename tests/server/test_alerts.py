@@ -570,3 +570,76 @@ def test_mail_is_japanese_then_english() -> None:
     body = message.get_content()
     ja, en = body.index("pc-07 から 60 分以上連絡がありません"), body.index("pc-07 has not been heard from")
     assert ja < en and "2025-12-01 21:00:00 JST" in body and "2025-12-01 12:00:00 UTC" in body
+
+
+# --- the agent's stop check-in -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_real_agent_stopping_under_a_no_quit_policy_raises_agent_stopped(tmp_path: Path) -> None:
+    """The reporting service of the agent, enrolled with `mamori agent enroll`, under a policy without
+    ``allow_quit``: its clean stop arrives at the webhook as agent_stopped."""
+    import subprocess
+    import sys
+
+    from agent.config import AgentConfig
+    from agent.report.service import ReportingService
+    from agent.report.stream import EventStream
+    from tests.harness.live_server import ROOT, signed_policy, signing_key
+    from tests.harness.policies import write_agent_config
+
+    storage = migrated(f"sqlite:///{tmp_path / 'server.db'}")
+    key, pub = signing_key(tmp_path / "keys")
+    hook, sink = WebhookReceiver(), SmtpSink()
+    hook.start()
+    sink.start()
+    settings = replace(Settings(db_url=storage.url, trusted_keys=(pub,)), alerts=alert_config(hook, sink))
+    admin = {"Authorization": f"Bearer {admin_token(storage)}"}
+    try:
+        with ThreadServer(settings, storage) as server:
+            published = requests.post(
+                server.url + "/v1/admin/policies", data=signed_policy(key, 1), headers=admin, timeout=10
+            )
+            assert published.status_code == 201, published.text
+            state = tmp_path / "agent"
+            config_file = write_agent_config(tmp_path, state_dir=state, trusted_keys=[pub])
+            enrolled = subprocess.run(
+                [sys.executable, "-m", "agent.cli", "agent", "enroll", "--insecure-http", "--server", server.url,
+                 "--secret", enroll_secret(storage), "--config", str(config_file)],
+                check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert enrolled.returncode == 0, enrolled.stderr
+            stream = EventStream()
+            service = ReportingService(
+                AgentConfig(state_dir=state, trusted_keys=(pub,)), stream, SystemClock()
+            )
+            service.start()
+            wait_for(lambda: service.summary()["policy_version"] == 1, 30, "the agent to apply the policy")
+            service.stop()
+            stopped = time.monotonic()
+            wait_for(
+                lambda: any(a["rule"] == "agent_stopped" for a in hook.alerts.values()), 10, "agent_stopped"
+            )
+            (alert,) = [a for a in hook.alerts.values() if a["rule"] == "agent_stopped"]
+            assert hook.arrivals[alert["id"]][0] - stopped < 5.0
+            assert alert["detail"]["policy_version"] == 1 and hook.errors == []
+    finally:
+        hook.stop()
+        sink.stop()
+        storage.dispose()
+
+
+def test_alert_settings_changes_are_audited(db: Storage) -> None:
+    clock = FakeClock()
+    quiet = AlertSettings()
+    loud = AlertSettings(
+        block_minutes=5, webhooks=(WebhookConfig(url="https://h.example.jp/a", secret=SECRET, name="soc"),)
+    )
+    for config in (quiet, quiet, loud, loud, quiet):
+        service = AlertService(db, config, clock)
+        service.start()
+        service.stop()
+    entries = audit.entries(db, action="alerts.settings")
+    assert [e.detail["block_minutes"] for e in entries] == [15.0, 5.0, 15.0]
+    assert entries[1].detail["webhooks"][0]["url"] == "https://h.example.jp/a"
+    assert SECRET not in json.dumps([e.detail for e in entries])  # a digest of the secret, never the secret
