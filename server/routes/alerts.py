@@ -21,6 +21,7 @@ from server.alerts import RULES, TITLES, alert_settings, delivery_status, descri
 from server.body import read_body
 from server.context import ServerContext, server_context
 from server.models import NO_CONTROL
+from server.routes.admin import _instant_ms
 from server.routes.signin import language
 from server.session import Principal, check_csrf, console_principal, has_role
 
@@ -36,7 +37,9 @@ def list_alerts(
     state: Annotated[Literal["open", "all"], Query(description="open: not acknowledged yet")] = "open",
     rule: Annotated[str | None, Query(max_length=32, pattern=NO_CONTROL)] = None,
     device: Annotated[str | None, Query(max_length=64, pattern=NO_CONTROL)] = None,
-    since: Annotated[int | None, Query(ge=0, le=2**53, description="raised at or after (epoch ms)")] = None,
+    since: Annotated[
+        datetime | None, Query(description="RFC 3339 instant; alerts raised at or after it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def list_alerts(
         open_only=state == "open",
         rule=rule,
         device_id=device,
-        since_ms=since,
+        since_ms=_instant_ms(since, "since"),
         limit=limit,
         offset=offset,
     )

@@ -483,6 +483,12 @@ def test_api_lists_filters_and_acknowledges_with_an_audit_entry(app_client: Any)
         "lock_failed"
     ]
     assert client.get("/v1/admin/alerts?state=all", headers=viewer).json()["total"] == 2
+    later = client.get("/v1/admin/alerts?state=all&since=2099-01-01T00:00:00Z", headers=viewer).json()
+    assert later["total"] == 0
+    assert (
+        client.get("/v1/admin/alerts?state=all&since=1970-01-01T00:00:00Z", headers=viewer).json()["total"]
+        == 2
+    )
     acks = audit.entries(storage, action="alert.ack")
     assert [(e.actor, e.target) for e in acks] == [("admin-1", alert_id)]
     assert audit.verify(storage)[1] is None
