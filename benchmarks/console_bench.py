@@ -99,6 +99,7 @@ def seed(url: str, n_devices: int, n_events: int, now: int) -> float:
             "device_id": f"dev-{i:05d}",
             "policy_id": "acme-remote",
             "version": v,
+            "group_name": GROUPS[i % len(GROUPS)],
             "acked_at": now - v * 3600_000,
         }
         for i in range(n_devices)

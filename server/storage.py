@@ -135,8 +135,9 @@ acknowledgements = sa.Table(
     sa.Column("device_id", sa.String(64), primary_key=True),
     sa.Column("policy_id", sa.String(64), primary_key=True),
     sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("group_name", sa.String(64), nullable=False),  # the device's group when it acknowledged
     sa.Column("acked_at", sa.BigInteger, nullable=False),
-    sa.Index("ix_acknowledgements_version", "policy_id", "version"),
+    sa.Index("ix_acknowledgements_version", "group_name", "policy_id", "version"),
 )
 
 console_daily = sa.Table(

@@ -125,9 +125,7 @@ def _apply(
         ).mappings()
         current = {r["check_id"]: dict(r) for r in rows}
     device = conn.execute(
-        sa.select(devices.c.running, devices.c.state, devices.c.policy_version).where(
-            devices.c.id == device_id
-        )
+        sa.select(devices.c.running, devices.c.state, devices.c.group_name).where(devices.c.id == device_id)
     ).first()
     if device is None:
         return
@@ -168,6 +166,7 @@ def _apply(
                     "device_id": device_id,
                     "policy_id": str(data["policy_id"]),
                     "version": int(data.get("version", 0)),
+                    "group_name": device.group_name,
                     "acked_at": when,
                 }
             )

@@ -325,3 +325,52 @@ def test_derived_state_on_postgresql(tmp_path: Path) -> None:
             assert acks == 1
     finally:
         storage.dispose()
+
+
+def test_overview_status_in_sql_agrees_with_device_status(storage: Storage) -> None:
+    """The overview counts devices with a SQL expression; it must say what server.status.device_status says."""
+    from itertools import product
+
+    from server.console.views import status_expression
+    from server.status import device_status
+    from server.storage import devices
+
+    settings = Settings(db_url=storage.url)
+    now = 10_000_000
+    cases = list(
+        product(
+            (None, now, now - 59_000, now - 61_000, now - 899_000, now - 901_000, now - 4_000_000),
+            (False, True),
+            (None, "online", "away", "non_compliant", "odd"),
+            (None, 0.1, 20.0, 300.0, 1000.0),
+        )
+    )
+    with storage.engine.begin() as conn:
+        conn.execute(
+            devices.insert(),
+            [
+                {
+                    "id": f"d{n}",
+                    "token_hash": f"{n:064x}",
+                    "group_name": "g",
+                    "enrolled_at": 0,
+                    "last_seen": last_seen,
+                    "stopped": stopped,
+                    "state": state,
+                    "heartbeat_s": heartbeat,
+                }
+                for n, (last_seen, stopped, state, heartbeat) in enumerate(cases)
+            ],
+        )
+        rows = dict(conn.execute(sa.select(devices.c.id, status_expression(settings, now))).all())
+    for n, (last_seen, stopped, state, heartbeat) in enumerate(cases):
+        expected = device_status(
+            last_seen_ms=last_seen,
+            stopped=stopped,
+            state=state,
+            heartbeat_s=heartbeat,
+            now_ms=now,
+            silence_factor=settings.silence_factor,
+            min_silence_s=settings.min_silence_s,
+        )
+        assert rows[f"d{n}"] == expected, cases[n]

@@ -38,9 +38,10 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(64), primary_key=True),
         sa.Column("policy_id", sa.String(64), primary_key=True),
         sa.Column("version", sa.BigInteger, primary_key=True),
+        sa.Column("group_name", sa.String(64), nullable=False),
         sa.Column("acked_at", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_acknowledgements_version", "acknowledgements", ["policy_id", "version"])
+    op.create_index("ix_acknowledgements_version", "acknowledgements", ["group_name", "policy_id", "version"])
     op.create_table(
         "console_daily",
         sa.Column("day", sa.Integer, primary_key=True),
