@@ -41,6 +41,7 @@ from server import alert_store, forward_store
 from server.alert_store import Finding, NewAlert
 from server.forward_store import Due
 from server.forwarders import ForwarderConfig, ForwardingService, Outcome, Sender, webhook_signature
+from server.forwarders import _default_retryable as default_retryable
 from server.storage import EventRow, Storage, ms
 
 if TYPE_CHECKING:
@@ -525,9 +526,7 @@ class AlertWebhookSender(Sender):
             "X-Mamori-Signature": webhook_signature(self.webhook.secret, timestamp, body),
         }
         result = self.post(self.webhook.url, body, headers)
-        return self.http_outcome(
-            batch, result, lambda s: s in (401, 403, 404, 408, 409, 425, 429) or s >= 500
-        )
+        return self.http_outcome(batch, result, default_retryable)
 
 
 class SmtpSender(Sender):

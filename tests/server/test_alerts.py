@@ -406,23 +406,50 @@ def test_an_alert_is_raised_once_by_concurrent_writers(db: Storage) -> None:
     assert {k: v.queued for k, v in counts(db).items()} == {"alert:soc": 1, "alert:smtp": 1}
 
 
-def test_a_refused_alert_turns_dead_and_is_counted(db: Storage) -> None:
-    """A receiver answering 400 for good: a dead letter, counted, never retried; out of attempts too."""
-    clock = FakeClock()
-    config = AlertSettings(
-        webhooks=(WebhookConfig(url="http://127.0.0.1:9/x", secret=SECRET, name="soc"),), max_attempts=3
-    )
-    service = AlertService(db, config, clock)
-    alert_store.raise_all(db, [NewAlert("lock_failed:u1", "lock_failed", "d", 1, {})], config.channels(), 1)
-    for _ in range(3):
-        service.states[0].paused_until = 0.0
-        service.step()
-    service._next_sweep = 0.0
-    service.step()  # the sweep gives up on it
+def test_a_refused_alert_and_one_out_of_attempts_turn_dead_and_are_counted(db: Storage) -> None:
+    """A receiver answering 400 for good: a dead letter at once, never retried. An unreachable one: retried
+    until ``max_attempts``, then a dead letter too. Both counted."""
+    answers: list[int] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answers.append(400)
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    refusing = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
+    try:
+        hooks = (
+            WebhookConfig(
+                url=f"http://127.0.0.1:{refusing.server_address[1]}/x", secret=SECRET, name="refuses"
+            ),
+            WebhookConfig(url=f"http://127.0.0.1:{free_port()}/x", secret=SECRET, name="away"),
+        )
+        config = AlertSettings(webhooks=hooks, max_attempts=3)
+        service = AlertService(db, config, FakeClock())
+        alert_store.raise_all(
+            db, [NewAlert("lock_failed:u1", "lock_failed", "d", 1, {})], config.channels(), 1
+        )
+        for _ in range(5):
+            for state in service.states:
+                state.paused_until = 0.0  # no waiting out the backoff in a test
+            service._next_sweep = 0.0
+            service.step()
+    finally:
+        refusing.shutdown()
+        refusing.server_close()
     from server.alerts import delivery_status
 
+    assert answers == [400]  # refused once, never sent again
     assert delivery_status(db, config) == [
-        {"channel": "soc", "type": "webhook", "queued": 0, "dead_letters": 1}
+        {"channel": "refuses", "type": "webhook", "queued": 0, "dead_letters": 1},
+        {"channel": "away", "type": "webhook", "queued": 0, "dead_letters": 1},
     ]
 
 
