@@ -1,0 +1,471 @@
+"""Lifecycle of devices, admin tokens and enrollment secrets over the API, the console and the CLI (SQLite and the
+real PostgreSQL), and revocation end to end: a real `mamori agent run` against a real `mamori server run` is
+refused with 401 from its next call, says so once in its log and to the worker, keeps its events queued and
+delivers them after it is enrolled again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from agent.cli import main
+from core.clock import FakeClock
+from server import accounts, audit
+from server.app import create_app
+from server.settings import Settings
+from server.storage import Storage, events
+from tests.harness.live_server import (
+    ROOT,
+    admin_token,
+    enroll_secret,
+    migrated,
+    pg_url,
+    reset_pg,
+    server_process,
+    signed_policy,
+    signing_key,
+)
+from tests.harness.policies import write_agent_config
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = pg_url()
+        reset_pg(url)
+    storage = migrated(url)
+    yield storage
+    storage.dispose()
+
+
+@pytest.fixture
+def api(store: Storage, clock: FakeClock) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(db_url=store.url), store, clock), follow_redirects=False) as c:
+        yield c
+
+
+def now(clock: FakeClock) -> int:
+    return int(clock.now().timestamp() * 1000)
+
+
+def enroll(client: TestClient, store: Storage, hostname: str = "pc-01") -> tuple[str, dict[str, str]]:
+    response = client.post(
+        "/v1/enroll", json={"secret": enroll_secret(store), "hostname": hostname, "os": "linux"}
+    )
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    return doc["device_id"], {"Authorization": f"Bearer {doc['token']}"}
+
+
+def checkin(client: TestClient, headers: dict[str, str]) -> int:
+    return client.post(
+        "/v1/checkin", json={"state": "online", "heartbeat_s": 60}, headers=headers
+    ).status_code
+
+
+def store_events(store: Storage, device_id: str, count: int) -> None:
+    from server.storage import EventRow
+
+    rows = [
+        EventRow(f"{device_id}-{i}", i, 3002, 300201, 1, "session.locked", 1_000 + i, "{}")
+        for i in range(1, count + 1)
+    ]
+    store.ingest(device_id, rows, 2_000)
+
+
+def admin(store: Storage, clock: FakeClock, name: str = "alice", role: str = "admin") -> dict[str, str]:
+    token, _ = accounts.create_token(
+        store, name=name, role=role, expires_in_ms=None, actor="test", now=now(clock)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_revoked_device_is_refused_from_its_next_call(
+    api: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    device_id, device = enroll(api, store)
+    headers = admin(store, clock)
+    assert checkin(api, device) == 200
+    shown = api.get(f"/v1/admin/devices/{device_id}", headers=headers)
+    assert shown.status_code == 200
+    assert shown.json()["hostname"] == "pc-01" and shown.json()["revoked"] is False
+    revoked = api.post(f"/v1/admin/devices/{device_id}/revoke", headers=headers)
+    assert revoked.status_code == 200 and revoked.json()["revoked"] is True
+    assert revoked.json()["revoked_by"] == "alice"
+    refused = api.post("/v1/checkin", json={"state": "online"}, headers=device)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert (
+        api.post(
+            "/v1/events", content=b"{}\n", headers={**device, "Content-Type": "application/x-ndjson"}
+        ).status_code
+        == 401
+    )
+    assert api.get("/v1/policy", headers=device).status_code == 401
+    again = api.post(f"/v1/admin/devices/{device_id}/revoke", headers=headers)
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    assert api.get("/v1/admin/devices/nope", headers=headers).status_code == 404
+    entry = audit.entries(store, action="device.revoke")[0]
+    assert (entry.actor, entry.target, entry.detail["hostname"]) == ("alice", device_id, "pc-01")
+
+
+def test_replaced_keeps_history_and_leaves_the_counts(
+    api: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    old_pc, device = enroll(api, store, "old-pc")
+    enroll(api, store, "new-pc")
+    store_events(store, old_pc, 3)
+    headers = admin(store, clock)
+    replaced = api.post(f"/v1/admin/devices/{old_pc}/replaced", headers=headers)
+    assert replaced.status_code == 200
+    doc = replaced.json()
+    assert (
+        doc["status"] == "replaced" and doc["replaced"] and doc["revoked"] and doc["replaced_by"] == "alice"
+    )
+    assert checkin(api, device) == 401  # the old PC must not keep reporting
+    assert store.count_events(old_pc) == 3  # its history stays
+    with store.engine.connect() as conn:
+        assert [r[0] for r in conn.execute(accounts.replaced_device_ids())] == [old_pc]
+    assert api.post(f"/v1/admin/devices/{old_pc}/replaced", headers=headers).status_code == 409
+
+
+def test_delete_removes_the_device_and_what_it_stored(
+    api: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    device_id, device = enroll(api, store)
+    other, _ = enroll(api, store, "pc-02")
+    store_events(store, device_id, 5)
+    store_events(store, other, 2)
+    headers = admin(store, clock)
+    deleted = api.delete(f"/v1/admin/devices/{device_id}", headers=headers)
+    assert deleted.status_code == 200 and deleted.json()["removed"]["events"] == 5
+    assert api.get(f"/v1/admin/devices/{device_id}", headers=headers).status_code == 404
+    assert checkin(api, device) == 401
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 2
+    entry = audit.entries(store, action="device.delete")[0]
+    assert entry.target == device_id and entry.detail["removed"]["events"] == 5
+    assert api.delete(f"/v1/admin/devices/{device_id}", headers=headers).status_code == 404
+
+
+def test_enrollment_secrets_list_and_revoke(api: TestClient, store: Storage, clock: FakeClock) -> None:
+    secret = enroll_secret(store, uses=5)
+    headers = admin(store, clock)
+    listed = api.get("/v1/admin/enroll-secrets", headers=headers)
+    assert listed.status_code == 200 and secret not in listed.text
+    (item,) = listed.json()["secrets"]
+    assert item["active"] and item["uses_left"] == 5
+    revoked = api.post(f"/v1/admin/enroll-secrets/{item['id']}/revoke", headers=headers)
+    assert (
+        revoked.status_code == 200
+        and revoked.json()["active"] is False
+        and revoked.json()["revoked_by"] == "alice"
+    )
+    refused = api.post("/v1/enroll", json={"secret": secret})
+    assert refused.status_code in (401, 403), refused.text
+    assert api.post(f"/v1/admin/enroll-secrets/{item['id']}/revoke", headers=headers).status_code == 409
+    assert api.post("/v1/admin/enroll-secrets/999/revoke", headers=headers).status_code == 404
+    assert audit.entries(store, action="secret.revoke")[0].target == str(item["id"])
+
+
+def test_viewer_tokens_cannot_change_devices(api: TestClient, store: Storage, clock: FakeClock) -> None:
+    device_id, device = enroll(api, store)
+    viewer = admin(store, clock, "vera", role="viewer")
+    assert api.get(f"/v1/admin/devices/{device_id}", headers=viewer).status_code == 200
+    assert api.get("/v1/admin/audit", headers=viewer).status_code == 200
+    for call in (
+        lambda: api.post(f"/v1/admin/devices/{device_id}/revoke", headers=viewer),
+        lambda: api.post(f"/v1/admin/devices/{device_id}/replaced", headers=viewer),
+        lambda: api.delete(f"/v1/admin/devices/{device_id}", headers=viewer),
+    ):
+        assert call().status_code == 403
+    assert checkin(api, device) == 200
+
+
+def sign_in(api: TestClient, store: Storage, clock: FakeClock, role: str = "admin") -> str:
+    from server.session import COOKIE
+
+    token, _ = accounts.create_token(
+        store, name=f"web-{role}", role=role, expires_in_ms=None, actor="t", now=now(clock)
+    )
+    assert api.post("/login", content=f"token={token}", headers=FORM).status_code == 303
+    live = accounts.session(store, api.cookies[COOKIE], now(clock))
+    assert live is not None
+    return live.csrf
+
+
+def test_console_device_actions_need_a_session_the_csrf_token_and_the_admin_role(
+    api: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    device_id, device = enroll(api, store)
+    second, _ = enroll(api, store, "pc-02")
+    anonymous = api.post(f"/console/devices/{device_id}/revoke", content="csrf=x", headers=FORM)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    csrf = sign_in(api, store, clock)
+    forged = api.post(f"/console/devices/{device_id}/revoke", content="csrf=forged", headers=FORM)
+    assert forged.status_code == 403 and checkin(api, device) == 200
+    done = api.post(f"/console/devices/{device_id}/revoke", content=f"csrf={csrf}", headers=FORM)
+    assert done.status_code == 303 and done.headers["location"] == f"/devices/{device_id}"
+    assert checkin(api, device) == 401
+    marked = api.post(f"/console/devices/{device_id}/replaced", content=f"csrf={csrf}", headers=FORM)
+    assert marked.status_code == 303 and accounts.device(store, device_id)["replaced"]  # type: ignore[index]
+    gone = api.post(f"/console/devices/{second}/delete", content=f"csrf={csrf}", headers=FORM)
+    assert gone.status_code == 303 and gone.headers["location"] == "/"
+    assert accounts.device(store, second) is None
+    actions = [(e.actor, e.action) for e in audit.entries(store) if e.action.startswith("device.")]
+    assert actions == [
+        ("web-admin", "device.revoke"),
+        ("web-admin", "device.replaced"),
+        ("web-admin", "device.delete"),
+    ]
+
+
+def test_cli_device_token_and_audit_commands(
+    store: Storage, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = store.url
+    with TestClient(create_app(Settings(db_url=db), store, clock)) as api:
+        first, device = enroll(api, store, "pc-cli")
+        second, _ = enroll(api, store, "pc-gone")
+        assert main(["server", "device", "list", "--db", db, "--json"]) == 0
+        listed = {d["id"]: d for d in json.loads(capsys.readouterr().out)}
+        assert listed[first]["hostname"] == "pc-cli" and not listed[first]["revoked"]
+        assert main(["server", "device", "revoke", first, "--db", db]) == 0
+        assert "revoked device" in capsys.readouterr().out and checkin(api, device) == 401
+        assert main(["server", "device", "revoke", first, "--db", db]) == 1
+        assert "revoked already" in capsys.readouterr().err
+        assert main(["server", "device", "replaced", first, "--db", db]) == 0
+        assert main(["server", "device", "delete", second, "--db", db]) == 0
+        assert main(["server", "device", "delete", "nope", "--db", db]) == 1
+        assert "device list" in capsys.readouterr().err
+        assert main(["server", "device", "list", "--db", db]) == 0
+        table = capsys.readouterr().out
+        assert first in table and "replaced" in table and second not in table
+
+    assert (
+        main(
+            [
+                "server",
+                "admin-token",
+                "create",
+                "--db",
+                db,
+                "--name",
+                "ops",
+                "--role",
+                "viewer",
+                "--expires",
+                "90d",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    made = json.loads(capsys.readouterr().out)
+    assert made["token"].startswith("mat_") and made["role"] == "viewer"
+    assert main(["server", "admin-token", "create", "--db", db, "--name", "ops"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_role:
+        main(["server", "admin-token", "create", "--db", db, "--role", "root"])
+    assert bad_role.value.code == 2 and "choose from 'viewer', 'admin'" in capsys.readouterr().err
+    assert main(["server", "admin-token", "list", "--db", db]) == 0
+    table = capsys.readouterr().out
+    assert "ops" in table and "viewer" in table and made["token"] not in table
+    assert main(["server", "admin-token", "revoke", str(made["id"]), "--db", db]) == 0
+    assert "revoked admin token" in capsys.readouterr().out
+    assert main(["server", "admin-token", "list", "--db", db, "--json"]) == 0
+    (ops,) = [t for t in json.loads(capsys.readouterr().out) if t["name"] == "ops"]
+    assert ops["active"] is False
+
+    assert main(["server", "audit", "verify", "--db", db]) == 0
+    assert "audit log intact" in capsys.readouterr().out
+    assert main(["server", "audit", "export", "--db", db]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    actions = [e["action"] for e in exported]
+    for expected in ("device.revoke", "device.replaced", "device.delete", "token.create", "token.revoke"):
+        assert expected in actions
+    assert all(
+        e["actor"].startswith("cli") for e in exported if e["action"].startswith(("device.", "token."))
+    )
+    assert exported[-1]["action"] == "audit.export"
+
+
+# --- end to end: a real agent process against a real server process -----------------------------------------
+
+
+def mamori(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+REFUSED_LOG = "the server refused this device's token"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_revocation_end_to_end_with_a_real_agent(backend: str, tmp_path: Path) -> None:
+    from agent.i18n import catalog
+    from agent.ui.view import build_view
+
+    if backend == "postgres":
+        db = pg_url()
+        reset_pg(db)
+    else:
+        db = f"sqlite:///{tmp_path / 'server.db'}"
+    assert mamori("server", "migrate", "--db", db).returncode == 0
+    storage = Storage(db)
+    private, pub = signing_key(tmp_path / "keys")
+    bundle = tmp_path / "policy.dsse.json"
+    # heartbeat 10 s (the policy's minimum): the agent calls the server at least that often
+    bundle.write_bytes(signed_policy(private, 1).replace(b'heartbeat = "60s"', b'heartbeat = "10s"'))
+    assert mamori("server", "policy", "publish", str(bundle), "--db", db, "--pub", str(pub)).returncode == 0
+    token = admin_token(storage)
+    headers = {"Authorization": f"Bearer {token}"}
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONPATH"] = str(ROOT)
+    agent: subprocess.Popen[str] | None = None
+    agent_log = tmp_path / "agent.log"
+    try:
+        with server_process(db, tmp_path / "server.log") as server:
+            state = tmp_path / "state"
+            config = write_agent_config(
+                tmp_path, state_dir=state, trusted_keys=[pub], server=server.url, tray=False
+            )
+            secret = enroll_secret(storage, uses=2)
+            enrolled = mamori(
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                server.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+                env=env,
+            )
+            assert enrolled.returncode == 0, enrolled.stderr
+            with agent_log.open("w") as log:
+                agent = subprocess.Popen(
+                    [sys.executable, "-m", "agent.cli", "agent", "run", "--config", str(config)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+
+            def status() -> dict[str, Any]:
+                assert agent is not None and agent.poll() is None, agent_log.read_text()[-3000:]
+                out = mamori("agent", "status", "--config", str(config), "--json", env=env)
+                return json.loads(out.stdout) if out.returncode == 0 else {}
+
+            def devices() -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = requests.get(
+                    server.url + "/v1/admin/devices", headers=headers, timeout=5
+                ).json()["devices"]
+                return found
+
+            (device,) = wait_for(
+                "the agent's first check-in", lambda: [d for d in devices() if d["last_seen"]], 60
+            )
+            stored_before = wait_for(
+                "the agent's first events", lambda: storage.count_events(device["id"]), 60
+            )
+
+            revoked = requests.post(
+                f"{server.url}/v1/admin/devices/{device['id']}/revoke", headers=headers, timeout=5
+            )
+            assert revoked.status_code == 200
+            refused_at = time.monotonic()
+            # The next call (the 10 s heartbeat's check-in or an upload) is refused and the agent notices.
+            reporting = wait_for(
+                "the agent to notice",
+                lambda: (status().get("reporting") or {}).get("auth_failed") and status()["reporting"],
+                30,
+            )
+            noticed_s = time.monotonic() - refused_at
+            # It keeps running and retrying with backoff; the events pile up in its outbox, none is lost.
+            time.sleep(25)
+            later = status()["reporting"]
+            assert later["auth_failed"] and later["pending"] > reporting["pending"] >= 1
+            assert storage.count_events(device["id"]) == stored_before  # nothing got past the revocation
+            assert agent_log.read_text().count(REFUSED_LOG) == 1  # said once, not per retry
+
+            # The worker reads it in their language (the status window's lines from the agent's own status).
+            for lang, words in (
+                ("ja", "サーバーがこの PC を受け付けません"),
+                ("en", "The server refuses this PC"),
+            ):
+                texts = catalog()
+                view = build_view(lambda key, **kw: texts[key][lang].format(**kw), status())  # noqa: B023
+                assert any(words in line for line in view.lines), view.lines
+
+            # Enrolled again (a new device identity), the queued events are delivered.
+            again = mamori(
+                "agent",
+                "enroll",
+                "--insecure-http",
+                "--server",
+                server.url,
+                "--secret",
+                secret,
+                "--config",
+                str(config),
+                env=env,
+            )
+            assert again.returncode == 0, again.stderr
+            fresh = wait_for(
+                "the new enrollment", lambda: [d for d in devices() if d["id"] != device["id"]], 30
+            )
+            wait_for(
+                "the queued events on the server",
+                lambda: (
+                    storage.count_events(fresh[0]["id"]) >= later["pending"]
+                    and not status()["reporting"]["auth_failed"]
+                ),
+                60,
+            )
+            print(
+                f"revocation noticed {noticed_s:.1f} s after it; {later['pending']} events queued and delivered"
+            )
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        storage.dispose()
