@@ -412,3 +412,14 @@ def policies_page(storage: Storage, ack_limit: int = 200) -> list[dict[str, Any]
                 }
             )
     return result
+
+
+def hostnames(storage: Storage, device_ids: set[str]) -> dict[str, str]:
+    """Device id -> host name (or the id when it has none), for the devices of a page of events."""
+    if not device_ids:
+        return {}
+    with storage.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(devices.c.id, devices.c.hostname).where(devices.c.id.in_(sorted(device_ids)))
+        ).all()
+    return {row.id: row.hostname or row.id for row in rows}

@@ -85,7 +85,7 @@ def overview(
     data = views.overview(context.storage, context.settings, now)
     day_labels = [datetime.fromtimestamp(d * 86400).strftime("%m/%d") for d in data["days"]]
     recent = context.storage.events(limit=15)
-    names = {d["id"]: d["hostname"] or d["id"] for d in data["device_rows"]}
+    names = views.hostnames(context.storage, {r["device"]["uid"] for r in recent})
     series = [(viewer.check(check), values) for check, values in data["noncompliant"].items()]
     html = render(
         "overview.html",
@@ -214,9 +214,7 @@ def events_page(
     except (FilterError, CursorError) as err:
         error, status = str(err), 400
     rows, next_cursor = views.events_page(context.storage, query, cursor) if error is None else ([], None)
-    names = {
-        d: d for d in {r["device"]["uid"] for r in rows}
-    }  # device ids; host names are on the device page
+    names = views.hostnames(context.storage, {r["device"]["uid"] for r in rows})
     html = render(
         "events.html",
         viewer,
