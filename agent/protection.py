@@ -539,7 +539,7 @@ def honest_cover_state(
     if not can_cover and not (plan.covers and drawn):
         # No window list or no cover (Wayland, a dead helper): nothing is drawn and which windows hold customer
         # data is unknown; the lock is the protection (agent/decide/presence.py locks at protect).
-        state = "locked" if locked and not lock_failed else "unprotected" if lock_failed else "lock_instead"
+        state = "locked" if locked else "unprotected" if lock_failed else "lock_instead"
         return {"state": state, "unmatched_rules": [], "drawn": state == "locked" and drawn}
     rules = policy.customer_apps if policy is not None else ()
     state = "locked" if locked and not plan.covers and not lock_failed else cover_state(plan, rules)
