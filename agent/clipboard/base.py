@@ -33,6 +33,8 @@ class Owner:
     per copy. ``pid`` / ``process_name``: the owning process, "" / None when unknown (nobody owns it, or the OS
     does not say). ``window_ids``: top-level windows the backend knows belong to the same client (X11: the same
     X connection), for rules that match titles. ``ours``: the agent's own notice (or emptiness) owns it.
+    ``previous``: the last other app that owned the selection before this owner (X11, which sees every change;
+    None elsewhere), so a clipboard manager that took the content over can be judged by where it came from.
     """
 
     selection: Selection
@@ -41,6 +43,7 @@ class Owner:
     process_name: str = ""
     window_ids: frozenset[int] = field(default_factory=frozenset)
     ours: bool = False
+    previous: Owner | None = None
 
     @property
     def empty(self) -> bool:

@@ -68,3 +68,20 @@ def inherited_rule(owner: Owner, previous: Owner | None, previous_rule: str | No
     if previous is None or previous_rule is None or not is_manager(owner):
         return None
     return previous_rule if previous.serial != owner.serial else None
+
+
+def selection_rule(
+    owner: Owner,
+    windows: Sequence[Window],
+    rules: Sequence[CustomerApp],
+    seen: Owner | None = None,
+    seen_rule: str | None = None,
+) -> str | None:
+    """The rule of ``owner``'s content: its own, else, for a clipboard manager, that of the app it took the
+    content from (``owner.previous`` as the backend saw it, else ``seen``, the last owner the guard saw)."""
+    rule = owner_rule(owner, windows, rules)
+    if rule is not None or not is_manager(owner):
+        return rule
+    if owner.previous is not None:
+        return owner_rule(owner.previous, windows, rules)
+    return inherited_rule(owner, seen, seen_rule)

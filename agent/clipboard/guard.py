@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.clipboard import create_clipboard
 from agent.clipboard.base import ClipboardBackend, ClipboardError, Owner, Selection
-from agent.clipboard.decide import clearing_reason, inherited_rule, owner_rule
+from agent.clipboard.decide import clearing_reason, selection_rule
 from agent.host import Host
 from agent.i18n import Translator
 from agent.platform.base import Desktop, PlatformError, Window
@@ -65,6 +65,7 @@ class ClipboardGuard:
         self._lock = threading.Lock()
         self._seen: dict[Selection, Owner] = {}
         self._rules: dict[Selection, str | None] = {}  # the rule of the owner last seen, per selection
+        self._last: dict[Selection, tuple[Owner, str | None]] = {}  # the last app owner seen, and its rule
         self._handled: dict[Selection, int] = {}  # serial already taken over (or decided to leave)
         self._cleared = 0
         self._failing = False
@@ -93,13 +94,14 @@ class ClipboardGuard:
             if previous is None or previous.serial != owner.serial:
                 if windows is None:
                     windows = self._windows()
-                rule = owner_rule(owner, windows, rules) or inherited_rule(
-                    owner, previous, self._rules.get(owner.selection)
-                )
+                last, last_rule = self._last.get(owner.selection, (None, None))
+                rule = selection_rule(owner, windows, rules, last, last_rule)
                 with self._lock:
                     self._seen[owner.selection] = owner
                     if not owner.ours:
                         self._rules[owner.selection] = rule
+                    if not owner.ours and not owner.empty:
+                        self._last[owner.selection] = (owner, rule)
             rule = self._rules.get(owner.selection) if not owner.ours else None
             if reason and rule and self._handled.get(owner.selection) != owner.serial:
                 self._take(owner, rule, reason, "clear" if mode == "clear" else "notice")

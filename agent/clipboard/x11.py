@@ -25,6 +25,7 @@ import os
 import queue
 import select
 import threading
+from dataclasses import replace
 from typing import Any
 
 from agent.clipboard.base import CLIPBOARD, PRIMARY, ClipboardError, Owner, Selection
@@ -81,7 +82,7 @@ class X11Clipboard:
         self._serial = 0
         self._owners: dict[Selection, Owner] = {}
         self._content: dict[Selection, str | None] = {}  # what the agent serves for the selections it owns
-        self._owned_at: dict[Selection, int] = {}
+        self._last_app: dict[Selection, Owner] = {}  # the last owner that was an app (not empty, not ours)
         for selection, atom in self._atoms.items():
             d.xfixes_select_selection_input(x.root, atom, mask)
             owner = d.get_selection_owner(atom)
@@ -175,7 +176,18 @@ class X11Clipboard:
             self._serial += 1
             if owner != int(self._win.id):
                 self._content.pop(selection, None)
-            self._owners[selection] = Owner(selection, self._serial, **identity)
+            current = Owner(selection, self._serial, **identity)
+            last = self._last_app.get(selection)
+            if current.empty or current.ours:
+                self._owners[selection] = current
+                return
+            # Who had it before (an app that exited hands its content to a clipboard manager, which re-owns it).
+            if last is not None and (last.pid, last.window_ids) != (current.pid, current.window_ids):
+                current = replace(current, previous=replace(last, previous=None))
+            elif last is not None:  # the same app owns it again (a manager re-owning): keep where it came from
+                current = replace(current, previous=last.previous)
+            self._owners[selection] = current
+            self._last_app[selection] = current
 
     def _identify(self, owner: int) -> dict[str, Any]:
         if not owner:

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from agent.clipboard.base import CLIPBOARD, PRIMARY, ClipboardError, Owner, Selection
-from agent.clipboard.decide import clearing_reason, inherited_rule, owner_rule
+from agent.clipboard.decide import clearing_reason, inherited_rule, owner_rule, selection_rule
 from agent.clipboard.guard import ACTIVE_TICK, IDLE_TICK, ClipboardGuard, notice_text
 from agent.i18n import Translator
 from agent.platform.base import PlatformError, Window
@@ -232,3 +232,14 @@ def test_the_event_validates_and_carries_no_content() -> None:
 def test_notice_is_bilingual_in_the_workers_language_first() -> None:
     en = notice_text(Translator("en")).splitlines()
     assert en[0].startswith("[Mamori]") and en[1].startswith("【Mamori】")
+
+
+def test_a_manager_is_judged_by_the_app_the_backend_saw_before_it() -> None:
+    rules = policy().customer_apps
+    excel_gone = Owner(CLIPBOARD, 1, pid=4000, process_name="EXCEL.EXE")  # exited: no window left
+    manager = Owner(CLIPBOARD, 2, pid=9, process_name="parcellite", previous=excel_gone)
+    assert selection_rule(manager, [NOTES], rules) == "ledger"
+    notes = Owner(CLIPBOARD, 1, pid=1002, process_name="notepad.exe")
+    assert selection_rule(dataclasses.replace(manager, previous=notes), [NOTES], rules) is None
+    # an ordinary app is never judged by who owned the clipboard before it
+    assert selection_rule(dataclasses.replace(notes, previous=excel_gone), [NOTES], rules) is None
