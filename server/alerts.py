@@ -134,7 +134,7 @@ class AlertSettings:
 
 
 def alert_settings(settings: Settings) -> AlertSettings:
-    return settings.alerts or AlertSettings()
+    return settings.alerts
 
 
 _BOOLS = ("check_failing", "lock_failed", "sequence_gap", "agent_stopped")
@@ -246,6 +246,10 @@ def _parse_smtp(raw: Any, where: str, base: Path) -> SmtpConfig:
         if "password_file" in raw
         else None
     )
+    if password_file is not None and not password_file.is_file():
+        raise AlertConfigError(
+            f"{at}.password_file: {password_file} not found; write the SMTP password there"
+        )
     if username and password_file is None:
         raise AlertConfigError(f"{at}.password_file: required with username (a file holding the password)")
     if username and not starttls:

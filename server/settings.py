@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,12 @@ def default_db_url() -> str:
     return f"sqlite:///{folder / 'mamori.db'}"
 
 
+def _default_alerts() -> AlertSettings:
+    from server.alerts import AlertSettings
+
+    return AlertSettings()
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = ""
@@ -66,8 +72,8 @@ class Settings:
     min_silence_s: float = 60.0
     # SIEM forwarders ([[forwarders]], server/forwarders.py), each with its own durable outbox
     forwarders: tuple[ForwarderConfig, ...] = ()
-    # alert rules and their delivery ([alerts], server/alerts.py); None: the defaults, no channel
-    alerts: AlertSettings | None = None
+    # alert rules and their delivery ([alerts], server/alerts.py); the default: every rule on, no channel
+    alerts: AlertSettings = field(default_factory=_default_alerts)
 
     def with_db(self, url: str | None) -> Settings:
         return replace(self, db_url=url) if url else self

@@ -575,9 +575,13 @@ def test_server_toml_alerts_and_clear_errors(tmp_path: Path) -> None:
         ('[[alerts.webhooks]]\nurl = "ftp://x"\nsecret = "0123456789abcdef"\n', "alerts.webhooks[0].url"),
         ('[[alerts.webhooks]]\nurl = "https://x"\nsecret = "short"\n', "alerts.webhooks[0].secret"),
         ("[alerts]\nblock_minutes = -1\n", "alerts.block_minutes"),
+        (
+            '[alerts.smtp]\nhost = "h"\nfrom = "a@b"\nto = "c@d"\npassword_file = "nowhere"\n',
+            "nowhere not found",
+        ),
         ("[alerts]\nsilence = 5\n", "unknown key(s) in [alerts]: silence"),
         (
-            '[alerts.smtp]\nhost = "h"\nfrom = "a@b"\nto = "c@d"\nusername = "u"\npassword_file = "p"\nstarttls = false\n',
+            '[alerts.smtp]\nhost = "h"\nfrom = "a@b"\nto = "c@d"\nusername = "u"\npassword_file = "smtp-password"\nstarttls = false\n',
             "in clear",
         ),
     ):
