@@ -27,7 +27,9 @@ def owner_when(clipboard: X11Clipboard, index: int, predicate: Callable[[Owner],
         owner = clipboard.owners()[index]
         return owner if predicate(owner) else None
 
-    return wait_for(check, what=what)
+    found = wait_for(check, what=what)
+    assert found is not None
+    return found
 
 
 @pytest.fixture
