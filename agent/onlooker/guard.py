@@ -101,15 +101,15 @@ class OnlookerGuard:
                 self._tick()
                 stop.wait(POLL)
         finally:
-            self._stop_process()
             self._clear("stopped")
+            self._stop_process()
 
     def _tick(self) -> None:
         policy = self._policy()
         settings = policy.onlooker if policy is not None else Onlooker()
         if settings.mode == "off":
+            self._clear("off")  # first: lift the cover and ignore any count still on its way
             self._stop_process()
-            self._clear("off")
             with self._lock:
                 self._settings, self._announced, self._unavailable = None, False, None
             return

@@ -1,0 +1,145 @@
+"""The onlooker guard in the agent (agent/onlooker/guard.py) over the real guard process and real videos, with the
+agent around it replaced by plain recorders: report mode, a missing or unset camera, a dying guard process,
+a policy that turns it off."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from agent.onlooker.guard import OnlookerGuard
+from agent.report.stream import EventStream, Kind
+from core.clock import SystemClock
+from policy.model import Onlooker, Policy
+from tests.agent.onlooker import video
+from tests.harness.xdesktop import wait_for
+
+
+@dataclass
+class Recorder:
+    policy: Policy | None
+    reasons: list[tuple[str, bool, str | None]] = field(default_factory=list)
+    degraded: list[tuple[str, str]] = field(default_factory=list)
+
+    def set_cover_reason(self, source: str, active: bool, key: str | None = None) -> None:
+        self.reasons.append((source, active, key))
+
+    def report_degraded(self, capability: str, reason: str, detail: str = "") -> None:
+        self.degraded.append((capability, reason))
+
+
+def policy(**onlooker: object) -> Policy:
+    return Policy(schema=1, id="t", version=1, onlooker=replace(Onlooker(), **onlooker))  # type: ignore[arg-type]
+
+
+@dataclass
+class Running:
+    guard: OnlookerGuard
+    host: Recorder
+    stream: EventStream
+
+    def events(self, kind: Kind) -> list[dict[str, object]]:
+        return [dict(e.data) for e in self.stream.recent() if e.kind is kind]
+
+
+@pytest.fixture
+def start() -> Iterator[object]:
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    def run(camera: str | None, pol: Policy | None, retry: float = 30.0) -> Running:
+        host = Recorder(pol)
+        stream = EventStream()
+        guard = OnlookerGuard(
+            lambda: host.policy,
+            host.set_cover_reason,
+            host.report_degraded,
+            stream,
+            SystemClock(),
+            camera=camera,
+            retry=retry,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=guard.run, args=(stop,), daemon=True)
+        thread.start()
+        stops.append((stop, thread))
+        return Running(guard, host, stream)
+
+    yield run
+    for stop, thread in stops:
+        stop.set()
+        thread.join(10)
+
+
+def test_report_mode_says_how_many_faces_and_covers_nothing(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(1, 2.0), (2, 3.0), (1, 30.0)])
+    run = start(str(clip), policy(mode="report", clear_after=1.0))
+    wait_for(lambda: run.events(Kind.ONLOOKER_CLEARED), timeout=30, what="onlooker seen and cleared")
+    assert run.events(Kind.ONLOOKER_STARTED) == [{"mode": "report", "frame_rate": 2}]
+    assert run.events(Kind.ONLOOKER_DETECTED) == [{"faces": 2, "allowed": 1, "mode": "report"}]
+    assert run.host.reasons == []  # report only: no cover reason, ever
+    assert run.guard.status()["onlooker"] is False
+
+
+def test_faces_allowed_two_lets_two_people_work_together(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(2, 30.0)])
+    run = start(str(clip), policy(mode="cover", faces_allowed=2))
+    wait_for(lambda: run.guard.status()["faces"] == 2, timeout=30, what="two faces counted")
+    time.sleep(1.5)
+    assert run.events(Kind.ONLOOKER_DETECTED) == [] and run.host.reasons == []
+
+
+def test_a_missing_camera_is_degraded_and_tried_again(start) -> None:  # type: ignore[no-untyped-def]
+    run = start("/dev/video97", policy(mode="cover"), retry=1.0)
+    wait_for(lambda: ("camera", "absent") in run.host.degraded, timeout=30, what="degraded camera")
+    status = run.guard.status()
+    assert status["unavailable"] == "absent" and status["running"] is False
+    # Tried again after `retry`: the guard process is started anew (and says absent again).
+    first = len([d for d in run.host.degraded if d == ("camera", "absent")])
+    assert first == 1  # the guard reports it once per try; Degraded itself says it once
+    wait_for(lambda: run.guard.pid is not None, timeout=20, interval=0.01, what="a second try")
+    assert run.host.reasons == []
+
+
+def test_a_policy_without_a_camera_on_this_pc_is_degraded_not_configured(start) -> None:  # type: ignore[no-untyped-def]
+    run = start(None, policy(mode="cover"))
+    wait_for(lambda: run.host.degraded, timeout=5, what="degraded")
+    assert run.host.degraded[0] == ("camera", "not_configured")
+    assert run.guard.pid is None
+
+
+def test_a_guard_process_that_dies_is_restarted_and_its_onlooker_cleared(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(2, 60.0)])
+    run = start(str(clip), policy(mode="cover", clear_after=30.0))
+    wait_for(lambda: run.host.reasons == [("onlooker", True, "cover.onlooker")], timeout=30, what="cover")
+    pid = run.guard.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    # The camera went away: nothing is known, so the cover is lifted (and said), then the new guard sees the
+    # two faces again and covers again.
+    wait_for(lambda: ("onlooker", False, None) in run.host.reasons, timeout=10, what="cleared")
+    wait_for(
+        lambda: run.host.reasons.count(("onlooker", True, "cover.onlooker")) == 2, timeout=30, what="again"
+    )
+    assert run.guard.pid not in (None, pid)
+    assert len(run.events(Kind.ONLOOKER_STARTED)) == 1  # the worker was told once
+
+
+def test_turning_the_policy_off_stops_the_guard_and_lifts_the_cover(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(2, 60.0)])
+    run = start(str(clip), policy(mode="cover"))
+    wait_for(lambda: run.host.reasons == [("onlooker", True, "cover.onlooker")], timeout=30, what="cover")
+    pid = run.guard.pid
+    assert pid is not None
+    run.host.policy = policy(mode="off")
+    wait_for(lambda: run.guard.pid is None, timeout=10, what="guard stopped")
+    assert run.host.reasons[-1] == ("onlooker", False, None)
+    assert run.events(Kind.ONLOOKER_CLEARED)[-1]["faces"] == 2
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5, what="process gone")
+    wait_for(lambda: run.guard.status()["mode"] == "off", timeout=5, what="status off")
