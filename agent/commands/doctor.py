@@ -102,17 +102,13 @@ def diagnose(config: AgentConfig, probes: Probes, config_problem: str | None = N
         cover_fix = None
         if not cover_ok:
             cover_fix = "doctor.fix.tk" if tk_problem and _tk_missing(tk_problem) else _display_fix(probes)
-        rows.append(Row("cover", cover_ok, True, tk_problem or ("" if caps.cover else notes), cover_fix))
+        # The backend's reason first: on Wayland Tk's missing display is not why nothing can be covered.
+        rows.append(Row("cover", cover_ok, True, (tk_problem or "") if caps.cover else notes, cover_fix))
         rows.append(_lock_row(caps, notes, probes, config))
-        rows.append(
-            Row(
-                "idle",
-                caps.idle,
-                True,
-                "" if caps.idle else notes,
-                None if caps.idle else _display_fix(probes),
-            )
-        )
+        idle_fix = _display_fix(probes)
+        if idle_fix == "doctor.fix.wayland":
+            idle_fix = "doctor.fix.wayland_idle"  # only GNOME tells a Wayland client the idle time
+        rows.append(Row("idle", caps.idle, True, "" if caps.idle else notes, None if caps.idle else idle_fix))
     backend, has_menu, detail = probes.tray()
     rows.append(Row("tray", backend is not None, False, detail, None if backend else "doctor.fix.tray"))
     if backend is not None:
@@ -559,7 +555,29 @@ def lock_method_problem(
         )
     if method == "xdg-screensaver":
         return xdg_screensaver_problem(environ)
+    if method == "gnome-screensaver":
+        return gnome_screensaver_problem(environ)
     return None
+
+
+def gnome_screensaver_problem(environ: Mapping[str, str]) -> str | None:
+    """None when GNOME Shell's screen shield is on the session bus (org.gnome.ScreenSaver's own service only
+    forwards to it, agent/platform/linux_wayland.py)."""
+    env = dict(environ)
+    if shutil.which("dbus-send", path=env.get("PATH")) is not None and env.get("DBUS_SESSION_BUS_ADDRESS"):
+        for name in ("org.gnome.Shell.ScreenShield", "org.gnome.ScreenSaver"):
+            argv = ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus"]
+            argv += ["/org/freedesktop/DBus", "org.freedesktop.DBus.GetNameOwner", f"string:{name}"]
+            try:
+                owner = subprocess.run(argv, capture_output=True, timeout=5, env=env, check=False)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if owner.returncode == 0:
+                return None
+    return (
+        "GNOME Shell's lock screen (org.gnome.Shell.ScreenShield) is not on the session bus: GNOME Shell is not "
+        "running here, or it offers no lock screen (it needs GDM)"
+    )
 
 
 def xdg_screensaver_problem(environ: Mapping[str, str]) -> str | None:
@@ -621,6 +639,9 @@ def _probe_windows(config: AgentConfig) -> Callable[[], list[Window] | str]:
         except Exception as err:
             return f"{type(err).__name__}: {err}"
         try:
+            caps = desktop.capabilities()
+            if not caps.window_list:  # an empty list here means "cannot see", not "nothing open"
+                return "; ".join(caps.notes) or f"{caps.backend}: no window list"
             return desktop.windows()
         except Exception as err:
             return f"{type(err).__name__}: {err}"
