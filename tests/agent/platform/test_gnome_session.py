@@ -275,6 +275,25 @@ def test_the_agent_idles_into_a_verified_gnome_lock(gnome: GnomeSession, tmp_pat
             view = build_view(Translator(language), shown)
             assert Translator(language)("status.covered.locked", count=0) in view.lines
         assert took < 60
+
+        # mamori agent doctor in the same session: no window list and no cover, and why; GNOME's lock and idle
+        # time work; the fix says the screen is locked instead.
+        doctor = subprocess.run(
+            mamori("agent", "doctor", "--config", str(config), "--json"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        report = json.loads(doctor.stdout)
+        rows = {c["id"]: c for c in report["checks"]}
+        assert report["failing"] == ["window_list", "cover"]
+        assert "locks the screen instead" in rows["cover"]["detail"]
+        assert "Mamori locks the screen when you are away" in rows["cover"]["fix"]
+        assert rows["lock"]["status"] == "ok" and rows["lock"]["detail"] == "gnome-screensaver"
+        assert rows["idle"]["status"] == "ok"
+        assert rows["rule:ledger"]["status"] == "fail" and "cannot be checked" in rows["rule:ledger"]["fix"]
     finally:
         monitor.close()
         agent.send_signal(signal.SIGTERM)
