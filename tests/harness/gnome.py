@@ -287,7 +287,7 @@ def gnome_session(
     shield are on the session bus; end everything it started."""
     need_gnome_shell()
     if not SEATS.exists():
-        SEATS.mkdir(parents=True)  # what systemd-logind creates at boot (see the module docstring)
+        SEATS.mkdir(parents=True, exist_ok=True)  # what systemd-logind creates at boot (module docstring)
     tmp.mkdir(parents=True, exist_ok=True)
     runtime = tmp / "runtime"
     runtime.mkdir(mode=0o700)
