@@ -37,6 +37,23 @@ def _last_error() -> int:
     return 0
 
 
+def _declare(user32: Any, kernel32: Any) -> None:
+    """Handles and pointers are 64-bit: without these ctypes would pass and return them as 32-bit ints."""
+    from ctypes import wintypes
+
+    user32.GetClipboardOwner.restype = wintypes.HWND
+    user32.GetWindowThreadProcessId.argtypes = [wintypes.HWND, ctypes.POINTER(ctypes.c_uint32)]
+    user32.OpenClipboard.argtypes = [wintypes.HWND]
+    user32.SetClipboardData.argtypes = [ctypes.c_uint, wintypes.HANDLE]
+    user32.SetClipboardData.restype = wintypes.HANDLE
+    kernel32.GlobalAlloc.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    kernel32.GlobalAlloc.restype = wintypes.HGLOBAL
+    kernel32.GlobalLock.argtypes = [wintypes.HGLOBAL]
+    kernel32.GlobalLock.restype = ctypes.c_void_p
+    kernel32.GlobalUnlock.argtypes = [wintypes.HGLOBAL]
+    kernel32.GlobalFree.argtypes = [wintypes.HGLOBAL]
+
+
 def _psutil_name(pid: int) -> str:
     import psutil
 
@@ -62,14 +79,7 @@ class WindowsClipboard:
                 raise ClipboardError("the Windows clipboard backend runs only on Windows")
             user32 = ctypes.WinDLL("user32", use_last_error=True)
             kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-            user32.GetClipboardOwner.restype = ctypes.c_void_p
-            user32.SetClipboardData.restype = ctypes.c_void_p
-            kernel32.GlobalAlloc.restype = ctypes.c_void_p
-            kernel32.GlobalLock.restype = ctypes.c_void_p
-            kernel32.GlobalLock.argtypes = [ctypes.c_void_p]
-            kernel32.GlobalUnlock.argtypes = [ctypes.c_void_p]
-            kernel32.GlobalFree.argtypes = [ctypes.c_void_p]
-            user32.SetClipboardData.argtypes = [ctypes.c_uint, ctypes.c_void_p]
+            _declare(user32, kernel32)
         self._user32 = user32
         self._kernel32 = kernel32
         self._process_name = process_name

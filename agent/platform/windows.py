@@ -131,12 +131,32 @@ class MSG(ctypes.Structure):
     ]
 
 
-def _declare_power_api(user32: Any) -> None:
-    """Pointer-sized arguments and results, which ctypes would otherwise truncate to int on 64-bit Windows."""
-    user32.DefWindowProcW.argtypes = [wintypes.HWND, ctypes.c_uint, wintypes.WPARAM, wintypes.LPARAM]
+def _declare_power_api(user32: Any, kernel32: Any, wtsapi32: Any) -> None:
+    """Pointer-sized arguments and results, which ctypes would otherwise pass and return as 32-bit ints (a
+    64-bit module handle or window handle would be cut or refused)."""
+    hwnd, msg = wintypes.HWND, ctypes.POINTER(MSG)
+    kernel32.GetModuleHandleW.argtypes = [wintypes.LPCWSTR]
+    kernel32.GetModuleHandleW.restype = wintypes.HMODULE
+    user32.RegisterClassW.argtypes = [ctypes.POINTER(WNDCLASSW)]
+    user32.RegisterClassW.restype = wintypes.ATOM
+    user32.CreateWindowExW.argtypes = [
+        DWORD, wintypes.LPCWSTR, wintypes.LPCWSTR, DWORD, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_int, hwnd, wintypes.HMENU, wintypes.HINSTANCE, wintypes.LPVOID,
+    ]  # fmt: skip
+    user32.CreateWindowExW.restype = hwnd
+    user32.DefWindowProcW.argtypes = [hwnd, ctypes.c_uint, wintypes.WPARAM, wintypes.LPARAM]
     user32.DefWindowProcW.restype = LRESULT
-    user32.CreateWindowExW.restype = wintypes.HWND
+    user32.GetMessageW.argtypes = [msg, hwnd, ctypes.c_uint, ctypes.c_uint]
+    user32.TranslateMessage.argtypes = [msg]
+    user32.DispatchMessageW.argtypes = [msg]
+    user32.DispatchMessageW.restype = LRESULT
+    user32.PostMessageW.argtypes = [hwnd, ctypes.c_uint, wintypes.WPARAM, wintypes.LPARAM]
+    user32.DestroyWindow.argtypes = [hwnd]
+    user32.RegisterPowerSettingNotification.argtypes = [wintypes.HANDLE, ctypes.POINTER(GUID), DWORD]
     user32.RegisterPowerSettingNotification.restype = wintypes.HANDLE
+    if wtsapi32 is not None:
+        wtsapi32.WTSRegisterSessionNotification.argtypes = [hwnd, DWORD]
+        wtsapi32.WTSUnRegisterSessionNotification.argtypes = [hwnd]
 
 
 WNDENUMPROC = _FUNCTYPE(wintypes.BOOL, wintypes.HWND, wintypes.LPARAM)
@@ -195,7 +215,7 @@ class WindowsDesktop:
                 wtsapi32 = ctypes.WinDLL("wtsapi32", use_last_error=True)
             except OSError:
                 wtsapi32 = None
-            _declare_power_api(user32)
+            _declare_power_api(user32, kernel32, wtsapi32)
         self._user32 = user32
         self._wtsapi32 = wtsapi32
         self._wts_locked: bool | None = None  # the last WTS_SESSION_LOCK / UNLOCK seen; None before any
