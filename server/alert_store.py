@@ -322,6 +322,11 @@ def claim(storage: Storage, channel: str, now_ms: int, lease_ms: int, limit: int
         .order_by(forward_outbox.c.next_at, forward_outbox.c.uid)
         .limit(limit)
     )
+    with storage.engine.connect() as conn:
+        # A read first: the delivery thread asks every fraction of a second, and a write transaction each time
+        # would queue behind ingest for nothing on SQLite (one writer).
+        if conn.execute(query).first() is None:
+            return []
     with storage.write() as conn:
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
