@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 import sqlalchemy as sa
@@ -34,10 +37,9 @@ from tests.harness.live_server import (
     pg_url,
     reset_pg,
     server_process,
-    signed_policy,
-    signing_key,
 )
-from tests.harness.policies import write_agent_config
+from tests.harness.policies import policy_keys, policy_toml, write_agent_config
+from tests.harness.xdesktop import XDesktop
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -331,40 +333,117 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
 
 
 REFUSED_LOG = "the server refused this device's token"
+REVOKED_TITLE_JA = "この PC はサーバーに受け付けられなくなりました"
 
 
+@contextmanager
+def notification_daemon(tmp_path: Path, display_env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
+    """A private D-Bus session bus with dunst answering notifications and dbus-monitor writing every
+    ``Notify`` call to a file: (the bus environment, that file)."""
+    from tests.agent.ui.test_notify_desktop import BUS_CONFIG, DUNSTRC
+
+    for tool in ("dbus-daemon", "dunst", "dbus-monitor", "notify-send"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (dbus-daemon, dunst, libnotify-bin: run .ci/run)")
+    (tmp_path / "bus").mkdir()
+    conf = tmp_path / "bus.conf"
+    conf.write_text(BUS_CONFIG.format(dir=tmp_path / "bus"))
+    rc = tmp_path / "dunstrc"
+    rc.write_text(DUNSTRC)
+    calls = tmp_path / "notify-calls.txt"
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        bus = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={conf}", "--nofork", "--print-address"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        procs.append(bus)
+        assert bus.stdout is not None
+        env = {"DBUS_SESSION_BUS_ADDRESS": bus.stdout.readline().strip()}
+        full = {**display_env, **env}
+        procs.append(
+            subprocess.Popen(
+                ["dunst", "-config", str(rc)],
+                env=full,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+        )
+        with calls.open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "dbus-monitor",
+                        "--session",
+                        "interface='org.freedesktop.Notifications',member='Notify'",
+                    ],
+                    env=full,
+                    stdout=out,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
+
+        def probe() -> bool:
+            argv = ["notify-send", "--", "probe", "probe"]
+            return subprocess.run(argv, env=full, check=False, timeout=10).returncode == 0
+
+        wait_for("dunst on the private bus", probe, 15)
+        yield env, calls
+    finally:
+        for proc in reversed(procs):
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+
+@pytest.mark.desktop
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_revocation_end_to_end_with_a_real_agent(backend: str, tmp_path: Path) -> None:
+def test_revocation_end_to_end_with_a_real_agent(xdesktop: XDesktop, tmp_path: Path) -> None:
+    """Revoked on a real server while a real agent runs on a real X desktop (Xvfb) with a real notification
+    daemon: its next call is refused with 401; the worker gets one ja notification and a status line (ja and
+    en); the log says it once; the agent does not spin; its events stay queued and reach the server after it is
+    enrolled again."""
     from agent.i18n import catalog
     from agent.ui.view import build_view
 
-    if backend == "postgres":
-        db = pg_url()
-        reset_pg(db)
-    else:
-        db = f"sqlite:///{tmp_path / 'server.db'}"
+    db = f"sqlite:///{tmp_path / 'server.db'}"
     assert mamori("server", "migrate", "--db", db).returncode == 0
     storage = Storage(db)
-    private, pub = signing_key(tmp_path / "keys")
+    keys = policy_keys(tmp_path / "keys")
+    pub = keys.public_path
     bundle = tmp_path / "policy.dsse.json"
     # heartbeat 10 s (the policy's minimum): the agent calls the server at least that often
-    bundle.write_bytes(signed_policy(private, 1).replace(b'heartbeat = "60s"', b'heartbeat = "10s"'))
+    bundle.write_bytes(keys.sign(policy_toml(policy_id="e2e", extra={"reporting": {"heartbeat": "10s"}})))
     assert mamori("server", "policy", "publish", str(bundle), "--db", db, "--pub", str(pub)).returncode == 0
     token = admin_token(storage)
     headers = {"Authorization": f"Bearer {token}"}
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(ROOT)
     agent: subprocess.Popen[str] | None = None
     agent_log = tmp_path / "agent.log"
     try:
-        with server_process(db, tmp_path / "server.log") as server:
+        with (
+            server_process(db, tmp_path / "server.log") as server,
+            notification_daemon(tmp_path, xdesktop.env) as (bus, calls),
+        ):
+            env = {**xdesktop.env, **bus, "PYTHONPATH": str(ROOT), "MAMORI_DESKTOP_BACKEND": "x11"}
             state = tmp_path / "state"
             config = write_agent_config(
-                tmp_path, state_dir=state, trusted_keys=[pub], server=server.url, tray=False
+                tmp_path,
+                state_dir=state,
+                trusted_keys=[pub],
+                server=server.url,
+                tray=False,
+                language="ja",
+                lock_command=["true"],
             )
             secret = enroll_secret(storage, uses=2)
-            enrolled = mamori(
+            enroll_args = (
                 "agent",
                 "enroll",
                 "--insecure-http",
@@ -374,8 +453,8 @@ def test_revocation_end_to_end_with_a_real_agent(backend: str, tmp_path: Path) -
                 secret,
                 "--config",
                 str(config),
-                env=env,
             )
+            enrolled = mamori(*enroll_args, env=env)
             assert enrolled.returncode == 0, enrolled.stderr
             with agent_log.open("w") as log:
                 agent = subprocess.Popen(
@@ -392,18 +471,20 @@ def test_revocation_end_to_end_with_a_real_agent(backend: str, tmp_path: Path) -
                 out = mamori("agent", "status", "--config", str(config), "--json", env=env)
                 return json.loads(out.stdout) if out.returncode == 0 else {}
 
+            def reporting() -> dict[str, Any]:
+                found: dict[str, Any] = status().get("reporting") or {}
+                return found
+
             def devices() -> list[dict[str, Any]]:
-                found: list[dict[str, Any]] = requests.get(
-                    server.url + "/v1/admin/devices", headers=headers, timeout=5
-                ).json()["devices"]
+                r = requests.get(server.url + "/v1/admin/devices", headers=headers, timeout=5)
+                found: list[dict[str, Any]] = r.json()["devices"]
                 return found
 
             (device,) = wait_for(
-                "the agent's first check-in", lambda: [d for d in devices() if d["last_seen"]], 60
+                "the agent's first events", lambda: [d for d in devices() if d["last_seen"]], 60
             )
-            stored_before = wait_for(
-                "the agent's first events", lambda: storage.count_events(device["id"]), 60
-            )
+            stored_before = storage.count_events(device["id"])
+            assert stored_before >= 1
 
             revoked = requests.post(
                 f"{server.url}/v1/admin/devices/{device['id']}/revoke", headers=headers, timeout=5
@@ -411,55 +492,51 @@ def test_revocation_end_to_end_with_a_real_agent(backend: str, tmp_path: Path) -
             assert revoked.status_code == 200
             refused_at = time.monotonic()
             # The next call (the 10 s heartbeat's check-in or an upload) is refused and the agent notices.
-            reporting = wait_for(
-                "the agent to notice",
-                lambda: (status().get("reporting") or {}).get("auth_failed") and status()["reporting"],
-                30,
-            )
+            first = wait_for("the agent to notice", lambda: (r := reporting()).get("auth_failed") and r, 30)
             noticed_s = time.monotonic() - refused_at
-            # It keeps running and retrying with backoff; the events pile up in its outbox, none is lost.
+            cpu_before = psutil.Process(agent.pid).cpu_times()  # type: ignore[union-attr]
+            # It keeps running and retrying with backoff; events pile up in its outbox, none is lost.
             time.sleep(25)
-            later = status()["reporting"]
-            assert later["auth_failed"] and later["pending"] > reporting["pending"] >= 1
+            cpu = psutil.Process(agent.pid).cpu_times()  # type: ignore[union-attr]
+            cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+            later = reporting()
+            assert later["auth_failed"] and later["pending"] > first["pending"] >= 1
             assert storage.count_events(device["id"]) == stored_before  # nothing got past the revocation
-            assert agent_log.read_text().count(REFUSED_LOG) == 1  # said once, not per retry
-
-            # The worker reads it in their language (the status window's lines from the agent's own status).
+            assert agent_log.read_text().count(REFUSED_LOG) == 1, agent_log.read_text()[-3000:]  # said once
+            assert cpu_s < 5.0, f"the agent used {cpu_s:.1f} s of CPU in 25 s while refused (spinning?)"
+            # The worker was told once, in Japanese (agent.toml language = "ja"), by a real notification.
+            wait_for(
+                "the notification",
+                lambda: REVOKED_TITLE_JA in calls.read_text(encoding="utf-8", errors="replace"),
+                10,
+            )
+            assert calls.read_text(encoding="utf-8", errors="replace").count(REVOKED_TITLE_JA) == 1
+            # ...and the status window's lines, built from the agent's own status, say so in ja and en.
+            texts = catalog()
             for lang, words in (
                 ("ja", "サーバーがこの PC を受け付けません"),
                 ("en", "The server refuses this PC"),
             ):
-                texts = catalog()
-                view = build_view(lambda key, **kw: texts[key][lang].format(**kw), status())  # noqa: B023
+                view = build_view(lambda key, lang=lang, **kw: texts[key][lang].format(**kw), status())
                 assert any(words in line for line in view.lines), view.lines
 
             # Enrolled again (a new device identity), the queued events are delivered.
-            again = mamori(
-                "agent",
-                "enroll",
-                "--insecure-http",
-                "--server",
-                server.url,
-                "--secret",
-                secret,
-                "--config",
-                str(config),
-                env=env,
-            )
+            again = mamori(*enroll_args, env=env)
             assert again.returncode == 0, again.stderr
-            fresh = wait_for(
+            (fresh,) = wait_for(
                 "the new enrollment", lambda: [d for d in devices() if d["id"] != device["id"]], 30
             )
             wait_for(
                 "the queued events on the server",
                 lambda: (
-                    storage.count_events(fresh[0]["id"]) >= later["pending"]
-                    and not status()["reporting"]["auth_failed"]
+                    storage.count_events(fresh["id"]) >= later["pending"]
+                    and not reporting().get("auth_failed")
                 ),
                 60,
             )
             print(
-                f"revocation noticed {noticed_s:.1f} s after it; {later['pending']} events queued and delivered"
+                f"revocation noticed {noticed_s:.1f} s after it; {cpu_s:.2f} s CPU in 25 s while refused; "
+                f"{later['pending']} events queued, delivered after re-enrollment"
             )
     finally:
         if agent is not None and agent.poll() is None:
