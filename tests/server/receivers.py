@@ -10,12 +10,19 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HEC_TOKEN = "0b6d3b2c-hec-test-token"
 WEBHOOK_SECRET = "webhook-test-secret"
+
+
+def signature(timestamp: str, raw: bytes) -> str:
+    """What a webhook's ``X-Mamori-Signature`` must be: sha256=HMAC-SHA256(secret, timestamp "." body)."""
+    mac = hmac.new(WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + raw, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
 
 class Receivers:
@@ -29,6 +36,8 @@ class Receivers:
         self.elastic_conflicts = 0
         self.webhook: Counter[str] = Counter()
         self.refuse_uid: str | None = None  # answered as a permanent refusal (a broken event)
+        self.alerts: dict[str, dict[str, Any]] = {}  # alert webhook (server/alerts.py): id -> alert
+        self.alert_arrivals: dict[str, list[float]] = {}  # id -> monotonic arrival times
         self.records: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
 
@@ -81,6 +90,8 @@ class Receivers:
             return self._bulk(headers, raw)
         if path == "/hook":
             return self._webhook(headers, raw)
+        if path == "/alerts":
+            return self._alert(headers, raw)
         return 404, {"error": "no such path"}
 
     def _record(self, record: dict[str, Any]) -> str:
@@ -181,10 +192,7 @@ class Receivers:
 
     def _webhook(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
         timestamp = headers["X-Mamori-Timestamp"]
-        expected = (
-            "sha256="
-            + hmac.new(WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-        )
+        expected = signature(timestamp, raw)
         assert hmac.compare_digest(headers["X-Mamori-Signature"], expected), "bad signature"
         records = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
         if any(r["metadata"]["uid"] == self.refuse_uid for r in records):
@@ -192,4 +200,20 @@ class Receivers:
         with self.lock:
             for record in records:
                 self.webhook[record["metadata"]["uid"]] += 1
+        return 200, {}
+
+    def _alert(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+        """One alert a request, JSON, signed like the webhook forwarder; a stale timestamp is refused."""
+        timestamp = headers["X-Mamori-Timestamp"]
+        expected = signature(timestamp, raw)
+        assert hmac.compare_digest(headers["X-Mamori-Signature"], expected), "bad signature"
+        assert abs(time.time() - int(timestamp)) <= 300, "stale timestamp"
+        assert headers["Content-Type"] == "application/json"
+        doc = json.loads(raw)
+        alert = doc["alert"]
+        assert doc["type"] == "mamori.alert" and headers["X-Mamori-Alert-Id"] == alert["id"]
+        assert doc["text"]["ja"] and doc["text"]["en"] and doc["text"]["ja"] != doc["text"]["en"]
+        with self.lock:
+            self.alerts[alert["id"]] = alert
+            self.alert_arrivals.setdefault(alert["id"], []).append(time.monotonic())
         return 200, {}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import hashlib
-import hmac
 import json
 import re
 import threading
@@ -41,90 +39,22 @@ from tests.harness.live_server import (
     pg_url,
     reset_pg,
 )
+from tests.server.receivers import WEBHOOK_SECRET as SECRET
+from tests.server.receivers import Receivers
 
-SECRET = "alert-webhook-secret-0123456789"
 RULE_NAMES = ("check_failing", "block_long", "lock_failed", "sequence_gap", "device_silent", "agent_stopped")
 
 
 # --- receivers ---------------------------------------------------------------------------------------------
 
 
-class WebhookReceiver:
-    """Checks every request's signature (HMAC-SHA256 over timestamp "." body) and records arrivals by alert id
-    with the monotonic time they arrived; ``stop()`` / ``start()`` take the port down and up again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.arrivals: dict[str, list[float]] = {}
-        self.alerts: dict[str, dict[str, Any]] = {}
-        self.errors: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def start(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                status = owner.handle(dict(self.headers), raw)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def handle(self, headers: dict[str, str], raw: bytes) -> int:
-        timestamp = headers.get("X-Mamori-Timestamp", "")
-        expected = (
-            "sha256=" + hmac.new(SECRET.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-        )
-        with self.lock:
-            if not hmac.compare_digest(headers.get("X-Mamori-Signature", ""), expected):
-                self.errors.append("bad signature")
-                return 401
-            if abs(time.time() - int(timestamp)) > 300:
-                self.errors.append("stale timestamp")
-                return 401
-            if headers.get("Content-Type") != "application/json":
-                self.errors.append(f"content type {headers.get('Content-Type')}")
-                return 415
-            doc = json.loads(raw)
-            alert = doc["alert"]
-            if doc["type"] != "mamori.alert" or headers.get("X-Mamori-Alert-Id") != alert["id"]:
-                self.errors.append("alert id header")
-                return 400
-            if not doc["text"]["ja"] or not doc["text"]["en"] or doc["text"]["ja"] == doc["text"]["en"]:
-                self.errors.append("texts")
-                return 400
-            self.alerts[alert["id"]] = alert
-            self.arrivals.setdefault(alert["id"], []).append(time.monotonic())
-        return 200
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def of_rule(self, rule: str, device: str, check: str | None = None) -> list[str]:
-        with self.lock:
-            return [
-                i
-                for i, a in self.alerts.items()
-                if a["rule"] == rule
-                and a["device_id"] == device
-                and (check is None or a["check_id"] == check)
-            ]
+def alerts_of(hook: Receivers, rule: str, device: str, check: str | None = None) -> list[str]:
+    with hook.lock:
+        return [
+            i
+            for i, a in hook.alerts.items()
+            if a["rule"] == rule and a["device_id"] == device and (check is None or a["check_id"] == check)
+        ]
 
 
 class SmtpSink:
@@ -220,14 +150,14 @@ BLOCK_MINUTES = 0.05  # 3 s
 SILENT_MINUTES = 0.05
 
 
-def alert_config(hook: WebhookReceiver, sink: SmtpSink) -> AlertSettings:
+def alert_config(hook: Receivers, sink: SmtpSink) -> AlertSettings:
     return AlertSettings(
         block_minutes=BLOCK_MINUTES,
         silent_minutes=SILENT_MINUTES,
         sweep_seconds=0.2,
         max_backoff=1.0,
         timeout=2.0,
-        webhooks=(WebhookConfig(url=hook.url, secret=SECRET, name="soc"),),
+        webhooks=(WebhookConfig(url=hook.url + "/alerts", secret=SECRET, name="soc"),),
         smtp=SmtpConfig(
             host="127.0.0.1",
             port=sink.port,
@@ -250,7 +180,7 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_each_rule_fires_once_within_5s_and_again_after_the_receivers_were_down(db: Storage) -> None:
-    hook, sink = WebhookReceiver(), SmtpSink()
+    hook, sink = Receivers(), SmtpSink()
     hook.start()
     sink.start()
     settings = replace(Settings(db_url=db.url), alerts=alert_config(hook, sink))
@@ -298,23 +228,23 @@ def test_each_rule_fires_once_within_5s_and_again_after_the_receivers_were_down(
                 return out
 
             def arrived(cause: tuple[str, float, str | None], rule: str, seen: set[str]) -> list[str]:
-                return [i for i in hook.of_rule(rule, cause[0], cause[2]) if i not in seen]
+                return [i for i in alerts_of(hook, rule, cause[0], cause[2]) if i not in seen]
 
             # 1. receivers up: each rule once at both, within 5 s of its cause.
             first = causes(1)
             wait_for(
-                lambda: all(hook.of_rule(r, c[0], c[2]) for r, c in first.items()),
+                lambda: all(alerts_of(hook, r, c[0], c[2]) for r, c in first.items()),
                 20,
                 "every rule at the webhook",
             )
-            ids = {rule: hook.of_rule(rule, c[0], c[2])[0] for rule, c in first.items()}
+            ids = {rule: alerts_of(hook, rule, c[0], c[2])[0] for rule, c in first.items()}
             wait_for(lambda: all(i in sink.arrivals for i in ids.values()), 10, "every rule at the SMTP sink")
             time.sleep(1.5)  # more sweeps: a rule that fired again would show now
             for rule, (device, due, check) in first.items():
-                assert hook.of_rule(rule, device, check) == [ids[rule]], f"{rule} fired more than once"
+                assert alerts_of(hook, rule, device, check) == [ids[rule]], f"{rule} fired more than once"
                 alert_id = ids[rule]
-                assert len(hook.arrivals[alert_id]) == 1 and len(sink.arrivals[alert_id]) == 1, rule
-                late = hook.arrivals[alert_id][0] - due, sink.arrivals[alert_id][0] - due
+                assert len(hook.alert_arrivals[alert_id]) == 1 and len(sink.arrivals[alert_id]) == 1, rule
+                late = hook.alert_arrivals[alert_id][0] - due, sink.arrivals[alert_id][0] - due
                 print(f"alert latency {rule}: webhook {late[0]:.2f} s, mail {late[1]:.2f} s")
                 assert max(late) < 5.0, f"{rule} after {late[0]:.1f} s (webhook), {late[1]:.1f} s (mail)"
                 text = sink.messages[alert_id].get_content()
@@ -362,7 +292,7 @@ def test_each_rule_fires_once_within_5s_and_again_after_the_receivers_were_down(
             )
             for rule, found in again.items():
                 assert len(found) == 1 and found[0] not in seen, rule
-                assert hook.arrivals[found[0]][0] - restarted < 5.0, rule
+                assert hook.alert_arrivals[found[0]][0] - restarted < 5.0, rule
             delivery = requests.get(server.url + "/v1/admin/alerts", headers=admin, timeout=10).json()[
                 "delivery"
             ]
@@ -627,7 +557,7 @@ def test_a_real_agent_stopping_under_a_no_quit_policy_raises_agent_stopped(tmp_p
 
     storage = migrated(f"sqlite:///{tmp_path / 'server.db'}")
     key, pub = signing_key(tmp_path / "keys")
-    hook, sink = WebhookReceiver(), SmtpSink()
+    hook, sink = Receivers(), SmtpSink()
     hook.start()
     sink.start()
     settings = replace(Settings(db_url=storage.url, trusted_keys=(pub,)), alerts=alert_config(hook, sink))
@@ -658,7 +588,7 @@ def test_a_real_agent_stopping_under_a_no_quit_policy_raises_agent_stopped(tmp_p
                 lambda: any(a["rule"] == "agent_stopped" for a in hook.alerts.values()), 10, "agent_stopped"
             )
             (alert,) = [a for a in hook.alerts.values() if a["rule"] == "agent_stopped"]
-            assert hook.arrivals[alert["id"]][0] - stopped < 5.0
+            assert hook.alert_arrivals[alert["id"]][0] - stopped < 5.0
             assert alert["detail"]["policy_version"] == 1 and hook.errors == []
     finally:
         hook.stop()
