@@ -63,6 +63,23 @@ def _read(path: Path, what: str, option: str) -> bytes:
     return data
 
 
+def load_trusted_keys(paths: Sequence[Path]) -> list[KeyFile]:
+    """Each ``--trusted-key`` parsed (a one-line error naming the file otherwise), duplicates dropped."""
+    from policy.errors import PolicyError
+    from policy.keys import parse_public_key
+
+    keys: list[KeyFile] = []
+    for path in paths:
+        data = _read(path, "public key", "--trusted-key")
+        try:
+            key = parse_public_key(data, str(path))
+        except PolicyError as err:
+            raise PackageError(f"--trusted-key {err}") from err
+        if all(k.keyid != key.keyid for k in keys):
+            keys.append(KeyFile(f"{key.keyid[:16]}.pub", data, key.keyid))
+    return keys
+
+
 def load_inputs(
     *,
     server: str,
@@ -104,15 +121,7 @@ def load_inputs(
         raise PackageError(
             "no --trusted-key given; pass the policy-signing.pub made by `mamori policy keygen` (repeatable)"
         )
-    keys: list[KeyFile] = []
-    for path in trusted_keys:
-        data = _read(path, "public key", "--trusted-key")
-        try:
-            key = parse_public_key(data, str(path))
-        except PolicyError as err:
-            raise PackageError(f"--trusted-key {err}") from err
-        if all(k.keyid != key.keyid for k in keys):
-            keys.append(KeyFile(f"{key.keyid[:16]}.pub", data, key.keyid))
+    keys = load_trusted_keys(trusted_keys)
     bundle = None
     if policy is not None:
         from policy.verify import verify_bundle

@@ -100,6 +100,41 @@ def register(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(func=cmd_pkg)
 
+    p = subparsers.add_parser(
+        "server-deb",
+        help="a Debian/Ubuntu .deb of the Mamori server (system unit, its own user)",
+        description="Build mamori-server_VERSION-REV_ARCH.deb: the server in /opt/mamori-server with its "
+        "dependencies, /etc/mamori-server/server.toml (kept on upgrade), mamori-server.service running as the "
+        "system user mamori-server with its data in /var/lib/mamori-server.",
+    )
+    p.add_argument("--listen", default="127.0.0.1:8443", metavar="HOST:PORT", help="(127.0.0.1:8443)")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: SQLite in /var/lib/mamori-server); a password "
+        "belongs in $MAMORI_DB_URL (a systemd drop-in), not here",
+    )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PUB",
+        help="policy-signing public key the server verifies published policies against (repeatable)",
+    )
+    p.add_argument(
+        "--revision", default="1", metavar="N", help="package revision: raise it to re-build the same version"
+    )
+    p.add_argument(
+        "-o", "--output-dir", type=Path, default=Path("dist"), metavar="DIR", help="where to write (./dist)"
+    )
+    p.add_argument("--wheel", type=Path, help="install this mamori wheel instead of the source checkout")
+    p.add_argument("--python", default="/usr/bin/python3", help="the system Python of the server (with venv)")
+    p.add_argument("--pip-option", action="append", default=[], metavar="OPT", help="passed to pip")
+    p.add_argument("--maintainer", default=None, help='"Name <mail>" for the package')
+    p.add_argument("--compression", choices=("xz", "gzip"), default="xz")
+    p.set_defaults(func=cmd_server_deb)
+
 
 def _inputs(args: argparse.Namespace) -> Any:
     from deploy.bake import load_inputs
@@ -162,6 +197,33 @@ def cmd_pkg(args: argparse.Namespace) -> int:
     path = write_pkg_sources(_inputs(args), args.output_dir)
     _report(path, started)
     print(f"run {path / 'build-pkg.sh'} on a Mac to build the .pkg (pkgbuild/productbuild)", file=sys.stderr)
+    return 0
+
+
+def cmd_server_deb(args: argparse.Namespace) -> int:
+    from deploy.bake import PackageError, load_trusted_keys
+    from deploy.deb import DEFAULT_MAINTAINER
+    from deploy.server_deb import build_server_deb
+
+    started = time.monotonic()
+    if not args.revision.isdigit():
+        raise PackageError(f"--revision {args.revision!r}: a number; raise it to re-build the same version")
+    keys = load_trusted_keys(args.trusted_key)
+    print("building the server's environment (pip) and the package; this takes a minute…", file=sys.stderr)
+    path = build_server_deb(
+        args.output_dir,
+        now=clock.now(),
+        listen=args.listen,
+        db=args.db,
+        trusted_keys=keys,
+        revision=args.revision,
+        wheel=args.wheel,
+        python=args.python,
+        pip_options=args.pip_option,
+        maintainer=args.maintainer or DEFAULT_MAINTAINER,
+        compression=args.compression,
+    )
+    _report(path, started)
     return 0
 
 

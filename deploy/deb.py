@@ -47,7 +47,7 @@ _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2
 Run = Callable[[Sequence[str]], None]
 
 
-def _run(argv: Sequence[str]) -> None:
+def run_tool(argv: Sequence[str]) -> None:
     try:
         result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     except FileNotFoundError as err:
@@ -74,7 +74,7 @@ def build_deb(
     pip_options: Sequence[str] = (),
     maintainer: str = DEFAULT_MAINTAINER,
     compression: str = "xz",
-    run: Run = _run,
+    run: Run = run_tool,
 ) -> Path:
     """Build ``out_dir/mamori-agent_<version>-<revision>_<arch>.deb`` and return its path."""
     if shutil.which("dpkg-deb") is None:
@@ -95,7 +95,7 @@ def build_deb(
         _lay_out(root, inputs)
         _docs(root, inputs, version, maintainer, now)
         control = _control(root, inputs, version=version, arch=arch, maintainer=maintainer, python=python)
-        _debian_dir(root, control)
+        debian_dir(root, control)
         target = out_dir / f"{PACKAGE}_{version}_{arch}.deb"
         run(["dpkg-deb", "--root-owner-group", f"-Z{compression}", "--build", str(root), str(target)])
     return target
@@ -104,9 +104,18 @@ def build_deb(
 # --- the agent's environment ---------------------------------------------------------------------------------------
 
 
-def build_runtime(root: Path, source: Path, *, python: str, pip_options: Sequence[str], run: Run) -> Path:
-    """A venv at root/opt/mamori holding the agent and its dependencies, rewritten to live at /opt/mamori."""
-    prefix = root / PREFIX.relative_to("/")
+def build_runtime(
+    root: Path,
+    source: Path | str,
+    *,
+    python: str,
+    pip_options: Sequence[str],
+    run: Run,
+    final: PurePosixPath = PREFIX,
+) -> Path:
+    """A venv at root/``final`` (/opt/mamori) holding ``source`` (the project, or ``path[server]``) and its
+    dependencies, rewritten to live at ``final``."""
+    prefix = root / final.relative_to("/")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     run([python, "-m", "venv", str(prefix)])
     pip = [str(prefix / "bin" / "python3"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -127,7 +136,7 @@ def build_runtime(root: Path, source: Path, *, python: str, pip_options: Sequenc
     )
     # Nothing may be fetched on the PC, so the tools that fetch go; the agent never imports them.
     run([*pip, "uninstall", "--quiet", "--yes", "pip", "setuptools"])
-    _relocate(prefix, PREFIX, os.path.realpath(python))
+    _relocate(prefix, final, os.path.realpath(python))
     return prefix
 
 
@@ -187,7 +196,7 @@ def _mentions(path: Path, text: str) -> bool:
 # --- files ---------------------------------------------------------------------------------------------------------
 
 
-def _install(root: Path, dest: str, data: bytes | str, mode: int = 0o644) -> Path:
+def install_file(root: Path, dest: str, data: bytes | str, mode: int = 0o644) -> Path:
     path = root / dest.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
@@ -195,7 +204,7 @@ def _install(root: Path, dest: str, data: bytes | str, mode: int = 0o644) -> Pat
     return path
 
 
-def _asset(name: str) -> bytes:
+def asset(name: str) -> bytes:
     return (installer_dir() / "linux" / name).read_bytes()
 
 
@@ -228,40 +237,40 @@ def enrollment_defaults(inputs: PackageInputs) -> str:
 
 def _lay_out(root: Path, inputs: PackageInputs) -> None:
     etc = str(CONFIG_DIR)
-    _install(root, f"{etc}/agent.toml", agent_toml(inputs, CONFIG_DIR, header="/etc/mamori/agent.toml"))
-    _install(root, f"{etc}/machine.toml", machine_toml(inputs))
+    install_file(root, f"{etc}/agent.toml", agent_toml(inputs, CONFIG_DIR, header="/etc/mamori/agent.toml"))
+    install_file(root, f"{etc}/machine.toml", machine_toml(inputs))
     for key in inputs.trusted_keys:
-        _install(root, f"{etc}/keys/{key.name}", key.data)
+        install_file(root, f"{etc}/keys/{key.name}", key.data)
     if inputs.policy is not None:
-        _install(root, f"{etc}/policy.dsse.json", inputs.policy)
+        install_file(root, f"{etc}/policy.dsse.json", inputs.policy)
     if inputs.server_ca is not None:
-        _install(root, f"{etc}/ca.pem", inputs.server_ca)
-    _install(root, "/usr/share/mamori/enrollment.defaults", enrollment_defaults(inputs), 0o600)
-    _install(root, "/usr/lib/systemd/user/mamori-agent.service", _asset("mamori-agent.service"))
-    _install(root, "/usr/lib/systemd/system/mamori-enroll.service", _asset("mamori-enroll.service"))
-    _install(root, "/etc/xdg/autostart/mamori-agent.desktop", _asset("mamori-agent.desktop"))
-    _install(root, "/usr/libexec/mamori/session-start", _asset("session-start"), 0o755)
-    _install(root, "/usr/libexec/mamori/enroll", _asset("enroll"), 0o755)
+        install_file(root, f"{etc}/ca.pem", inputs.server_ca)
+    install_file(root, "/usr/share/mamori/enrollment.defaults", enrollment_defaults(inputs), 0o600)
+    install_file(root, "/usr/lib/systemd/user/mamori-agent.service", asset("mamori-agent.service"))
+    install_file(root, "/usr/lib/systemd/system/mamori-enroll.service", asset("mamori-enroll.service"))
+    install_file(root, "/etc/xdg/autostart/mamori-agent.desktop", asset("mamori-agent.desktop"))
+    install_file(root, "/usr/libexec/mamori/session-start", asset("session-start"), 0o755)
+    install_file(root, "/usr/libexec/mamori/enroll", asset("enroll"), 0o755)
     link = root / "usr/bin/mamori"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(PREFIX / "bin" / "mamori")
-    _install(root, "/usr/share/man/man1/mamori.1.gz", _gzip(_asset("debian/mamori.1")))
-    _install(root, f"/usr/share/lintian/overrides/{PACKAGE}", _asset("debian/lintian-overrides"))
+    install_file(root, "/usr/share/man/man1/mamori.1.gz", gzip_bytes(asset("debian/mamori.1")))
+    install_file(root, f"/usr/share/lintian/overrides/{PACKAGE}", asset("debian/lintian-overrides"))
 
 
 def _docs(root: Path, inputs: PackageInputs, version: str, maintainer: str, now: datetime) -> None:
     doc = f"/usr/share/doc/{PACKAGE}"
-    _install(root, f"{doc}/copyright", _asset("debian/copyright"))
+    install_file(root, f"{doc}/copyright", asset("debian/copyright"))
     changelog = (
         f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
         f"  * Mamori agent {inputs.version}, built by `mamori package deb` for\n"
         f"    {inputs.server}\n\n"
         f" -- {maintainer}  {format_datetime(now)}\n"
     )
-    _install(root, f"{doc}/changelog.Debian.gz", _gzip(changelog.encode("utf-8")))
+    install_file(root, f"{doc}/changelog.Debian.gz", gzip_bytes(changelog.encode("utf-8")))
 
 
-def _gzip(data: bytes) -> bytes:
+def gzip_bytes(data: bytes) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as handle:
         handle.write(data)
@@ -271,7 +280,7 @@ def _gzip(data: bytes) -> bytes:
 # --- DEBIAN/ -------------------------------------------------------------------------------------------------------
 
 
-def _glibc_needed(prefix: Path) -> tuple[int, int]:
+def glibc_needed(prefix: Path) -> tuple[int, int]:
     """The newest glibc any bundled wheel was built for (its manylinux tag); this machine's for local builds."""
     needed = (2, 17)
     for wheel_file in prefix.glob("lib/python3*/site-packages/*.dist-info/WHEEL"):
@@ -298,7 +307,7 @@ def _this_glibc() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _python_minor(python: str) -> str:
+def python_minor(python: str) -> str:
     result = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         capture_output=True,
@@ -308,7 +317,7 @@ def _python_minor(python: str) -> str:
     return result.stdout.strip()
 
 
-def _installed_size_kib(root: Path) -> int:
+def installed_size_kib(root: Path) -> int:
     total = 0
     for path in root.rglob("*"):
         if path.is_symlink():
@@ -323,8 +332,8 @@ def _installed_size_kib(root: Path) -> int:
 def _control(
     root: Path, inputs: PackageInputs, *, version: str, arch: str, maintainer: str, python: str
 ) -> str:
-    minor = _python_minor(python)
-    glibc = ".".join(map(str, _glibc_needed(root / PREFIX.relative_to("/"))))
+    minor = python_minor(python)
+    glibc = ".".join(map(str, glibc_needed(root / PREFIX.relative_to("/"))))
     depends = [
         f"python{minor}",  # the venv's interpreter is the system one (/usr/bin/python{minor})
         "python3-tk",  # the cover helper (Tk); tkinter is not pip-installable
@@ -337,7 +346,7 @@ def _control(
         f"Version: {version}\n"
         f"Architecture: {arch}\n"
         f"Maintainer: {maintainer}\n"
-        f"Installed-Size: {_installed_size_kib(root)}\n"
+        f"Installed-Size: {installed_size_kib(root)}\n"
         f"Depends: {', '.join(depends)}\n"
         "Recommends: gir1.2-ayatanaappindicator3-0.1, libnotify-bin\n"
         "Section: admin\n"
@@ -352,7 +361,9 @@ def _control(
     )
 
 
-def _debian_dir(root: Path, control: str) -> None:
+def debian_dir(root: Path, control: str, scripts: str = "debian") -> None:
+    """DEBIAN/: control, conffiles (everything under /etc), the maintainer scripts of installer/linux/``scripts``,
+    md5sums; directories 0755."""
     debian = root / "DEBIAN"
     debian.mkdir()
     (debian / "control").write_text(control, encoding="utf-8")
@@ -365,7 +376,7 @@ def _debian_dir(root: Path, control: str) -> None:
     (debian / "conffiles").write_text("\n".join(conffiles) + "\n", encoding="utf-8")
     for script in ("postinst", "prerm", "postrm"):
         path = debian / script
-        path.write_bytes(_asset(f"debian/{script}"))
+        path.write_bytes(asset(f"{scripts}/{script}"))
         path.chmod(0o755)
     sums = []
     for path in sorted(root.rglob("*")):
