@@ -27,6 +27,7 @@ from server import accounts, alert_store, audit
 from server.alert_store import NewAlert
 from server.alerts import AlertService, AlertSettings, SmtpConfig, WebhookConfig, describe, mail_message
 from server.app import create_app
+from server.forward_store import Due
 from server.session import COOKIE
 from server.settings import Settings, SettingsError, load_settings
 from server.storage import Storage
@@ -60,11 +61,16 @@ def alerts_of(hook: Receivers, rule: str, device: str, check: str | None = None)
 class SmtpSink:
     """aiosmtpd on a fixed loopback port: each message parsed, its X-Mamori-Alert-Id and arrival recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Any = None, login: tuple[str, str] | None = None) -> None:
+        """``tls``: an ssl.SSLContext to offer STARTTLS with, and then require it; ``login``: the only
+        (user, password) accepted, over TLS only."""
         self.port = free_port()
         self.lock = threading.Lock()
         self.arrivals: dict[str, list[float]] = {}
         self.messages: dict[str, email.message.EmailMessage] = {}
+        self.tls = tls
+        self.login = login
+        self.logins: list[tuple[str, bool]] = []  # (user, accepted)
         self._controller: Any = None
 
     def start(self) -> None:
@@ -81,7 +87,20 @@ class SmtpSink:
                     owner.arrivals.setdefault(alert_id, []).append(time.monotonic())
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        def authenticator(_server: Any, _session: Any, _envelope: Any, _mechanism: str, data: Any) -> Any:
+            from aiosmtpd.smtp import AuthResult
+
+            user, password = data.login.decode(), data.password.decode()
+            ok = (user, password) == owner.login
+            owner.logins.append((user, ok))
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 235 or 535
+
+        options: dict[str, Any] = {}
+        if self.tls is not None:
+            options |= {"tls_context": self.tls, "require_starttls": True}
+        if self.login is not None:
+            options |= {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:
@@ -610,3 +629,52 @@ def test_alert_settings_changes_are_audited(db: Storage) -> None:
     assert [e.detail["block_minutes"] for e in entries] == [15.0, 5.0, 15.0]
     assert entries[1].detail["webhooks"][0]["url"] == "https://h.example.jp/a"
     assert SECRET not in json.dumps([e.detail for e in entries])  # a digest of the secret, never the secret
+
+
+def test_mail_over_starttls_with_a_login_and_a_wrong_password_waits(tmp_path: Path) -> None:
+    """The SMTP channel as a mail relay expects it: STARTTLS (the relay's certificate checked against ``ca``),
+    then AUTH LOGIN. A wrong password is not a dead letter: the mail waits and goes once the password is right."""
+    import ssl
+
+    from server.alerts import SmtpSender
+    from server.forwarders import ForwarderConfig
+    from tests.harness.pki import TestCA
+
+    ca = TestCA(tmp_path)
+    leaf = ca.issue("smtp", hosts=("127.0.0.1",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(leaf.cert, leaf.key)
+    sink = SmtpSink(tls=context, login=("mamori", "s3cret"))
+    sink.start()
+    password = tmp_path / "smtp-password"
+    password.write_text("wrong\n")
+    smtp = SmtpConfig(
+        host="127.0.0.1",
+        port=sink.port,
+        sender="mamori@example.jp",
+        to=("it@example.jp",),
+        username="mamori",
+        password_file=password,
+        ca=str(ca.path),
+    )
+    sender = SmtpSender(ForwarderConfig(name="alert:smtp", type="smtp", timeout=5.0), smtp)
+    alert = {"id": "a-1", "rule": "lock_failed", "device_id": "d", "cause_at": 0, "detail": {}}
+    due = [Due("a-1", 0, json.dumps(alert))]
+    (tmp_path / "other").mkdir()
+    stranger = TestCA(tmp_path / "other", name="Another CA")
+    try:
+        untrusted = SmtpSender(
+            ForwarderConfig(name="alert:smtp", type="smtp", timeout=5.0), replace(smtp, ca=str(stranger.path))
+        ).send(due)
+        assert (
+            untrusted.retry == ["a-1"] and "SSL" in untrusted.error
+        )  # a relay we cannot verify gets nothing
+        refused = sender.send(due)
+        assert refused.retry == ["a-1"] and not refused.dead and refused.error.startswith("SMTP 535")
+        password.write_text("s3cret\n")
+        assert sender.send(due).delivered == ["a-1"]
+    finally:
+        sink.stop()
+    # smtplib tries each mechanism offered (PLAIN, LOGIN) before giving up on a password
+    assert sink.logins[-1] == ("mamori", True) and all(not ok for _, ok in sink.logins[:-1])
+    assert sink.messages["a-1"]["Subject"] == "[Mamori] 画面ロック失敗 / Screen lock failed: d"
