@@ -678,3 +678,59 @@ def test_mail_over_starttls_with_a_login_and_a_wrong_password_waits(tmp_path: Pa
     # smtplib tries each mechanism offered (PLAIN, LOGIN) before giving up on a password
     assert sink.logins[-1] == ("mamori", True) and all(not ok for _, ok in sink.logins[:-1])
     assert sink.messages["a-1"]["Subject"] == "[Mamori] 画面ロック失敗 / Screen lock failed: d"
+
+
+@pytest.mark.slow
+def test_two_server_processes_on_one_database_raise_and_send_each_alert_once(db: Storage) -> None:
+    """Two servers behind a load balancer: both sweep, both deliver, and a batch resent to the other one is
+    evaluated again; every alert is raised once and reaches the receivers once."""
+    hook, sink = Receivers(), SmtpSink()
+    hook.start()
+    sink.start()
+    settings = replace(Settings(db_url=db.url), alerts=alert_config(hook, sink))
+    secret = enroll_secret(db, uses=2)
+    other = Storage(db.url)
+    try:
+        with ThreadServer(settings, db) as one, ThreadServer(settings, other) as two:
+            pc = Device(one.url, secret, "pc-01")
+            quiet = Device(two.url, secret, "pc-02")
+            quiet.checkin(state="online")
+            record = build_record(
+                AgentEvent(Kind.POSTURE_FINDING, SystemClock().now(), finding("fw", "fail", "block")),
+                rule_context(),
+            )
+            record["metadata"]["sequence"] = 5  # 1-4 missing: a gap
+            body = json.dumps(stamp_device(record, pc.id)).encode() + b"\n"
+            for server in (one, two, one):  # the same batch resent, to either process
+                answer = requests.post(
+                    server.url + "/v1/events",
+                    data=body,
+                    headers={**pc.headers, "Content-Type": "application/x-ndjson"},
+                    timeout=10,
+                )
+                assert answer.status_code == 200, answer.text
+            expected = {
+                ("check_failing", pc.id),
+                ("block_long", pc.id),
+                ("sequence_gap", pc.id),
+                ("device_silent", pc.id),
+                ("device_silent", quiet.id),
+            }
+
+            def seen() -> set[tuple[str, str]]:
+                with hook.lock:
+                    return {(a["rule"], a["device_id"]) for a in hook.alerts.values()}
+
+            wait_for(lambda: seen() >= expected, 20, "every alert")
+            time.sleep(2.0)  # both processes sweep several times more
+            with hook.lock:
+                assert sorted((a["rule"], a["device_id"]) for a in hook.alerts.values()) == sorted(expected)
+                assert all(len(times) == 1 for times in hook.alert_arrivals.values()), hook.alert_arrivals
+            assert sorted(sink.arrivals) == sorted(hook.alerts) and all(
+                len(t) == 1 for t in sink.arrivals.values()
+            )
+            assert hook.errors == []
+    finally:
+        other.dispose()
+        hook.stop()
+        sink.stop()
