@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from fastapi import HTTPException, Response
 
 from core.records import validate_record
 from server import alerts
+from server.console.state import DERIVING
 from server.context import ServerContext
 from server.overload import retry_later
 from server.storage import Device, EventRow
@@ -25,6 +26,8 @@ class ParsedBatch:
     rows: list[EventRow]
     rejected: list[dict[str, Any]]
     foreign_device: bool
+    # uid -> the event's data, for the kinds the console derives device state from (server/console/state.py)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch:
@@ -36,6 +39,7 @@ def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch
     rows: list[EventRow] = []
     rejected: list[dict[str, Any]] = []
     foreign = False
+    facts: dict[str, Any] = {}
     loads = orjson.loads
     index = -1
     for line in raw.split(b"\n"):
@@ -65,6 +69,8 @@ def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch
                 foreign = True
             continue
         meta = record["metadata"]
+        if meta["event_code"] in DERIVING:
+            facts[meta["uid"]] = record.get("unmapped") or {}
         if record["device"]["uid"] != device_id:  # validated: device.uid is a string
             foreign = True
         rows.append(
@@ -79,7 +85,7 @@ def parse_batch(raw: bytes, device_id: str, max_event_bytes: int) -> ParsedBatch
                 line.decode("utf-8"),  # validated JSON, stored as sent
             )
         )
-    return ParsedBatch(rows, rejected, foreign)
+    return ParsedBatch(rows, rejected, foreign, facts)
 
 
 def decompress(raw: bytes, limit: int) -> bytes:
@@ -116,7 +122,7 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
     if wait > 0:
         return retry_later(429, wait, "device over its event rate; retry later")
     try:
-        accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms())
+        accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms(), parsed.facts)
         alerts.on_events(context, device.id, parsed.rows)  # after the commit; a failure here is a 503, resent
     except Exception as err:
         import sqlalchemy as sa

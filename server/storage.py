@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -220,11 +220,13 @@ def _select_max_sequence() -> Any:
     )
 
 
-def _derive_state(conn: Connection, device_id: str, inserted: list[EventRow], now: int) -> None:
+def _derive_state(
+    conn: Connection, device_id: str, inserted: list[EventRow], now: int, facts: Mapping[str, Any] | None
+) -> None:
     """The console's device state from newly stored events, in the ingest transaction (server/console/state.py)."""
     from server.console.state import derive
 
-    derive(conn, device_id, inserted, now)
+    derive(conn, device_id, inserted, now, facts)
 
 
 class StorageError(MamoriError):
@@ -548,13 +550,17 @@ class Storage:
                 start += size
         return inserted
 
-    def ingest(self, device_id: str, batch: Sequence[EventRow], now: int) -> tuple[int, int]:
-        """Store a batch; returns (accepted, duplicate). Sequence gaps are recorded in the same transaction."""
+    def ingest(
+        self, device_id: str, batch: Sequence[EventRow], now: int, facts: Mapping[str, Any] | None = None
+    ) -> tuple[int, int]:
+        """Store a batch; returns (accepted, duplicate). Sequence gaps are recorded in the same transaction, and
+        so is the console's derived state (``facts``: uid -> data of the events it derives from, already parsed;
+        without them it parses those events' bodies)."""
         unique: dict[str, EventRow] = {}
         for row in batch:
             unique.setdefault(row.uid, row)
         if not self.is_sqlite:
-            return self._pg_ingest(device_id, list(unique.values()), len(batch), now)
+            return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts)
         with self.write() as conn:
             device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
             previous_max = int(device.max_sequence) if device else 0
@@ -583,10 +589,17 @@ class Storage:
                 .where(devices.c.id == device_id)
                 .values(max_sequence=new_max, last_seen=now, stopped=False)
             )
-            _derive_state(conn, device_id, [r for r in unique.values() if r.uid in inserted], now)
+            _derive_state(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
         return len(inserted), len(batch) - len(inserted)
 
-    def _pg_ingest(self, device_id: str, unique: list[EventRow], received: int, now: int) -> tuple[int, int]:
+    def _pg_ingest(
+        self,
+        device_id: str,
+        unique: list[EventRow],
+        received: int,
+        now: int,
+        facts: Mapping[str, Any] | None = None,
+    ) -> tuple[int, int]:
         """PostgreSQL ingest: BEGIN, one statement (insert, lock and raise the high-water mark), COMMIT; gap
         rows, rare, in the same transaction. Three round trips a batch where there were five."""
         params = {
@@ -605,7 +618,7 @@ class Storage:
             previous, uids, seqs = conn.exec_driver_sql(_pg_ingest_sql(), params).one()
             self._record_gaps(conn, device_id, int(previous or 0), seqs, now)
             fresh = set(uids)
-            _derive_state(conn, device_id, [r for r in unique if r.uid in fresh], now)
+            _derive_state(conn, device_id, [r for r in unique if r.uid in fresh], now, facts)
         return len(uids), received - len(uids)
 
     def _record_gaps(

@@ -19,16 +19,17 @@ count in the daily figures but do not move the current state back.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from server.storage import EventRow, acknowledgements, console_daily, device_checks, devices
+from server.storage import EventRow, acknowledgements, console_daily, devices
 
 DAY_MS = 86_400_000
 DERIVING = frozenset(
@@ -56,8 +57,8 @@ def split_by_day(start: int, end: int) -> list[tuple[int, int]]:
     return parts
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
+def _insert(dialect: str, table: sa.Table) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert(table)
@@ -66,30 +67,53 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
+# The statements, built once per dialect: ingest runs them for every batch, and building a SQLAlchemy statement
+# costs more than running these small ones on SQLite.
+@functools.cache
+def _statements(dialect: str) -> dict[str, Any]:
+    daily = _insert(dialect, console_daily)
+    device_id: Any = sa.bindparam("device_id")
+    return {
+        "daily": daily.on_conflict_do_update(
+            index_elements=["day", "metric", "key"],
+            set_={"value": console_daily.c.value + daily.excluded.value},
+        ),
+        "acks": _insert(dialect, acknowledgements).on_conflict_do_nothing(),
+        "active": devices.update()
+        .where(
+            devices.c.id == device_id,
+            sa.or_(devices.c.active_day.is_(None), devices.c.active_day != sa.bindparam("today")),
+        )
+        .values(active_day=sa.bindparam("today")),
+        "device": sa.select(devices.c.running, devices.c.state, devices.c.group_name).where(
+            devices.c.id == device_id
+        ),
+    }
+
+
 def add_daily(conn: Connection, figures: dict[tuple[int, str, str], int]) -> None:
     if not figures:
         return
-    stmt = _insert(conn, console_daily)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["day", "metric", "key"], set_={"value": console_daily.c.value + stmt.excluded.value}
-    )
     conn.execute(
-        stmt, [{"day": d, "metric": m, "key": k, "value": v} for (d, m, k), v in sorted(figures.items())]
+        _statements(conn.dialect.name)["daily"],
+        [{"day": d, "metric": m, "key": k, "value": v} for (d, m, k), v in sorted(figures.items())],
     )
 
 
-def derive(conn: Connection, device_id: str, inserted: Sequence[EventRow], now: int) -> None:
-    """Apply newly inserted events (duplicates already removed) to the device's derived state."""
+def derive(
+    conn: Connection,
+    device_id: str,
+    inserted: Sequence[EventRow],
+    now: int,
+    facts: Mapping[str, Any] | None = None,
+) -> None:
+    """Apply newly inserted events (duplicates already removed) to the device's derived state. ``facts``: the
+    events' data by uid when ingest already parsed them (else the bodies are parsed here)."""
     figures: dict[tuple[int, str, str], int] = defaultdict(int)
     today = day_of(now)
     if _active_day.get(device_id) != today:
         marked = conn.execute(
-            devices.update()
-            .where(
-                devices.c.id == device_id,
-                sa.or_(devices.c.active_day.is_(None), devices.c.active_day != today),
-            )
-            .values(active_day=today)
+            _statements(conn.dialect.name)["active"], {"device_id": device_id, "today": today}
         )
         if marked.rowcount == 1:
             figures[(today, "active", "")] += 1
@@ -99,12 +123,35 @@ def derive(conn: Connection, device_id: str, inserted: Sequence[EventRow], now: 
         if row.event_code == "protection.applied":
             figures[(day_of(row.time), "protections", "")] += 1
         elif row.event_code in DERIVING:
-            data = orjson.loads(row.body).get("unmapped") or {}
+            data = facts.get(row.uid) if facts is not None else None
+            if data is None:
+                data = orjson.loads(row.body).get("unmapped") or {}
             relevant.append((row.time, row.sequence, row.event_code, data if isinstance(data, dict) else {}))
     if relevant:
         relevant.sort(key=lambda item: (item[0], item[1]))
         _apply(conn, device_id, relevant, figures)
     add_daily(conn, figures)
+
+
+# device_checks rows as the driver's tuples: a batch can hold hundreds of findings, and SQLAlchemy's per-row
+# parameter handling cost more than the statements themselves (docs/performance.md). Values bound, never built in.
+_CHECK_COLUMNS = ("device_id", "check_id", "status", "mode", "enforcement", "failing_since", "updated_at")
+_UPSERT_CHECKS = (
+    f"INSERT INTO device_checks ({', '.join(_CHECK_COLUMNS)}) VALUES ({{marks}}) "  # noqa: S608
+    "ON CONFLICT (device_id, check_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CHECK_COLUMNS[2:])
+)
+_SELECT_CHECKS = (
+    "SELECT check_id, status, mode, failing_since, updated_at FROM device_checks WHERE device_id = {mark}"
+)
+
+
+@functools.cache
+def _driver_sql(dialect: str) -> tuple[str, str]:
+    mark = "%s" if dialect == "postgresql" else "?"
+    return _UPSERT_CHECKS.format(marks=", ".join([mark] * len(_CHECK_COLUMNS))), _SELECT_CHECKS.format(
+        mark=mark
+    )
 
 
 def _apply(
@@ -113,50 +160,44 @@ def _apply(
     relevant: list[tuple[int, int, str, dict[str, Any]]],
     figures: dict[tuple[int, str, str], int],
 ) -> None:
-    checks = {
-        str(d["check_id"]) for _t, _s, code, d in relevant if code == "posture.finding" and "check_id" in d
-    }
-    current: dict[str, dict[str, Any]] = {}
-    if checks:
-        rows = conn.execute(
-            sa.select(device_checks).where(
-                device_checks.c.device_id == device_id, device_checks.c.check_id.in_(sorted(checks))
-            )
-        ).mappings()
-        current = {r["check_id"]: dict(r) for r in rows}
-    device = conn.execute(
-        sa.select(devices.c.running, devices.c.state, devices.c.group_name).where(devices.c.id == device_id)
-    ).first()
+    statements = _statements(conn.dialect.name)
+    upsert_checks, select_checks = _driver_sql(conn.dialect.name)
+    device = conn.execute(statements["device"], {"device_id": device_id}).first()
     if device is None:
         return
+    # check id -> (status, mode, failing_since, updated_at): every check of the device (a handful)
+    current: dict[str, tuple[str, str, int | None, int]] = {}
+    if any(code == "posture.finding" for _t, _s, code, _d in relevant):
+        current = {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.exec_driver_sql(select_checks, (device_id,))}
     running = bool(device.running)
     values: dict[str, Any] = {}
-    changed: set[str] = set()
+    changed: dict[str, tuple[Any, ...]] = {}
     acks: list[dict[str, Any]] = []
     for when, _seq, code, data in relevant:
         if code == "posture.finding" and "check_id" in data:
             check = str(data["check_id"])
             row = current.get(check)
-            if row is not None and when < row["updated_at"]:
+            if row is not None and when < row[3]:
                 continue  # an older finding than the one in force
-            failing = data.get("status") == "fail" and data.get("mode") in ENFORCED
-            since = row["failing_since"] if row is not None else None
+            status, mode = str(data.get("status", "")), str(data.get("mode", ""))
+            failing = status == "fail" and mode in ENFORCED
+            since = row[2] if row is not None else None
             if failing and since is None:
                 since = when
             elif not failing and since is not None:
                 for day, part in split_by_day(int(since), when):
                     figures[(day, "noncompliant_ms", check)] += part
                 since = None
-            current[check] = {
-                "device_id": device_id,
-                "check_id": check,
-                "status": str(data.get("status", "")),
-                "mode": str(data.get("mode", "")),
-                "enforcement": str(data.get("enforcement", "none")),
-                "failing_since": since,
-                "updated_at": when,
-            }
-            changed.add(check)
+            current[check] = (status, mode, since, when)
+            changed[check] = (
+                device_id,
+                check,
+                status,
+                mode,
+                str(data.get("enforcement", "none")),
+                since,
+                when,
+            )
         elif code == "policy.applied" and "policy_id" in data:
             values["policy_id"] = str(data["policy_id"])
             values["policy_version"] = int(data.get("version", 0))
@@ -181,29 +222,14 @@ def _apply(
             values["running"] = False
             values["stopped"] = True
     if changed:
-        stmt = _insert(conn, device_checks)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["device_id", "check_id"],
-            set_={
-                c: stmt.excluded[c] for c in ("status", "mode", "enforcement", "failing_since", "updated_at")
-            },
-        )
-        conn.execute(stmt, [current[c] for c in sorted(changed)])
-        failing_now = sorted(
-            conn.execute(
-                sa.select(device_checks.c.check_id).where(
-                    device_checks.c.device_id == device_id,
-                    device_checks.c.status == "fail",
-                    device_checks.c.mode.in_(ENFORCED),
-                )
-            ).scalars()
-        )
+        conn.exec_driver_sql(upsert_checks, [changed[c] for c in sorted(changed)])
+        failing_now = sorted(c for c, (st, md, _f, _u) in current.items() if st == "fail" and md in ENFORCED)
         values["failing"] = json.dumps(failing_now)
         if failing_now:
             values["state"] = "non_compliant"
         elif device.state == "non_compliant":
             values["state"] = "online"
     if acks:
-        conn.execute(_insert(conn, acknowledgements).on_conflict_do_nothing(), acks)
+        conn.execute(statements["acks"], acks)
     if values:
         conn.execute(devices.update().where(devices.c.id == device_id).values(**values))

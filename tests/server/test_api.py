@@ -133,6 +133,7 @@ def test_dashboard_requires_admin_and_speaks_ja_en(client: TestClient, storage: 
     assert login.status_code == 200  # followed the redirect to the dashboard
     english = client.get("/?lang=en")
     assert device_id in english.text and "Devices" in english.text and "never seen" in english.text
+    client.cookies.delete("lang")  # ?lang=en is remembered; without it the browser's language decides
     japanese = client.get("/", headers={"Accept-Language": "ja-JP"})
     assert "端末" in japanese.text and "未接続" in japanese.text
 
