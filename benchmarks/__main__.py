@@ -238,7 +238,7 @@ def console_rows(r: Result) -> list[Row]:
     db = "SQLite" if r["db"] == "sqlite" else "PostgreSQL"
     return [
         Row(
-            f"console overview, {r['devices']:,} devices, {r['events']:,} events, {db}".replace(",", " "),
+            f"console overview, {r['devices']:_} devices, {r['events']:_} events, {db}".replace("_", " "),
             "< 500 ms",
             f"p95 {r['p95_ms']:g} ({r['rounds']} requests)",
             r["min_ms"],
