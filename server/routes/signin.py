@@ -16,7 +16,7 @@ from typing import Annotated
 from urllib.parse import parse_qs
 
 import jinja2
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -62,6 +62,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path on this server only (``/devices/d1?lang=ja``), never another site
+    (``//evil.example``, ``https://...``, a backslash that some browsers read as a slash)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
+        return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "/"
+    return value
+
+
 @cache
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
@@ -72,12 +82,17 @@ def _templates() -> jinja2.Environment:
 
 
 def _page(
-    lang: str, *, error: str = "", status_code: int = 200, headers: dict[str, str] | None = None
+    lang: str,
+    *,
+    error: str = "",
+    next_url: str = "/",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     html = (
         _templates()
         .get_template("login.html")
-        .render(t=TEXT[lang], lang=lang, failed=bool(error), error=error)
+        .render(t=TEXT[lang], lang=lang, failed=bool(error), error=error, next_url=next_url)
     )
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
@@ -88,11 +103,13 @@ def login_form(
     context: Annotated[ServerContext, Depends(server_context)],
     lang: str | None = None,
     failed: int = 0,
+    next_page: Annotated[str | None, Query(alias="next", max_length=512)] = None,
 ) -> Response:
     chosen = language(request, lang)
+    target = safe_next(next_page)
     if console_principal(request, context) is not None:
-        return RedirectResponse("/" + (f"?lang={lang}" if lang in ("ja", "en") else ""), status_code=303)
-    return _page(chosen, error=TEXT[chosen]["signin_failed"] if failed else "")
+        return RedirectResponse(target, status_code=303)
+    return _page(chosen, error=TEXT[chosen]["signin_failed"] if failed else "", next_url=target)
 
 
 def _sign_in(context: ServerContext, token: str, client: str) -> tuple[str, str] | int:
@@ -114,15 +131,17 @@ async def login(request: Request, context: Annotated[ServerContext, Depends(serv
     form = parse_qs((await read_body(request, 4096)).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()[:512]
     lang = language(request, (form.get("lang") or [""])[0])
+    target = safe_next((form.get("next") or [""])[0])
     outcome = await run_in_threadpool(_sign_in, context, token, client_address(request))
     if isinstance(outcome, int):
         if outcome > 0:
             seconds = math.ceil(outcome / 1000)
             message = TEXT[lang]["signin_throttled"].format(minutes=max(1, math.ceil(seconds / 60)))
-            return _page(lang, error=message, status_code=429, headers={"Retry-After": str(seconds)})
-        return _page(lang, error=TEXT[lang]["signin_failed"], status_code=401)
+            retry = {"Retry-After": str(seconds)}
+            return _page(lang, error=message, next_url=target, status_code=429, headers=retry)
+        return _page(lang, error=TEXT[lang]["signin_failed"], next_url=target, status_code=401)
     session_id, _name = outcome
-    response = RedirectResponse("/" + (f"?lang={lang}" if form.get("lang") else ""), status_code=303)
+    response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
         session_id,

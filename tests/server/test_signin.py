@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -265,3 +266,18 @@ def test_a_viewer_session_cannot_act_in_the_console(
     csrf = csrf_of(store, clock, app_client)
     refused = app_client.post("/console/devices/d1/revoke", content=f"csrf={csrf}", headers=FORM)
     assert refused.status_code == 403 and "viewer" in refused.text
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_only_on_this_server(
+    app_client: TestClient, store: Storage, clock: FakeClock
+) -> None:
+    form = app_client.get("/login", params={"next": "/devices/d1?lang=ja"})
+    assert 'name="next" value="/devices/d1?lang=ja"' in form.text
+    token = named(store, clock)
+    back = app_client.post("/login", content=f"token={token}&next=%2Fdevices%2Fd1", headers=FORM)
+    assert back.status_code == 303 and back.headers["location"] == "/devices/d1"
+    assert app_client.get("/login", params={"next": "/events"}).headers["location"] == "/events"
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
+        app_client.cookies.clear()
+        sent = app_client.post("/login", content=f"token={token}&next={quote(evil, safe='')}", headers=FORM)
+        assert sent.headers["location"] == "/", evil
