@@ -374,3 +374,51 @@ def test_overview_status_in_sql_agrees_with_device_status(storage: Storage) -> N
             min_silence_s=settings.min_silence_s,
         )
         assert rows[f"d{n}"] == expected, cases[n]
+
+
+def test_viewers_see_the_pages_but_not_the_device_actions(
+    client: TestClient, storage: Storage, clock: FakeClock
+) -> None:
+    from server.accounts import create_token
+
+    device_id, _headers = enroll(client, storage)
+    token, _info = create_token(
+        storage,
+        name="helpdesk",
+        role="viewer",
+        expires_in_ms=None,
+        actor="test",
+        now=int(clock.now().timestamp() * 1000),
+    )
+    response = client.post(
+        "/login",
+        content=f"token={token}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    page = client.get(f"/devices/{device_id}?lang=en").text
+    assert "helpdesk" in page and "/console/devices/" not in page and 'id="action-revoke"' not in page
+    assert 'action="/logout"' in page  # sign-out is for everyone
+
+
+def test_a_late_finding_does_not_move_the_state_back_and_a_stop_notice_stops(
+    client: TestClient, storage: Storage, clock: FakeClock
+) -> None:
+    device_id, headers = enroll(client, storage)
+    early = finding(device_id, 1, clock, "wifi", "fail")
+    clock.advance(60)
+    later = finding(device_id, 2, clock, "wifi", "pass")
+    assert post_events(client, headers, ndjson([later])).status_code == 200
+    assert (
+        post_events(client, headers, ndjson([early])).status_code == 200
+    )  # arrives late (resent from outbox)
+    sign_in(client, storage)
+    page = client.get("/?lang=en").text
+    counts = dict(re.findall(r'data-state="(\w+)"><span class="n">(\d+)</span>', page))
+    assert counts["non_compliant"] == "0" and counts["online"] == "1"
+    stopped = [event(device_id, 3, clock, Kind.AGENT_STARTED), event(device_id, 4, clock, Kind.AGENT_STOPPED)]
+    assert post_events(client, headers, ndjson(stopped)).status_code == 200
+    page = client.get("/?lang=en").text
+    counts = dict(re.findall(r'data-state="(\w+)"><span class="n">(\d+)</span>', page))
+    assert counts["stopped"] == "1" and counts["unexpected"] == "0"
