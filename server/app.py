@@ -27,17 +27,21 @@ from server.storage import Storage
 def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
     from server.alerts import alert_service
     from server.forwarders import ForwardingService
+    from server.retention import RetentionService
 
     forwarding = ForwardingService(storage, settings.forwarders, clock)
     alerting = alert_service(storage, settings, clock)
+    retention = RetentionService(storage, settings.retention, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         forwarding.start()  # installs (or, with no forwarders, removes) the capture trigger
         alerting.start()
+        retention.start()
         try:
             yield
         finally:
+            retention.stop()
             alerting.stop()
             forwarding.stop()
 

@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
     answer.add_argument("--json", action="store_true")
     answer.set_defaults(func=cmd_compliance)
 
+    retention = subparsers.add_parser(
+        "retention", help="delete what is past server.toml's [retention] age limits, now (batched)"
+    )
+    _common(retention)
+    retention.add_argument("--json", action="store_true")
+    retention.set_defaults(func=cmd_retention)
+
 
 def parse_instant(text: str | None, option: str) -> int | None:
     """RFC 3339 (or a date) -> epoch ms; a time without an offset is UTC."""
@@ -135,3 +142,27 @@ def cmd_compliance(args: argparse.Namespace) -> int:
         failing = f"; failing: {', '.join(answer['failing'])}" if answer["failing"] else ""
         print(f"{args.device} at {answer['at']}: {state}, under {under}{failing}")
     return {True: 0, False: 1, None: 2}[answer["compliant"]]
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    import json
+
+    from server.retention import apply_retention
+
+    settings = _settings(args)
+    if not settings.retention.enabled:
+        raise ServerCommandError(
+            "no [retention] age limit is set in server.toml; nothing to delete (e.g. [retention] events_days = 400)"
+        )
+    from core.clock import SystemClock
+    from server.storage import ms
+
+    result = apply_retention(_storage(settings), settings.retention, ms(SystemClock().now()))
+    if args.json:
+        print(json.dumps(result.__dict__))
+    else:
+        print(
+            f"deleted {result.events} events, {result.gaps} gaps, {result.dead_letters} dead letters; "
+            f"kept {result.kept_undelivered} events past their age that a forwarder has not delivered yet"
+        )
+    return 0

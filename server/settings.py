@@ -23,6 +23,7 @@ from core.errors import MamoriError
 if TYPE_CHECKING:
     from server.alerts import AlertSettings
     from server.forwarders import ForwarderConfig
+    from server.retention import RetentionSettings
 
 ENV_DB = "MAMORI_DB_URL"
 ENV_CONFIG = "MAMORI_SERVER_CONFIG"
@@ -47,6 +48,12 @@ def _default_alerts() -> AlertSettings:
     from server.alerts import AlertSettings
 
     return AlertSettings()
+
+
+def _default_retention() -> RetentionSettings:
+    from server.retention import RetentionSettings
+
+    return RetentionSettings()
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class Settings:
     forwarders: tuple[ForwarderConfig, ...] = ()
     # alert rules and their delivery ([alerts], server/alerts.py); the default: every rule on, no channel
     alerts: AlertSettings = field(default_factory=_default_alerts)
+    # per-table age limits ([retention], server/retention.py); the default deletes nothing
+    retention: RetentionSettings = field(default_factory=_default_retention)
 
     def with_db(self, url: str | None) -> Settings:
         return replace(self, db_url=url) if url else self
@@ -128,6 +137,13 @@ def load_settings(path: Path | None = None) -> Settings:
             try:
                 values[name] = parse_alerts(value, str(target), base)
             except AlertConfigError as err:
+                raise SettingsError(str(err)) from err
+        elif name == "retention":
+            from server.retention import RetentionConfigError, parse_retention
+
+            try:
+                values[name] = parse_retention(value, str(target))
+            except RetentionConfigError as err:
                 raise SettingsError(str(err)) from err
         else:
             default = getattr(Settings(), name)
