@@ -92,6 +92,11 @@ device_lifecycle = sa.Table(
 )
 
 
+# Kept when a device is deleted: the device row goes last, and raised alerts are a record of what happened and
+# what was sent (like the audit log), not state of the device.
+_KEPT_ON_DELETE = frozenset({"devices", "alerts"})
+
+
 class AccountError(MamoriError):
     """A lifecycle request that cannot be done (unknown id, bad name, bad role); ``status`` is its HTTP code."""
 
@@ -615,12 +620,12 @@ def mark_replaced(storage: Storage, device_id: str, *, actor: str, now: int) -> 
 
 def delete_device(storage: Storage, device_id: str, *, actor: str, now: int) -> dict[str, int]:
     """Remove the device and everything stored about it (its events, gaps and any other table keyed by
-    ``device_id``). Audited with the counts removed; the audit log itself keeps the record."""
+    ``device_id``, raised alerts excepted). Audited with the counts removed; the audit log keeps the record."""
     with storage.write() as conn:
         row = _lifecycle_row(conn, device_id)
         removed: dict[str, int] = {}
         for table in metadata.sorted_tables:
-            if table.name != "devices" and "device_id" in table.c:
+            if table.name not in _KEPT_ON_DELETE and "device_id" in table.c:
                 removed[table.name] = conn.execute(
                     table.delete().where(table.c.device_id == device_id)
                 ).rowcount
