@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -59,9 +60,9 @@ class GnomeShellFailed(RuntimeError):
         super().__init__(f"{what}; gnome-shell's output ends with:\n{log[-3000:]}")
 
 
-def _own_bus(socket: Path, log: Path) -> subprocess.Popen[bytes]:
+def _own_bus(path: Path, log: Path) -> subprocess.Popen[bytes]:
     """A dbus-daemon with the session configuration (service activation included) in its own process group."""
-    address = f"unix:path={socket}"
+    address = f"unix:path={path}"
     with log.open("ab") as out:
         proc = subprocess.Popen(
             ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={address}"],
@@ -70,11 +71,21 @@ def _own_bus(socket: Path, log: Path) -> subprocess.Popen[bytes]:
             start_new_session=True,
         )
     deadline = time.monotonic() + 10
-    while not socket.exists():
+    while not accepts(path):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"dbus-daemon for {socket} did not start: {log.read_text(errors='replace')}")
+            raise RuntimeError(f"dbus-daemon for {path} did not start: {log.read_text(errors='replace')}")
         time.sleep(0.02)
     return proc
+
+
+def accepts(path: Path) -> bool:
+    """The daemon listens (its socket file exists a moment before it accepts connections)."""
+    with contextlib.closing(socket.socket(socket.AF_UNIX)) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:

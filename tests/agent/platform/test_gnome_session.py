@@ -159,7 +159,7 @@ def test_a_lock_gnome_refuses_is_lock_failed_never_locked(
             time.sleep(0.2)
         # While GNOME Shell sat on the Lock request, the status said what was happening: nothing covered, the
         # lock on its way. Then every lock method failed (the shell's Lock never answered; logind's is a fake).
-        assert seen == {"lock_instead"}, seen
+        assert "lock_instead" in seen and seen <= {"lock_instead", "unprotected"}, seen
         assert failed == [{"method": "gnome-screensaver", "reason": "lock_error"}]
         rt.protection.step()
         assert not gnome_lockdown.screensaver_active()

@@ -28,6 +28,7 @@ from agent.ui.view import build_view
 from core.clock import FakeClock
 from tests.harness.dbus_services import FakeLogind, FakeService
 from tests.harness.fakes import RecordingSink, policy
+from tests.harness.gnome import accepts
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="dbus-daemon not installed")
 
@@ -56,7 +57,7 @@ def bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     proc = subprocess.Popen(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile"])
     try:
         deadline = time.monotonic() + 10
-        while not socket.exists():
+        while not accepts(socket):
             assert proc.poll() is None and time.monotonic() < deadline, "dbus-daemon did not start"
             time.sleep(0.02)
         address = f"unix:path={socket}"
