@@ -140,7 +140,8 @@ class Onlooker:
     confirm_ms: int = field(
         default=300,
         metadata=doc(
-            "Milliseconds more faces than allowed must be seen, frame after frame, before they count.",
+            "Milliseconds more faces than allowed must be seen, frame after frame, before they count (at most one "
+            "frame interval plus this plus ~0.1 s passes between a second face and the cover).",
             minimum=0,
             maximum=5000,
         ),
