@@ -138,7 +138,7 @@ class Onlooker:
         ),
     )
     confirm_ms: int = field(
-        default=300,
+        default=200,
         metadata=doc(
             "Milliseconds more faces than allowed must be seen, frame after frame, before they count (at most one "
             "frame interval plus this plus ~0.1 s passes between a second face and the cover).",
