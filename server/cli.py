@@ -337,11 +337,14 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"token": token, "id": info.id, "name": info.name, "role": info.role}))
     else:
-        print(token)
+        import sys
+
+        print(token, flush=True)
+        # On stderr: stdout stays the token alone, as scripts read it (TOKEN=$(mamori server admin-token create)).
         print(
             f"# id {info.id}, name {info.name}, role {info.role}, expires {_when(info.expires_at)}; "
             "shown only once",
-            flush=True,
+            file=sys.stderr,
         )
     return 0
 
