@@ -335,7 +335,7 @@ class ReportingService:
         if failed and not was:
             logger.error(
                 "the server refused this device's token (HTTP %s): the device was revoked or its enrollment "
-                "is no longer valid; %d events stay queued here until it is enrolled again "
+                "is no longer valid; events stay queued here (%d now) until it is enrolled again "
                 "(mamori agent enroll)",
                 status,
                 self.outbox.pending_count(),
