@@ -15,6 +15,7 @@ from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
 from core.clock import FakeClock
 from server.app import create_app
+from server.session import COOKIE
 from server.settings import Settings
 from server.storage import Storage, ms
 from tests.harness.live_server import admin_token, enroll_secret, signed_policy, signing_key
@@ -122,7 +123,7 @@ def test_dashboard_requires_admin_and_speaks_ja_en(client: TestClient, storage: 
     device_id, _ = enroll(client, storage)
     anonymous = client.get("/")
     assert "admin" in anonymous.text.lower() and device_id not in anonymous.text
-    client.cookies.set("mamori_admin", "mdt_wrong")
+    client.cookies.set(COOKIE, "mdt_wrong")  # not a session id (and never a token)
     refused = client.get("/", follow_redirects=False)
     assert refused.status_code == 303 and refused.headers["location"] == "/login?next=%2F"
     client.cookies.clear()
