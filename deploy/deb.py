@@ -77,18 +77,10 @@ def build_deb(
     run: Run = run_tool,
 ) -> Path:
     """Build ``out_dir/mamori-agent_<version>-<revision>_<arch>.deb`` and return its path."""
-    if shutil.which("dpkg-deb") is None:
-        raise PackageError("dpkg-deb: not found; build the .deb on Debian or Ubuntu (apt-get install dpkg)")
-    if compression not in ("xz", "gzip"):
-        raise PackageError(f"--compression {compression!r}: xz (smaller, the default) or gzip (faster)")
-    if not Path(python).exists():
-        raise PackageError(f"{python}: no such Python; pass --python /usr/bin/python3.11 (with venv)")
+    arch = preflight(compression, python)
     source = wheel if wheel is not None else project_source()
     out_dir.mkdir(parents=True, exist_ok=True)
     version = f"{inputs.version}-{inputs.revision}"
-    arch = subprocess.run(
-        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="mamori-deb-") as tmp:
         root = Path(tmp) / "root"
         build_runtime(root, source, python=python, pip_options=pip_options, run=run)
@@ -99,6 +91,19 @@ def build_deb(
         target = out_dir / f"{PACKAGE}_{version}_{arch}.deb"
         run(["dpkg-deb", "--root-owner-group", f"-Z{compression}", "--build", str(root), str(target)])
     return target
+
+
+def preflight(compression: str, python: str) -> str:
+    """Check the build tools and options (one-line errors naming the fix); return dpkg's architecture."""
+    if shutil.which("dpkg-deb") is None:
+        raise PackageError("dpkg-deb: not found; build the .deb on Debian or Ubuntu (apt-get install dpkg)")
+    if compression not in ("xz", "gzip"):
+        raise PackageError(f"--compression {compression!r}: xz (smaller, the default) or gzip (faster)")
+    if not Path(python).exists():
+        raise PackageError(f"{python}: no such Python; pass --python /usr/bin/python3.11 (with venv)")
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 # --- the agent's environment ---------------------------------------------------------------------------------------

@@ -14,8 +14,6 @@ Maintainer scripts, unit, man page and lintian overrides are in installer/linux/
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,6 +33,7 @@ from deploy.deb import (
     gzip_bytes,
     install_file,
     installed_size_kib,
+    preflight,
     python_minor,
     run_tool,
 )
@@ -82,21 +81,13 @@ def build_server_deb(
     run: Run = run_tool,
 ) -> Path:
     """Build ``out_dir/mamori-server_<version>-<revision>_<arch>.deb`` and return its path."""
-    if shutil.which("dpkg-deb") is None:
-        raise PackageError("dpkg-deb: not found; build the .deb on Debian or Ubuntu (apt-get install dpkg)")
-    if compression not in ("xz", "gzip"):
-        raise PackageError(f"--compression {compression!r}: xz (smaller, the default) or gzip (faster)")
-    if not Path(python).exists():
-        raise PackageError(f"{python}: no such Python; pass --python /usr/bin/python3.11 (with venv)")
+    arch = preflight(compression, python)
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise PackageError(f"--listen {listen!r}: give HOST:PORT, e.g. 0.0.0.0:8443")
     source = str(wheel if wheel is not None else project_source()) + "[server]"
     out_dir.mkdir(parents=True, exist_ok=True)
     version = f"{__version__}-{revision}"
-    arch = subprocess.run(
-        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="mamori-server-deb-") as tmp:
         root = Path(tmp) / "root"
         env = build_runtime(root, source, python=python, pip_options=pip_options, run=run, final=PREFIX)
