@@ -190,6 +190,10 @@ def session_env(session_bus: str, system_bus: str, runtime: Path, config: Path) 
         DBUS_SYSTEM_BUS_ADDRESS=system_bus,
         XDG_RUNTIME_DIR=str(runtime),
         XDG_CONFIG_HOME=str(config),
+        # The shell's state, caches and data (and Mesa's shader cache) stay in the test's folder, not in $HOME.
+        XDG_DATA_HOME=str(config.parent / "data"),
+        XDG_CACHE_HOME=str(config.parent / "cache"),
+        XDG_STATE_HOME=str(config.parent / "state"),
         XDG_SESSION_TYPE="wayland",
         XDG_SESSION_ID=SESSION_ID,
         XDG_CURRENT_DESKTOP="GNOME",
