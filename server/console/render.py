@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
@@ -21,7 +22,9 @@ DEFAULT_TZ = {"ja": "Asia/Tokyo", "en": "UTC"}
 
 
 def zone(name: str | None, language: str) -> ZoneInfo:
-    """The browser's IANA time zone if it names a real one, else the language's default."""
+    """The browser's IANA time zone if it names a real one (the cookie holds it URL-encoded), else the
+    language's default."""
+    name = unquote(name) if name else name
     if name and len(name) <= 64 and all(c.isalnum() or c in "/_+-" for c in name):
         try:
             return ZoneInfo(name)

@@ -162,6 +162,8 @@ def test_times_are_in_the_viewers_time_zone(client: TestClient, storage: Storage
     assert "America/New_York" in new_york
     local = now.astimezone(__import__("zoneinfo").ZoneInfo("America/New_York"))
     assert local.strftime("%Y-%m-%d %H:%M:%S") in new_york
+    client.cookies.set("tz", "Europe%2FBerlin")  # as static/console.js stores it (encodeURIComponent)
+    assert "Europe/Berlin" in client.get(f"/devices/{device_id}?lang=en").text
     client.cookies.set("tz", "Not/A_Zone")
     assert "Asia/Tokyo" in client.get(f"/devices/{device_id}?lang=ja").text
 

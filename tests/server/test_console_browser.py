@@ -177,6 +177,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 driver.find_element(By.LINK_TEXT, "Overview").click()  # the choice stays across pages
                 assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
                 assert "non-compliant" in driver.find_element(By.ID, "counts").text
+                assert "Asia/Tokyo" in driver.find_element(By.ID, "tz").text  # the browser's zone, not UTC
                 shot(driver, "overview-en")
 
                 # sign out: back to the sign-in page, and the console is closed again
