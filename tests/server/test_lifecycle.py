@@ -546,3 +546,65 @@ def test_revocation_end_to_end_with_a_real_agent(xdesktop: XDesktop, tmp_path: P
             except subprocess.TimeoutExpired:
                 agent.kill()
         storage.dispose()
+
+
+def test_the_reporting_service_says_a_revocation_once_and_keeps_its_events(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same without a desktop, in one process: the agent's reporting service against a real uvicorn."""
+    import logging
+
+    from agent.config import AgentConfig
+    from agent.report.enrollment import enroll as agent_enroll
+    from agent.report.service import ReportingService
+    from agent.report.stream import AgentEvent, EventStream, Kind
+    from core.clock import SystemClock
+    from tests.harness.live_server import ThreadServer
+
+    storage = migrated(f"sqlite:///{tmp_path / 'server.db'}")
+    state = tmp_path / "state"
+    try:
+        with ThreadServer(Settings(db_url=storage.url), storage) as server:
+            enrollment = agent_enroll(server.url, enroll_secret(storage), state, insecure_http=True)
+            stream = EventStream()
+            degraded: list[AgentEvent] = []
+            watch = stream.subscribe()
+            service = ReportingService(AgentConfig(state_dir=state), stream, SystemClock(), batch_delay=0.05)
+            service.start()
+            try:
+
+                def publish(n: int) -> None:
+                    for _ in range(n):
+                        stream.publish(
+                            AgentEvent(Kind.SESSION_LOCKED, SystemClock().now(), {"method": "loginctl"})
+                        )
+
+                publish(3)
+                assert service.flush(20) and storage.count_events(enrollment.device_id) == 3
+                accounts.revoke_device(storage, enrollment.device_id, actor="test", now=0)
+                with caplog.at_level(logging.DEBUG, logger="agent.report"):
+                    publish(5)
+                    wait_for("the refusal", lambda: service.status()["auth_failed"], 20, 0.05)
+                    publish(6)  # more events while refused
+
+                    def tries() -> int:
+                        return sum(
+                            "server refused the device token" in r.getMessage() for r in caplog.records
+                        )
+
+                    wait_for("three refused uploads (backoff 1 s, 2 s, ...)", lambda: tries() >= 3, 30, 0.1)
+                status = service.status()
+                assert status["auth_failed"] and status["last_upload_status"] == 401
+                assert status["pending"] >= 12  # 5 + 6 and the agent.degraded event itself
+                assert storage.count_events(enrollment.device_id) == 3
+                said = [r for r in caplog.records if REFUSED_LOG in r.getMessage()]
+                assert len(said) == 1 and said[0].levelno == logging.ERROR
+                while not watch.empty():
+                    event = watch.get_nowait()
+                    if event.kind is Kind.CAPABILITY_DEGRADED:
+                        degraded.append(event)
+                assert [e.data for e in degraded] == [{"capability": "enrollment", "reason": "revoked"}]
+            finally:
+                service.stop()
+    finally:
+        storage.dispose()
