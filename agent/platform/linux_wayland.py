@@ -26,6 +26,7 @@ import contextlib
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ SCREENSAVER = (SCREENSAVER_NAMES[0], SCREENSAVER_PATH, SCREENSAVER_INTERFACE)
 # animation; give it longer than an ordinary call.
 LOCK_TIMEOUT = 10.0
 CALL_TIMEOUT = 2.0
+NO_SHIELD_RETRY = 30.0  # seconds before a desktop without GNOME Shell's screen shield is asked again
 # D-Bus errors that mean "nobody serves this name": try the next one.
 _NO_SERVICE = (
     "org.freedesktop.DBus.Error.ServiceUnknown",
@@ -153,10 +155,24 @@ class WaylandDesktop:
         self.lock_command = tuple(lock_command)
         self._session = session if session is not None else logind.Session.for_current()
         self._shield: str | None = None  # the name that last answered on org.gnome.ScreenSaver
+        self._no_shield: DBusCallError | None = None  # why no name answered (asked again after a while)
+        self._no_shield_until = 0.0
         self._idle_ok: bool | None = None  # the last GetIdletime worked (None: not asked yet)
 
     # ---- GNOME Shell's screen shield -------------------------------------------------------------------
-    def _screensaver(self, method: str, timeout: float = CALL_TIMEOUT) -> tuple[Any, ...]:
+    def _screensaver(
+        self, method: str, timeout: float = CALL_TIMEOUT, fresh: bool = False
+    ) -> tuple[Any, ...]:
+        """``fresh``: ask even when no shield answered a moment ago (a lock must not be skipped for that)."""
+        if (
+            self._shield is None
+            and self._no_shield is not None
+            and not fresh
+            and time.monotonic() < self._no_shield_until
+        ):
+            # Asked on every sample: on a desktop without GNOME Shell, each call to the activatable
+            # org.gnome.ScreenSaver name would make the bus try to start its gjs service again.
+            raise self._no_shield
         names = [self._shield] if self._shield else []
         names += [n for n in SCREENSAVER_NAMES if n != self._shield]
         last: DBusCallError | None = None
@@ -169,14 +185,16 @@ class WaylandDesktop:
                 last = err
                 continue
             self._shield = name
+            self._no_shield = None
             return reply
         self._shield = None
         assert last is not None
+        self._no_shield, self._no_shield_until = last, time.monotonic() + NO_SHIELD_RETRY
         raise last
 
-    def _shield_answers(self) -> bool:
+    def _shield_answers(self, fresh: bool = False) -> bool:
         try:
-            self._screensaver("GetActive")
+            self._screensaver("GetActive", fresh=fresh)
         except PlatformError:
             return False
         return True
@@ -195,7 +213,7 @@ class WaylandDesktop:
 
     def _lock_gnome(self) -> str | None:
         try:
-            self._screensaver("Lock", timeout=LOCK_TIMEOUT)
+            self._screensaver("Lock", timeout=LOCK_TIMEOUT, fresh=True)
         except PlatformError as err:
             return str(err)
         return None
@@ -261,7 +279,7 @@ class WaylandDesktop:
 
     def lock(self) -> None:
         failures = []
-        for name, method in self._lock_methods(self._shield is not None or self._shield_answers()):
+        for name, method in self._lock_methods(self._shield is not None or self._shield_answers(fresh=True)):
             problem = method()
             if problem is None:
                 return

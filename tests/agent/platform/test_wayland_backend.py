@@ -122,6 +122,37 @@ def test_gnome_shells_own_screen_shield_name(bus: str) -> None:
         shield.close()
 
 
+class CountingBus(SessionBus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def call(self, destination: str, path: str, interface: str, method: str, **kw: Any) -> tuple[Any, ...]:
+        self.asked.append(f"{destination} {method}")
+        return super().call(destination, path, interface, method, **kw)
+
+
+def test_a_desktop_without_the_shield_is_not_asked_on_every_sample(bus: str) -> None:
+    fake = FakeLogind(bus)
+    counting = CountingBus()
+    desk = WaylandDesktop(bus=counting, session=logind.Session("7"))
+    try:
+        for _ in range(5):
+            assert not desk.is_locked()
+            desk.capabilities()
+        shield_calls = [a for a in counting.asked if "GetActive" in a]
+        assert shield_calls == ["org.gnome.ScreenSaver GetActive", "org.gnome.Shell.ScreenShield GetActive"]
+        # A lock asks again: a shell that came up since is used.
+        shield = Shield(bus, "org.gnome.Shell.ScreenShield")
+        try:
+            desk.lock()
+            assert shield.active and desk.is_locked()
+        finally:
+            shield.close()
+    finally:
+        fake.close()
+
+
 def test_the_public_name_is_asked_first(bus: str) -> None:
     public = Shield(bus, "org.gnome.ScreenSaver")
     own = Shield(bus, "org.gnome.Shell.ScreenShield")
