@@ -35,11 +35,6 @@ PAGE = 50
 UNEXPECTED_WINDOW_MS = DAY_MS
 
 
-def _replaced_column() -> sa.Column[Any] | None:
-    """The lifecycle's ``devices.replaced`` flag, when the schema has it."""
-    return devices.c.get("replaced")
-
-
 def _status(row: Any, settings: Settings, now: int) -> str:
     return device_status(
         last_seen_ms=row.last_seen,
@@ -71,10 +66,13 @@ def status_expression(settings: Settings, now: int) -> Any:
 
 
 def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
-    replaced = _replaced_column()
+    from server.accounts import device_lifecycle, replaced_device_ids
+
     status = status_expression(settings, now).label("status")
     rank = sa.case(*((status == s, n) for n, s in enumerate(ATTENTION)), else_=len(ATTENTION))
-    active_devices = devices.c.revoked.is_(False)
+    # Counted: enrolled devices neither revoked nor marked replaced (server/accounts.py); the replaced ones
+    # have a tile of their own.
+    active_devices = sa.and_(devices.c.revoked.is_(False), devices.c.id.not_in(replaced_device_ids()))
     counts = dict.fromkeys(STATES, 0)
     per_group: dict[str, int] = defaultdict(int)
     rollout: dict[str, dict[tuple[str | None, int | None], int]] = defaultdict(lambda: defaultdict(int))
@@ -82,13 +80,12 @@ def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
     with storage.engine.connect() as conn:
         # One scan of the devices for the counts, the rollout and the groups' sizes.
         grouped = (devices.c.group_name, devices.c.policy_id, devices.c.policy_version, status)
-        unexpected = replaced_n = 0
+        unexpected = 0
         for row in conn.execute(
             sa.select(
                 *grouped,
                 sa.func.count(),
                 sa.func.count().filter(devices.c.unexpected_stop_at >= now - UNEXPECTED_WINDOW_MS),
-                sa.func.count().filter(replaced.is_(True)) if replaced is not None else sa.literal(0),
             )
             .where(active_devices)
             .group_by(*grouped)
@@ -98,7 +95,13 @@ def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
             per_group[group] += n
             rollout[group][(policy_id, version)] += n
             unexpected += int(row[5] or 0)
-            replaced_n += int(row[6] or 0)
+        replaced_n = int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(device_lifecycle.join(devices, devices.c.id == device_lifecycle.c.device_id))
+                .where(device_lifecycle.c.replaced_at.is_not(None))  # replacing revokes the old PC too
+            ).scalar_one()
+        )
         enrolled_day = (devices.c.enrolled_at // DAY_MS).label("day")
         for row in conn.execute(
             sa.select(enrolled_day, sa.func.count()).where(active_devices).group_by(enrolled_day)
@@ -223,7 +226,7 @@ def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
         "more_devices": max(0, sum(counts.values()) - DEVICE_ROWS),
         "total": sum(counts.values()),
         "unexpected": unexpected,
-        "replaced": replaced_n if replaced is not None else None,
+        "replaced": replaced_n,
         "rollout": rollout_rows,
         "coverage": coverage,
         "days": days,
@@ -234,6 +237,8 @@ def overview(storage: Storage, settings: Settings, now: int) -> dict[str, Any]:
 
 
 def device(storage: Storage, settings: Settings, device_id: str, now: int) -> dict[str, Any] | None:
+    from server.accounts import device_lifecycle
+
     with storage.engine.connect() as conn:
         row = conn.execute(sa.select(devices).where(devices.c.id == device_id)).first()
         if row is None:
@@ -248,6 +253,9 @@ def device(storage: Storage, settings: Settings, device_id: str, now: int) -> di
                 gaps.c.device_id == device_id
             )
         ).scalar_one()
+        lifecycle = conn.execute(
+            sa.select(device_lifecycle.c.replaced_at).where(device_lifecycle.c.device_id == device_id)
+        ).first()
         acks = conn.execute(
             sa.select(acknowledgements)
             .where(acknowledgements.c.device_id == device_id)
@@ -257,7 +265,7 @@ def device(storage: Storage, settings: Settings, device_id: str, now: int) -> di
     info["status"] = _status(row, settings, now)
     info["failing"] = json.loads(row.failing) if row.failing else []
     info["missing_events"] = int(missing)
-    info["replaced"] = bool(info.get("replaced", False))
+    info["replaced"] = lifecycle is not None and lifecycle.replaced_at is not None
     return {
         "device": info,
         "checks": [dict(c._mapping) for c in checks],

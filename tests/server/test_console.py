@@ -424,3 +424,32 @@ def test_a_late_finding_does_not_move_the_state_back_and_a_stop_notice_stops(
     page = client.get("/?lang=en").text
     counts = dict(re.findall(r'data-state="(\w+)"><span class="n">(\d+)</span>', page))
     assert counts["stopped"] == "1" and counts["unexpected"] == "0"
+
+
+def test_a_device_marked_replaced_leaves_the_counts_for_its_own_tile(
+    client: TestClient, storage: Storage, clock: FakeClock
+) -> None:
+    device_id, headers = enroll(client, storage)
+    other, other_headers = enroll(client, storage)
+    for dev, head in ((device_id, headers), (other, other_headers)):
+        assert (
+            post_events(client, head, ndjson([event(dev, 1, clock, Kind.AGENT_STARTED)])).status_code == 200
+        )
+    sign_in(client, storage)
+    page = client.get(f"/devices/{device_id}?lang=en").text
+    csrf = re.search(
+        r'action="/console/devices/[^"]+/replaced"[^>]*><input type="hidden" name="csrf" value="([^"]+)"',
+        page,
+    )
+    assert csrf is not None
+    done = client.post(
+        f"/console/devices/{device_id}/replaced",
+        content=f"csrf={csrf.group(1)}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert done.status_code in (200, 303), done.text
+    page = client.get("/?lang=en").text
+    counts = dict(re.findall(r'data-state="(\w+)"><span class="n">(\d+)</span>', page))
+    assert counts["online"] == "1" and counts["replaced"] == "1"
+    assert "Replaced" in client.get(f"/devices/{device_id}?lang=en").text
