@@ -45,6 +45,7 @@ def body(device_id: str, now_ms: int) -> str:
 
 
 def seed(url: str, n_devices: int, n_events: int, now: int) -> float:
+    from server.accounts import device_lifecycle
     from server.storage import (
         acknowledgements,
         console_daily,
@@ -119,6 +120,13 @@ def seed(url: str, n_devices: int, n_events: int, now: int) -> float:
         conn.execute(device_checks.insert(), checks)
         conn.execute(acknowledgements.insert(), acks)
         conn.execute(console_daily.insert(), daily)
+        conn.execute(
+            device_lifecycle.insert(),
+            [
+                {"device_id": f"dev-{i:05d}", "replaced_at": now - DAY_MS, "replaced_by": "bench"}
+                for i in range(0, n_devices, 200)
+            ],
+        )
         for group in GROUPS:
             for version in (1, 2, 3):
                 conn.execute(
