@@ -5,7 +5,8 @@ The database is migrated, then filled directly in SQL (ingesting a million event
 the whole benchmark budget and measures ingest, not the console): devices in five groups with varied states,
 policies and agent versions; the events (posture findings of the devices, one stored body repeated); and the
 state ingest derives from events (server/console/state.py): five checks per device, a tenth of them failing,
-acknowledgements of the policy versions by most devices, and 14 days of daily figures. The overview is then
+acknowledgements of the policy versions by most devices, 14 days of daily figures; one device in 200 is
+marked replaced (server/accounts.py). The overview is then
 fetched through the real application (create_app, signed in with an admin token) ``--rounds`` times after one
 warm-up; the figure is the p95 of the wall time of each full request (queries, rendering, SVG charts).
 
