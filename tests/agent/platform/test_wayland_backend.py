@@ -293,3 +293,16 @@ def test_lock_before_sleep_that_does_not_take_is_lock_failed(tmp_path: Path) -> 
     assert [dict(e.data) for e in stream.recent() if e.kind is Kind.LOCK_FAILED] == [
         {"method": "fake", "reason": "sleep_not_locked"}
     ]
+
+
+def test_doctor_finds_gnome_shells_lock_screen_on_the_session_bus(bus: str) -> None:
+    from agent.commands.doctor import lock_method_problem
+
+    env = {"DBUS_SESSION_BUS_ADDRESS": bus, "PATH": "/usr/bin:/bin"}
+    problem = lock_method_problem("gnome-screensaver", (), env, set)
+    assert problem is not None and "org.gnome.Shell.ScreenShield" in problem
+    shield = Shield(bus, "org.gnome.Shell.ScreenShield")
+    try:
+        assert lock_method_problem("gnome-screensaver", (), env, set) is None
+    finally:
+        shield.close()
