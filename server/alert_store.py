@@ -349,14 +349,18 @@ def claim(storage: Storage, channel: str, now_ms: int, lease_ms: int, limit: int
 
 def give_up(storage: Storage, channel: str, max_attempts: int) -> int:
     """Turn the channel's rows that used up their attempts into dead letters; returns how many."""
+    spent = sa.and_(
+        forward_outbox.c.forwarder == channel,
+        forward_outbox.c.dead == sa.false(),
+        forward_outbox.c.attempts >= max_attempts,
+    )
+    with storage.engine.connect() as conn:  # a read first, as in claim(): usually there is nothing to do
+        if conn.execute(sa.select(forward_outbox.c.uid).where(spent).limit(1)).first() is None:
+            return 0
     with storage.write() as conn:
         done = conn.execute(
             forward_outbox.update()
-            .where(
-                forward_outbox.c.forwarder == channel,
-                forward_outbox.c.dead == sa.false(),
-                forward_outbox.c.attempts >= max_attempts,
-            )
+            .where(spent)
             .values(dead=True, last_error=f"gave up after {max_attempts} attempts")
         )
     return int(done.rowcount or 0)

@@ -607,6 +607,7 @@ class AlertService(ForwardingService):
         self.config = config
         self.sweep = Sweep(storage, config, ms(clock.now()))
         self._next_sweep = 0.0
+        self._quiet_until = 0.0
 
     def start(self) -> None:
         import threading
@@ -623,6 +624,20 @@ class AlertService(ForwardingService):
         self._thread.start()
 
     def step(self) -> bool:
+        import sqlalchemy as sa
+
+        try:
+            return self._step()
+        except sa.exc.SQLAlchemyError as err:
+            # The database is away or not migrated (readyz says so): say it once a minute, not every step.
+            if time.monotonic() >= self._quiet_until:
+                self._quiet_until = time.monotonic() + 60.0
+                logger.warning(
+                    "alerts: database unavailable (%s); raising and sending wait", type(err).__name__
+                )
+            return False
+
+    def _step(self) -> bool:
         now = ms(self.clock.now())
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.config.sweep_seconds

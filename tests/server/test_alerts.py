@@ -741,3 +741,17 @@ def test_two_server_processes_on_one_database_raise_and_send_each_alert_once(db:
         other.dispose()
         hook.stop()
         sink.stop()
+
+
+def test_an_unmigrated_database_makes_the_alert_thread_wait_and_say_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'empty.db'}")
+    service = AlertService(storage, AlertSettings(silent_minutes=0.0001), FakeClock())
+    try:
+        with caplog.at_level("WARNING", logger="server.alerts"):
+            assert [service.step() for _ in range(3)] == [False, False, False]
+    finally:
+        storage.dispose()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "server.alerts"]
+    assert len(warnings) == 1 and "database unavailable" in warnings[0], warnings
