@@ -364,7 +364,9 @@ def test_overview_status_in_sql_agrees_with_device_status(storage: Storage) -> N
                 for n, (last_seen, stopped, state, heartbeat) in enumerate(cases)
             ],
         )
-        rows = dict(conn.execute(sa.select(devices.c.id, status_expression(settings, now))).all())
+        rows: dict[str, str] = dict(
+            conn.execute(sa.select(devices.c.id, status_expression(settings, now))).all()
+        )
     for n, (last_seen, stopped, state, heartbeat) in enumerate(cases):
         expected = device_status(
             last_seen_ms=last_seen,
