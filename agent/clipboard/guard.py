@@ -14,6 +14,7 @@ selection, the reason, the rule and the action only.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -69,11 +70,22 @@ class ClipboardGuard:
         self._handled: dict[Selection, int] = {}  # serial already taken over (or decided to leave)
         self._cleared = 0
         self._failing = False
+        self._events: queue.Queue[AgentEvent] | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """The guard's worker: one :meth:`step`, then wait."""
+        """The guard's worker: one :meth:`step`, then wait until it is due or any event is published (a stage
+        change, a share starting: a cover reason may have just come on)."""
+        if self._events is None:
+            self._events = self.stream.subscribe()  # once: a restarted worker keeps the same queue
+        events = self._events
         while not stop.is_set():
-            stop.wait(self.step())
+            wait = self.step()
+            try:
+                events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            while not events.empty():
+                events.get_nowait()
 
     def step(self) -> float:
         """Follow the owners; take over customer data while a clearing reason is active. Returns the wait."""

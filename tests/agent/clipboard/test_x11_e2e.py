@@ -44,9 +44,9 @@ title = "顧客台帳"
 
 pytestmark = pytest.mark.skipif(shutil.which("xclip") is None, reason="xclip not installed (run .ci/run)")
 
-# parcellite's settings for the manager test: keep CLIPBOARD copies, and put the last one back when the
-# clipboard becomes ownerless (its "restore empty"): what every manager does when the copying app exits.
-PARCELLITE_RC = "[rc]\nuse_copy=true\nuse_primary=false\nrestore_empty=true\nsave_history=false\n"
+# parcellite's settings for the manager test: keep CLIPBOARD copies in its history file, and put the last one
+# back when the clipboard becomes ownerless (its "restore empty"): what managers do when the copying app exits.
+PARCELLITE_RC = "[rc]\nuse_copy=true\nuse_primary=false\nrestore_empty=true\nsave_history=true\n"
 
 
 def paste(desk: XDesktop, selection: str) -> str:
@@ -210,32 +210,48 @@ def test_another_apps_clipboard_is_untouched(xdesktop: XDesktop, agent: RunningA
     assert paste(xdesktop, "clipboard") == OTHER  # a copy after return is the worker's, as usual
 
 
+class Parcellite:
+    def __init__(self, proc: subprocess.Popen[str], history: Path) -> None:
+        self.proc = proc
+        self.history = history
+
+    def keeps(self, text: str) -> bool:
+        return self.history.exists() and text.encode() in self.history.read_bytes()
+
+
 @pytest.fixture
-def parcellite(xdesktop: XDesktop, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+def parcellite(xdesktop: XDesktop, tmp_path: Path) -> Iterator[Parcellite]:
     if shutil.which("parcellite") is None:
         pytest.skip("parcellite not installed (run .ci/run)")
     home = tmp_path / "home"
     (home / ".config" / "parcellite").mkdir(parents=True)
     (home / ".config" / "parcellite" / "parcelliterc").write_text(PARCELLITE_RC, encoding="utf-8")
-    env = {**xdesktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    env = {
+        **xdesktop.env,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / "data"),
+    }
     proc = subprocess.Popen(
         ["parcellite", "-n"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
     )
     time.sleep(1.0)  # it polls the clipboard; give it a moment to start
     assert proc.poll() is None, "parcellite did not start"
-    yield proc
+    yield Parcellite(proc, home / "data" / "parcellite" / "history")
     proc.terminate()
     proc.wait(timeout=10)
 
 
 def test_a_clipboard_manager_that_kept_the_customer_copy_loses_it_too(
-    xdesktop: XDesktop, parcellite: subprocess.Popen[str], agent: RunningAgent
+    xdesktop: XDesktop, parcellite: Parcellite, agent: RunningAgent
 ) -> None:
     ledger = xdesktop.open_window("顧客台帳 - Excel", text=CUSTOMER, process="excel", x=40, y=150)
     ledger._send("copy", CUSTOMER)
-    time.sleep(1.0)  # parcellite takes its copy
+    wait_for(lambda: parcellite.keeps(CUSTOMER), timeout=10, what="parcellite kept a copy")
     ledger.close()  # the customer app exits: the clipboard is ownerless and parcellite puts its copy back
-    wait_for(lambda: paste(xdesktop, "clipboard") == CUSTOMER, timeout=5, what="parcellite restored the copy")
+    wait_for(
+        lambda: paste(xdesktop, "clipboard") == CUSTOMER, timeout=10, what="parcellite restored the copy"
+    )
 
     agent.step_away()
     wait_for(
@@ -246,7 +262,10 @@ def test_a_clipboard_manager_that_kept_the_customer_copy_loses_it_too(
     assert CUSTOMER not in paste(xdesktop, "clipboard")
     status = agent.status()
     assert status is not None and status["clipboard"]["cleared"] == 1  # type: ignore[index]
+    # The stated limit: the manager's history still holds the number (no API lets another app delete it).
+    assert parcellite.keeps(CUSTOMER)
     # When the agent exits its selections are ownerless: parcellite puts back its newest copy, the notice.
+    wait_for(lambda: parcellite.keeps("[Mamori]"), timeout=10, what="parcellite kept the notice")
     agent.stop()
     wait_for(
         lambda: paste(xdesktop, "clipboard") != "", timeout=5, what="parcellite restored its newest copy"
