@@ -101,6 +101,7 @@ def sleep_until(t: float) -> None:
     time.sleep(max(0.0, t - time.monotonic()))
 
 
+@pytest.mark.slow
 def test_a_second_face_covers_the_customer_window_within_one_second_and_nothing_is_written(
     xdesktop: XDesktop, agent: Agent
 ) -> None:

@@ -21,6 +21,8 @@ from policy.model import Onlooker, Policy
 from tests.agent.onlooker import video
 from tests.harness.xdesktop import wait_for
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Recorder:

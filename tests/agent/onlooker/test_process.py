@@ -113,6 +113,7 @@ def test_no_camera_is_a_reason_and_an_exit_code_not_a_crash(camera: str, reason:
     assert isinstance(event, Unavailable) and event.reason == reason, lines
 
 
+@pytest.mark.apps  # strace, from .ci/run: CI fails instead of skipping
 def test_the_guard_writes_nothing_to_disk(tmp_path: Path) -> None:
     clip = video.write_video(tmp_path / "clip.avi", [(1, 1.5), (2, 1.5)])
     log = tmp_path / "strace.log"
@@ -128,6 +129,7 @@ def test_the_guard_writes_nothing_to_disk(tmp_path: Path) -> None:
     assert after == {p: m for p, m in before.items()}  # no new or changed file beside the video
 
 
+@pytest.mark.apps
 def test_the_write_check_would_catch_a_write(tmp_path: Path) -> None:
     log = tmp_path / "strace.log"
     target = tmp_path / "frame.png"
