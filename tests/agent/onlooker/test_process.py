@@ -103,7 +103,14 @@ def test_a_rate_op_makes_the_guard_look_faster(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("camera", "reason"),
-    [("/dev/video97", "absent"), ("97", "absent"), ("/nonexistent/clip.avi", "absent")],
+    [
+        ("/dev/video97", "absent"),
+        ("97", "absent"),
+        ("/nonexistent/clip.avi", "absent"),
+        # A device node that gives no picture, as a camera held by a meeting app does (OpenCV cannot start it
+        # streaming); there is no real camera here to hold.
+        ("/dev/null", "busy"),
+    ],
 )
 def test_no_camera_is_a_reason_and_an_exit_code_not_a_crash(camera: str, reason: str) -> None:
     lines, code = run_guard(camera, seconds=20.0)
