@@ -141,7 +141,7 @@ def test_a_second_face_covers_the_customer_window_within_one_second_and_nothing_
         lambda: not covered(xdesktop, box), timeout=left + 6 - time.monotonic(), interval=0.02, what="uncover"
     )
     uncover = time.monotonic() - left
-    assert 1.5 <= uncover <= 3.0, f"uncovered {uncover:.2f} s after the second face left"
+    assert 1.5 <= uncover <= 3.5, f"uncovered {uncover:.2f} s after the second face left (clear_after 2 s)"
     assert xdesktop.can_read(PHONE, box)
 
     assert agent.events(Kind.ONLOOKER_STARTED) == [{"mode": "cover", "frame_rate": 2}]
