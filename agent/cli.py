@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as err:
-                if err.name != module_name:
+                if err.name is None or not (module_name + ".").startswith(err.name + "."):
                     raise
-                continue  # that part of the product is not built yet
+                continue  # that part of the product is not in this build (the frozen agent has no server)
             module.register(commands)
         group.set_defaults(func=_group_help(group))
     demo = groups.add_parser("demo", help="run server and agent locally on the embedded defaults")

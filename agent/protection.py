@@ -531,7 +531,8 @@ def honest_cover_state(
     """What is covered, honestly (``covered`` gives the rules and count): ``state`` "covered" (windows),
     "screen" (whole screen), "nothing_to_cover" (no open window matches a rule), "no_rules", "locked" (the
     OS lock screen hides everything), "lock_instead" (this desktop cannot cover: the lock is on its way),
-    "unprotected" (it cannot cover and the lock failed) or "none" (no cover reason); ``unmatched_rules``:
+    "unprotected" (it cannot cover and the lock failed), "not_drawn" (covers are planned but the helper has not
+    confirmed them on screen) or "none" (no cover reason); ``unmatched_rules``:
     rules that match no open window; ``drawn``: the helper confirmed every cover is on screen."""
     if not active:
         return {"state": "none", "unmatched_rules": [], "drawn": True}
@@ -543,6 +544,8 @@ def honest_cover_state(
         return {"state": state, "unmatched_rules": [], "drawn": state == "locked" and drawn}
     rules = policy.customer_apps if policy is not None else ()
     state = "locked" if locked and not plan.covers and not lock_failed else cover_state(plan, rules)
+    if state in ("covered", "screen") and not drawn:
+        state = "not_drawn"  # planned, but the helper has not confirmed it on screen (starting, or crashing)
     return {
         "state": state,
         "unmatched_rules": unmatched_rules(plan, rules),

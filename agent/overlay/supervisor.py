@@ -14,13 +14,13 @@ import contextlib
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.frozen import module_command
 from agent.overlay.protocol import CoverSpec, ProtocolError, countdown_message, covers_message, dumps, loads
 from core.clock import Clock, SystemClock
 
@@ -58,8 +58,7 @@ class OverlaySupervisor:
         path = base.get("PYTHONPATH")
         base["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + path if path else "")
         self._env = base
-        # A frozen build (PyInstaller) has no `-m`: the installer passes its own helper command line.
-        self._command = list(command) if command else [python or sys.executable, "-m", "agent.overlay.helper"]
+        self._command = list(command) if command else module_command("agent.overlay.helper", python)
         self._on_click = on_click
         self._on_failure = on_failure
         self._max_restarts = max_restarts

@@ -30,7 +30,9 @@ from agent.ui.icons import TrayState
 Translate = Callable[..., str]
 
 # The cover states of ``status.cover_state`` (agent/protection.py, honest_cover_state), each with its text.
-COVER_STATES = ("covered", "screen", "nothing_to_cover", "no_rules", "locked", "lock_instead", "unprotected")
+COVER_STATES = (
+    "covered", "screen", "nothing_to_cover", "no_rules", "locked", "lock_instead", "unprotected", "not_drawn",
+)  # fmt: skip
 # Capabilities whose absence makes protection weaker (shown as "degraded").
 ESSENTIAL_CAPABILITIES = ("idle", "window_list", "cover", "lock")
 
@@ -121,9 +123,14 @@ def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TraySt
         return TrayState.BLOCKED
     stage, _ = _stage(status)
     reasons = status.get("cover_reasons") or []
-    if _mapping(status.get("cover_state")).get("state") in ("lock_instead", "unprotected"):
+    cover = _mapping(status.get("cover_state")).get("state")
+    if cover in ("lock_instead", "unprotected", "not_drawn"):
         return TrayState.DEGRADED  # nothing is covered here: the icon must not say "covered"
-    if stage in ("protect", "lock") or (isinstance(reasons, Sequence) and len(reasons) > 0):
+    # A rule that matches no open window covers nothing: the icon says what the screen shows, not "covered".
+    nothing_drawn = cover in ("nothing_to_cover", "no_rules")
+    if not nothing_drawn and (
+        stage in ("protect", "lock") or (isinstance(reasons, Sequence) and len(reasons) > 0)
+    ):
         return TrayState.COVERED
     if stage == "warn" or any(_failing(c) and c.get("enforcement") == "warn" for c in checks):
         return TrayState.WARNING

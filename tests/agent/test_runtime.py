@@ -481,9 +481,11 @@ def test_no_event_before_the_helper_has_drawn_the_cover(tmp_path: Path) -> None:
     rt.protection.step()
     assert [c.key for c in sink.current] == ["w:1"] and kinds(stream, Kind.PROTECTION_APPLIED) == []
     assert rt.status()["cover_state"]["drawn"] is False
+    assert rt.status()["cover_state"]["state"] == "not_drawn"  # never "covered" before it is on screen
     sink.drawn = ["w:1"]
     rt.protection.step()
     assert len(kinds(stream, Kind.PROTECTION_APPLIED)) == 1
+    assert rt.status()["cover_state"]["state"] == "covered" and rt.status()["cover_state"]["drawn"] is True
 
 
 def test_lock_stage_stops_raising_covers_and_a_locked_session_draws_none(tmp_path: Path) -> None:

@@ -32,6 +32,22 @@ WIFI_WARN = {"id": "wifi", "status": "fail", "mode": "warn", "enforcement": "war
         ({"presence": "active", "degraded": ["cover"]}, TrayState.DEGRADED),
         ({"presence": "protect", "checks": [VPN_BLOCK], "paused": True}, TrayState.PAUSED),
         ({}, TrayState.PROTECTED),
+        # what the screen shows, not what the stage says (agent/protection.py honest_cover_state)
+        (
+            {"presence": {"stage": "protect"}, "cover_state": {"state": "covered", "drawn": True}},
+            TrayState.COVERED,
+        ),
+        ({"presence": {"stage": "protect"}, "cover_state": {"state": "not_drawn"}}, TrayState.DEGRADED),
+        (
+            {"presence": {"stage": "protect"}, "cover_state": {"state": "nothing_to_cover"}},
+            TrayState.PROTECTED,
+        ),
+        (
+            {"presence": "active", "cover_reasons": ["share"], "cover_state": {"state": "no_rules"}},
+            TrayState.PROTECTED,
+        ),
+        ({"presence": {"stage": "lock"}, "cover_state": {"state": "locked"}}, TrayState.COVERED),
+        ({"presence": {"stage": "protect"}, "cover_state": {"state": "lock_instead"}}, TrayState.DEGRADED),
     ],
 )
 def test_state_priority(status: dict[str, object], state: TrayState) -> None:
