@@ -38,7 +38,8 @@ REASON = "onlooker"
 MESSAGE_KEY = "cover.onlooker"
 CAPABILITY = "camera"
 RETRY = 30.0  # seconds before a camera that was absent or busy is tried again
-POLL = 0.5  # the worker's loop: policy changes, restarts, the stall watchdog
+POLL = 0.5  # the worker's loop while the guard is on: policy changes, restarts, the stall watchdog
+IDLE_POLL = 2.0  # while it is off: only policy changes (an idle agent wakes as little as it can, issue 16)
 STALL = 5.0  # seconds without a count from a running guard before it is killed and restarted
 MAX_QUICK_EXITS = 3  # guard exits without a first frame before it counts as failing
 
@@ -98,13 +99,13 @@ class OnlookerGuard:
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                self._tick()
-                stop.wait(POLL)
+                stop.wait(self._tick())
         finally:
             self._clear("stopped")
             self._stop_process()
 
-    def _tick(self) -> None:
+    def _tick(self) -> float:
+        """One look at the policy and the guard process; returns the seconds until the next."""
         policy = self._policy()
         settings = policy.onlooker if policy is not None else Onlooker()
         if settings.mode == "off":
@@ -112,7 +113,7 @@ class OnlookerGuard:
             self._stop_process()
             with self._lock:
                 self._settings, self._announced, self._unavailable = None, False, None
-            return
+            return IDLE_POLL
         if self.camera is None:
             self._report_degraded(
                 CAPABILITY,
@@ -121,7 +122,7 @@ class OnlookerGuard:
             )
             with self._lock:
                 self._unavailable = "not_configured"
-            return
+            return IDLE_POLL
         with self._lock:
             if settings != self._settings:
                 self._reconfigure(settings)
@@ -132,6 +133,7 @@ class OnlookerGuard:
                 proc.kill()
             if proc is None and now >= self._retry_at:
                 self._spawn(settings)
+        return POLL
 
     def _reconfigure(self, settings: Onlooker) -> None:
         """A new [onlooker] section: a new confirmation machine (clearing any onlooker), the new frame rate."""
