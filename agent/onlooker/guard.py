@@ -93,7 +93,6 @@ class OnlookerGuard:
         self._unavailable: str | None = None
         self._quick_exits = 0
         self._announced = False
-        self._confirmed_at_wall: float | None = None
 
     # ---- the supervised worker -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
