@@ -260,6 +260,11 @@ class Protection:
                 self._inhibitors.discard(name)
         self.wake.set()
 
+    def lock_now(self, reason: str) -> None:
+        """Lock the session at once, verified like every lock (``session.locked`` or ``session.lock_failed``):
+        a cover that the share's capture does not show (agent/share/guard.py) is no protection."""
+        self.session_lock.lock_async(reason)
+
     def step_away(self) -> None:
         self._pause.end()  # stepping away ends a pause
         with self._lock:

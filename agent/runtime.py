@@ -83,6 +83,9 @@ class Runtime:
     def step_away(self) -> None:
         self.protection.step_away()
 
+    def lock_now(self, reason: str) -> None:
+        self.protection.lock_now(reason)
+
     def pause(self, minutes: float) -> float:
         return self.protection.pause(minutes)
 

@@ -59,6 +59,8 @@ def install_share_guard(
         return policy.customer_apps if policy is not None else ()
 
     def selfcheck_failed(result: SelfCheckResult) -> None:
+        # The share may be sending customer data: the lock screen is the one thing it cannot capture around.
+        host.lock_now("share_cover_not_captured")
         if notify is None:
             return
         policy = host.policy()

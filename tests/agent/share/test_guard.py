@@ -86,7 +86,11 @@ def test_share_guard_drives_the_runtime(tmp_path: Path) -> None:
     failed = [dict(e.data) for e in stream.recent() if e.kind is Kind.SHARE_SELFCHECK_FAILED]
     assert failed == [{"rules": ["crm"], "count": 1}]
     assert notices[-1].key == "share.selfcheck_failed" and notices[-1].apps == ("crm",)
-    assert "共有を停止" in notices[-1].text["ja"]
+    assert "共有を停止" in notices[-1].text["ja"] and "locked" in notices[-1].text["en"]
+    # a cover the capture cannot see is no protection: the session is locked, and the lock verified
+    runtime.protection.session_lock.join()
+    assert desk.locked
+    assert [e.kind for e in stream.recent() if e.kind is Kind.SESSION_LOCKED] == [Kind.SESSION_LOCKED]
 
     desk.remove_window(BAR.id)
     clock.advance(0.2)
