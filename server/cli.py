@@ -1,5 +1,5 @@
-"""`mamori server run|migrate|enroll-secret create|admin-token create|list|revoke|device list|revoke|replaced|delete|
-audit verify|export|policy publish` (SPEC.md, Command line)."""
+"""`mamori server run|migrate|enroll-secret create|list|revoke|admin-token create|list|revoke|device
+list|revoke|replaced|delete|audit verify|export|policy publish` (SPEC.md, Command line)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,16 @@ def register(subparsers: Any) -> None:
     create.add_argument("--group", default="default", help="policy group of the devices enrolled with it")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_enroll_secret)
+    secret_list = secret_cmds.add_parser(
+        "list", help="enrollment secrets: id, group, uses left, expiry, state"
+    )
+    _common(secret_list)
+    secret_list.add_argument("--json", action="store_true")
+    secret_list.set_defaults(func=cmd_enroll_secret_list)
+    secret_revoke = secret_cmds.add_parser("revoke", help="no further enrollment with this secret")
+    _common(secret_revoke)
+    secret_revoke.add_argument("id", type=int, help="secret id (see enroll-secret list)")
+    secret_revoke.set_defaults(func=cmd_enroll_secret_revoke)
 
     admin = subparsers.add_parser("admin-token", help="admin tokens for the admin API and dashboard")
     admin_cmds = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -372,6 +382,37 @@ def cmd_admin_token_revoke(args: argparse.Namespace) -> int:
     except accounts.AccountError as err:
         raise ServerCommandError(str(err), exit_code=1) from err
     print(f"revoked admin token {info.id} ({info.name})")
+    return 0
+
+
+def cmd_enroll_secret_list(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    items = accounts.list_secrets(_storage(_settings(args)), _now_ms())
+    if args.json:
+        print(json.dumps(items))
+        return 0
+    print(f"{'ID':>4}  {'GROUP':<16} {'USES LEFT':>9}  {'EXPIRES':<26} STATE")
+    for item in items:
+        state = (
+            "revoked"
+            if item["revoked_at"] is not None
+            else ("active" if item["active"] else "used up/expired")
+        )
+        print(
+            f"{item['id']:>4}  {item['group']:<16} {item['uses_left']:>9}  {_when(item['expires_at']):<26} {state}"
+        )
+    return 0
+
+
+def cmd_enroll_secret_revoke(args: argparse.Namespace) -> int:
+    from server import accounts
+
+    try:
+        accounts.revoke_secret(_storage(_settings(args)), args.id, actor=_actor(), now=_now_ms())
+    except accounts.AccountError as err:
+        raise ServerCommandError(str(err), exit_code=1) from err
+    print(f"revoked enrollment secret {args.id}")
     return 0
 
 

@@ -185,6 +185,27 @@ def test_enrollment_secrets_list_and_revoke(api: TestClient, store: Storage, clo
     assert audit.entries(store, action="secret.revoke")[0].target == str(item["id"])
 
 
+def test_cli_enroll_secret_list_and_revoke(store: Storage, capsys: pytest.CaptureFixture[str]) -> None:
+    db = store.url
+    assert (
+        main(["server", "enroll-secret", "create", "--db", db, "--uses", "3", "--group", "sales", "--json"])
+        == 0
+    )
+    secret = json.loads(capsys.readouterr().out)["secret"]
+    assert main(["server", "enroll-secret", "list", "--db", db]) == 0
+    table = capsys.readouterr().out
+    assert "sales" in table and "active" in table and secret not in table
+    assert main(["server", "enroll-secret", "list", "--db", db, "--json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert main(["server", "enroll-secret", "revoke", str(item["id"]), "--db", db]) == 0
+    assert main(["server", "enroll-secret", "revoke", str(item["id"]), "--db", db]) == 1
+    assert "revoked already" in capsys.readouterr().err
+    assert main(["server", "enroll-secret", "list", "--db", db]) == 0
+    assert "revoked" in capsys.readouterr().out
+    created = audit.entries(store, action="secret.create")
+    assert len(created) == 1 and created[0].target == "sales" and created[0].actor.startswith("cli")
+
+
 def test_viewer_tokens_cannot_change_devices(api: TestClient, store: Storage, clock: FakeClock) -> None:
     device_id, device = enroll(api, store)
     viewer = admin(store, clock, "vera", role="viewer")
