@@ -111,18 +111,27 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             token = admin_token(storage)
             with chromium_driver(downloads, language="ja", tz="Asia/Tokyo") as driver:
                 from selenium.webdriver.common.by import By
-                from selenium.webdriver.support.ui import Select
+                from selenium.webdriver.support import expected_conditions as until
+                from selenium.webdriver.support.ui import Select, WebDriverWait
+
+                def wait(condition: Any) -> Any:
+                    """A click returns before the next page has loaded: wait for what that page shows."""
+                    return WebDriverWait(driver, 15).until(condition)
+
+                def heading(text: str) -> Any:
+                    return until.text_to_be_present_in_element((By.TAG_NAME, "h1"), text)
 
                 # not signed in: the console sends the browser to the sign-in page; a wrong token fails visibly
                 driver.get(server.url + "/")
                 assert "/login" in driver.current_url
                 driver.find_element(By.NAME, "token").send_keys("mat_not-a-real-token")
                 driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-                error = driver.find_element(By.CSS_SELECTOR, "[role=alert]")
+                error = wait(until.visibility_of_element_located((By.CSS_SELECTOR, "[role=alert]")))
                 assert error.is_displayed() and "サインインできませんでした" in error.text
                 shot(driver, "signin-failed")
                 driver.find_element(By.NAME, "token").send_keys(token)
                 driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                wait(heading("概要"))
 
                 # the overview, in Japanese, with times in Japan's time zone and three SVG charts
                 assert driver.find_element(By.TAG_NAME, "h1").text == "概要"
@@ -150,6 +159,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
 
                 # the device page: identity, the failing check with its fix, the actions of an admin
                 driver.find_element(By.LINK_TEXT, "tokyo-pc01").click()
+                wait(until.presence_of_element_located((By.ID, "checks")))
                 assert ids["tokyo-pc01"] in driver.current_url
                 checks = driver.find_element(By.ID, "checks").text
                 assert "VPN接続" in checks and "不適合" in checks and "会社のVPNに接続してください" in checks
@@ -158,8 +168,10 @@ def test_console_in_chromium(tmp_path: Path) -> None:
 
                 # events, filtered by check, then the CSV of that filter
                 driver.find_element(By.LINK_TEXT, "イベント").click()
+                wait(until.presence_of_element_located((By.ID, "filters")))
                 Select(driver.find_element(By.NAME, "check")).select_by_visible_text("VPN接続")
                 driver.find_element(By.ID, "apply").click()
+                wait(until.url_contains("check=vpn"))
                 rows = driver.find_elements(By.CSS_SELECTOR, "table.events tr[class^=sev-]")
                 assert len(rows) == 3 and all("VPN接続" in r.text for r in rows)
                 assert "check=vpn" in driver.current_url
@@ -173,8 +185,10 @@ def test_console_in_chromium(tmp_path: Path) -> None:
 
                 # English, with the browser's time zone still
                 driver.find_element(By.LINK_TEXT, "English").click()
+                wait(heading("Events"))
                 assert driver.find_element(By.TAG_NAME, "h1").text == "Events"
                 driver.find_element(By.LINK_TEXT, "Overview").click()  # the choice stays across pages
+                wait(heading("Overview"))
                 assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
                 assert "non-compliant" in driver.find_element(By.ID, "counts").text
                 assert "Asia/Tokyo" in driver.find_element(By.ID, "tz").text  # the browser's zone, not UTC
@@ -182,6 +196,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
 
                 # sign out: back to the sign-in page, and the console is closed again
                 driver.find_element(By.ID, "logout").click()
+                wait(until.url_contains("/login"))
                 assert "/login" in driver.current_url
                 driver.get(server.url + "/policies")
                 assert "/login" in driver.current_url
