@@ -73,6 +73,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     storage = _storage(_settings(args))
     count = 0
+    from server import audit
+    from server.cli import _actor, _now_ms
+
+    detail = {
+        "format": args.format,
+        "since": query.since_ms,
+        "until": query.until_ms,
+        "device": args.device,
+        "class": args.class_uid,
+    }
+    audit.record(storage, actor=_actor(), action="events.export", detail=detail, now_ms=_now_ms())
 
     def counted() -> Any:
         nonlocal count

@@ -206,3 +206,17 @@ def test_the_export_verifies_without_mamori(
         assert hashlib.sha256((prev + canonical).encode("utf-8")).hexdigest() == e["hash"]
         prev = e["hash"]
     assert prev == audit.head(store)[1]
+
+
+def test_the_cli_event_export_is_recorded(
+    store: Storage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "events.csv"
+    assert (
+        main(["server", "export", "--db", store.url, "--format", "csv", "--device", "d9", "-o", str(out)])
+        == 0
+    )
+    (entry,) = audit.entries(store, action="events.export")
+    assert (
+        entry.actor.startswith("cli") and entry.detail["format"] == "csv" and entry.detail["device"] == "d9"
+    )
