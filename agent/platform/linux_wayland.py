@@ -25,14 +25,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from agent.platform import logind
 from agent.platform.base import Capabilities, Monitor, PlatformError, Window
 from agent.platform.linux_x11 import run_locker
+from agent.platform.session_bus import CALL_TIMEOUT, Bus, DBusCallError, SessionBus
+
+__all__ = ["CALL_TIMEOUT", "Bus", "DBusCallError", "SessionBus", "WaylandDesktop"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,102 +51,11 @@ SCREENSAVER = (SCREENSAVER_NAMES[0], SCREENSAVER_PATH, SCREENSAVER_INTERFACE)
 # GNOME Shell answers Lock only once the lock screen is shown (js/ui/shellDBus.js, LockAsync), after its
 # animation; give it longer than an ordinary call.
 LOCK_TIMEOUT = 10.0
-CALL_TIMEOUT = 2.0
 NO_SHIELD_RETRY = 30.0  # seconds before a desktop without GNOME Shell's screen shield is asked again
-# D-Bus errors that mean "nobody serves this name": try the next one.
-_NO_SERVICE = (
-    "org.freedesktop.DBus.Error.ServiceUnknown",
-    "org.freedesktop.DBus.Error.NameHasNoOwner",
-    "org.freedesktop.DBus.Error.Spawn.",
-)
-
 NO_COVER_NOTE = (
     "Wayland shows no client the other windows and GNOME Shell draws above every client: customer windows "
     "cannot be covered, so the protect stage locks the screen instead"
 )
-
-
-class DBusCallError(PlatformError):
-    """A D-Bus method call failed: ``name`` is the D-Bus error name ("" for a transport error)."""
-
-    def __init__(self, interface: str, method: str, name: str, detail: str) -> None:
-        self.interface = interface
-        self.method = method
-        self.name = name
-        super().__init__(f"D-Bus {interface}.{method} failed: {name or 'no reply'}: {detail}")
-
-    @property
-    def no_service(self) -> bool:
-        return self.name.startswith(_NO_SERVICE)
-
-
-class Bus(Protocol):
-    def call(
-        self,
-        destination: str,
-        path: str,
-        interface: str,
-        method: str,
-        *,
-        signature: str = "",
-        body: tuple[Any, ...] = (),
-        timeout: float = CALL_TIMEOUT,
-    ) -> tuple[Any, ...]:
-        """The reply's body; raises :class:`DBusCallError` for an error reply or no reply."""
-        ...
-
-
-class SessionBus:
-    """The user's session bus through jeepney; one connection, opened on first use, one call at a time (the
-    protection loop and the lock thread share it; a blocking jeepney connection is not thread-safe)."""
-
-    def __init__(self) -> None:
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def call(
-        self,
-        destination: str,
-        path: str,
-        interface: str,
-        method: str,
-        *,
-        signature: str = "",
-        body: tuple[Any, ...] = (),
-        timeout: float = CALL_TIMEOUT,
-    ) -> tuple[Any, ...]:
-        try:
-            from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
-            from jeepney.io.blocking import open_dbus_connection
-        except ImportError as err:
-            raise PlatformError(
-                "jeepney is not installed; reinstall Mamori with its Linux dependencies"
-            ) from err
-        with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = open_dbus_connection(bus="SESSION")
-                addr = DBusAddress(path, bus_name=destination, interface=interface)
-                reply = self._conn.send_and_get_reply(
-                    new_method_call(addr, method, signature, body), timeout=timeout
-                )
-            except Exception as err:  # jeepney: OSError, TimeoutError, a closed connection
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                raise DBusCallError(interface, method, "", f"{type(err).__name__}: {err}") from err
-        # jeepney hands error replies back as messages: their body is the error text, never the answer.
-        if reply.header.message_type is MessageType.error:
-            name = str(reply.header.fields.get(HeaderFields.error_name, "org.freedesktop.DBus.Error.Failed"))
-            text = str(reply.body[0]) if reply.body else ""
-            raise DBusCallError(interface, method, name, text)
-        return tuple(reply.body)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
 
 
 class WaylandDesktop:

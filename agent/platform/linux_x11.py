@@ -21,6 +21,7 @@ from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Wind
 from agent.platform.x11_display import XDisplay
 from agent.platform.x11_idle import LOGIND_INTERVAL, SCREENSAVER_ON, SS_REUSE, IdleLockState
 from agent.platform.x11_lock import LOCKER_GRACE, SessionLocker, run_locker, start_locker
+from agent.platform.x11_screensaver import DesktopScreenSaver, session_bus_available
 from agent.platform.x11_windows import CLIENT_LISTS, SKIP_TYPES, WATCHED_WINDOW_PROPS, ListWatch, WindowReader
 
 __all__ = [
@@ -48,7 +49,9 @@ class X11Desktop:
         self._session = logind.Session.for_current()
         self._reader = WindowReader(self._x)
         self._locker = SessionLocker(self._x, self._session, lock_command)
-        self._state = IdleLockState(self._x, self._session, self._locker)
+        # The desktop's screen saver (KDE, Xfce, GNOME on Xorg…) when the session has a bus to ask it on.
+        saver = DesktopScreenSaver() if session_bus_available() else None
+        self._state = IdleLockState(self._x, self._session, self._locker, saver)
         self._caps: Capabilities | None = None
         self._watch: ListWatch | None = None
         self._watch_failed = False
@@ -175,4 +178,5 @@ class X11Desktop:
     def close(self) -> None:
         if self._watch is not None:
             self._watch.close()
+        self._state.close()
         self._x.close()
