@@ -41,7 +41,8 @@ RETRY = 30.0  # seconds before a camera that was absent or busy is tried again
 POLL = 0.5  # the worker's loop while the guard is on: policy changes, restarts, the stall watchdog
 IDLE_POLL = 2.0  # while it is off: only policy changes (an idle agent wakes as little as it can, issue 16)
 STALL = 5.0  # seconds without a count from a running guard before it is killed and restarted
-MAX_QUICK_EXITS = 3  # guard exits without a first frame before it counts as failing
+MAX_QUICK_EXITS = 3  # guard exits in a row, each within QUICK_EXIT of its start, before it counts as failing
+QUICK_EXIT = 60.0
 
 
 class OnlookerGuard:
@@ -92,6 +93,7 @@ class OnlookerGuard:
         self._faces: int | None = None
         self._unavailable: str | None = None
         self._quick_exits = 0
+        self._spawned_at = 0.0
         self._announced = False
 
     # ---- the supervised worker -------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class OnlookerGuard:
             )
             return
         self._proc = proc
+        self._spawned_at = self.clock.monotonic()
         self._ready = False
         self._rate = settings.frame_rate
         threading.Thread(target=self._read, args=(proc,), name="mamori-onlooker-read", daemon=True).start()
@@ -227,7 +230,6 @@ class OnlookerGuard:
             self._source = event.source
             self._started_at = event.started
             self._unavailable = None
-            self._quick_exits = 0
             self._last_count_at = self.clock.monotonic()
             announce = not self._announced
             self._announced = True
@@ -277,7 +279,8 @@ class OnlookerGuard:
             if unavailable is not None:
                 reason, detail, delay = unavailable.reason, unavailable.detail, self._retry
             else:
-                self._quick_exits = 0 if self._ready else self._quick_exits + 1
+                quick = now - self._spawned_at < QUICK_EXIT
+                self._quick_exits = self._quick_exits + 1 if quick else 0
                 failing = self._quick_exits >= MAX_QUICK_EXITS
                 reason = "guard_failed" if failing else ""
                 detail = f"the onlooker guard exited with {proc.returncode}"

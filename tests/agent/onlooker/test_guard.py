@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ class Running:
 def start() -> Iterator[object]:
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
-    def run(camera: str | None, pol: Policy | None, retry: float = 30.0) -> Running:
+    def run(camera: str | None, pol: Policy | None, retry: float = 30.0, **kwargs: object) -> Running:
         host = Recorder(pol)
         stream = EventStream()
         guard = OnlookerGuard(
@@ -66,6 +67,7 @@ def start() -> Iterator[object]:
             SystemClock(),
             camera=camera,
             retry=retry,
+            **kwargs,  # type: ignore[arg-type]
         )
         stop = threading.Event()
         thread = threading.Thread(target=guard.run, args=(stop,), daemon=True)
@@ -145,3 +147,18 @@ def test_turning_the_policy_off_stops_the_guard_and_lifts_the_cover(start, tmp_p
     assert run.events(Kind.ONLOOKER_CLEARED)[-1]["faces"] == 2
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5, what="process gone")
     wait_for(lambda: run.guard.status()["mode"] == "off", timeout=5, what="status off")
+
+
+def test_a_guard_that_keeps_crashing_is_degraded_not_restarted_in_a_loop(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(1, 5.0)])
+    crash = [
+        sys.executable,
+        "-c",
+        "import sys; sys.exit(1)",
+    ]  # a guard that dies at once, as a broken install
+    run = start(str(clip), policy(mode="cover"), command=crash)
+    wait_for(lambda: ("camera", "guard_failed") in run.host.degraded, timeout=20, what="guard_failed")
+    assert run.guard.status()["unavailable"] == "guard_failed"
+    time.sleep(2.0)
+    assert run.guard.pid is None  # waits RETRY (30 s) before the next try, no restart loop
+    assert run.host.degraded.count(("camera", "guard_failed")) == 1
