@@ -28,7 +28,7 @@ TEXT: dict[str, dict[str, str]] = {
         "logout": "Sign out",
         "times_in": "Times in",
         "updated": "As of",
-        "refresh": "Refresh",
+        "refresh": "Refresh (every minute by itself)",
         # overview
         "overview": "Overview",
         "devices": "Devices",
@@ -136,7 +136,7 @@ TEXT: dict[str, dict[str, str]] = {
         "logout": "サインアウト",
         "times_in": "時刻の表示:",
         "updated": "表示時刻",
-        "refresh": "更新",
+        "refresh": "更新（1分ごとに自動更新）",
         "overview": "概要",
         "devices": "端末",
         "device": "端末",
