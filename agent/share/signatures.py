@@ -91,9 +91,7 @@ LINUX: tuple[ShareSignature, ...] = (
     _sig("Peek", ("peek",)),
     _sig("vokoscreen", ("vokoscreenNG", "vokoscreen")),
     _sig("recordMyDesktop", ("recordmydesktop",)),
-    # ffmpeg, gst-launch and vlc only while their arguments grab the screen (agent/share/recorders.py); on
-    # Windows and macOS the same parsing (gdigrab, ddagrab, avfoundation) is not yet switched on: no captured
-    # process lists there to check it against (docs/screen-share-guard.md).
+    # ffmpeg, gst-launch and vlc only while their arguments grab the screen (agent/share/recorders.py).
     *recorders.COMMAND_LINE,
     _sig("wf-recorder", ("wf-recorder",)),
     _sig("wl-screenrec", ("wl-screenrec",)),
@@ -120,6 +118,9 @@ WINDOWS: tuple[ShareSignature, ...] = (
         wm_class=r"^Chrome_WidgetWin_\d+$",
     ),
     _sig("Browser", ("firefox.exe",), title=FIREFOX_INDICATOR_TITLE),
+    # ffmpeg.exe (gdigrab, ddagrab, gfxcapture), gst-launch-1.0.exe (d3d11/d3d12/dx9/gdi screen capture),
+    # vlc.exe (screen://): by their arguments, as on Linux (agent/share/recorders.py).
+    *recorders.COMMAND_LINE,
     _sig("OBS Studio", ("obs64.exe", "obs32.exe", "obs.exe")),
     # Xbox Game Bar records through the Broadcast DVR server, which runs only while capturing.
     _sig("Xbox Game Bar", ("bcastdvr.exe",)),
@@ -143,6 +144,9 @@ MACOS: tuple[ShareSignature, ...] = (
     _sig("Microsoft Teams", ("Microsoft Teams*", "MSTeams"), title=TEAMS_TOOLBAR_TITLE),
     _sig("Browser", _CHROMIUM_MACOS, title=BROWSER_INDICATOR_TITLE),
     _sig("Browser", ("firefox",), title=FIREFOX_INDICATOR_TITLE),
+    # ffmpeg (avfoundation), gst-launch-1.0 (avfvideosrc capture-screen=true), vlc (screen://): by their
+    # arguments, as on Linux (agent/share/recorders.py).
+    *recorders.COMMAND_LINE,
     _sig("OBS Studio", ("OBS", "obs")),
     # screencaptureui runs while the Screenshot toolbar (Cmd+Shift+5) is up and while a screen recording
     # runs; its menu-bar stop button is the recording indicator.

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Window
 from agent.share.detect import ProcessInfo
+from agent.share.recorders import grabs_screen
 
 DATA = Path(__file__).resolve().parents[1] / "agent" / "share" / "data"
 
@@ -51,7 +52,11 @@ def load(path: Path) -> Snapshot:
         description=raw["description"],
         titles_readable=raw.get("titles_readable", True),
         windows=tuple(window(w, i + 1) for i, w in enumerate(raw["windows"])),
-        processes=tuple(ProcessInfo(pid=p["pid"], name=p["name"]) for p in raw["processes"]),
+        # a process with "argv" is read the way the process lister reads it (agent/share/recorders.py)
+        processes=tuple(
+            ProcessInfo(pid=p["pid"], name=p["name"], screen_grab=grabs_screen(p["name"], p.get("argv", [])))
+            for p in raw["processes"]
+        ),
         expect_apps=tuple(raw["expect"]["apps"]),
         expect_unknown=tuple(raw["expect"]["unknown"]),
     )

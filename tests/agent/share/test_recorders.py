@@ -64,3 +64,34 @@ def test_linux_signatures_fire_on_a_screen_grab_not_on_a_transcode() -> None:
     assert not detect([], transcode, sigs).active
     assert detect([], [ProcessInfo(pid=12, name="wf-recorder")], sigs).apps == ("wf-recorder",)
     assert detect([], [ProcessInfo(pid=13, name="vlc", screen_grab=True)], sigs).apps == ("VLC",)
+
+
+@pytest.mark.parametrize(
+    ("os_family", "name", "argv"),
+    [
+        (
+            "windows",
+            "ffmpeg.exe",
+            ["ffmpeg.exe", "-f", "gdigrab", "-framerate", "10", "-i", "desktop", "o.mp4"],
+        ),
+        ("windows", "ffmpeg.exe", ["ffmpeg.exe", "-f", "lavfi", "-i", "ddagrab", "o.mkv"]),
+        ("windows", "vlc.exe", ["vlc.exe", "screen://", "--sout", "file/ts:o.ts"]),
+        ("windows", "gst-launch-1.0.exe", ["gst-launch-1.0.exe", "d3d11screencapturesrc", "!", "fakesink"]),
+        ("macos", "ffmpeg", ["ffmpeg", "-f", "avfoundation", "-i", "Capture screen 0", "o.mov"]),
+        (
+            "macos",
+            "gst-launch-1.0",
+            ["gst-launch-1.0", "avfvideosrc", "capture-screen=true", "!", "fakesink"],
+        ),
+    ],
+)
+def test_windows_and_macos_signatures_fire_on_a_screen_grab_not_on_a_transcode(
+    os_family: str, name: str, argv: list[str]
+) -> None:
+    sigs = builtin_signatures(os_family)  # type: ignore[arg-type]
+    grab = grabs_screen(name, argv)
+    assert grab
+    assert detect([], [ProcessInfo(pid=10, name=name, screen_grab=grab)], sigs).active
+    transcode = ["ffmpeg.exe" if os_family == "windows" else "ffmpeg", "-i", "in.mov", "out.mp4"]
+    assert not grabs_screen(transcode[0], transcode)
+    assert not detect([], [ProcessInfo(pid=11, name=transcode[0])], sigs).active
