@@ -55,6 +55,10 @@ class ClipboardBackend(Protocol):
 
     name: str
     selections: tuple[Selection, ...]  # what this OS has: X11 clipboard and primary, else clipboard only
+    # Seconds between looks while no protection is on: how often owners must be read to know who copied
+    # (macOS attributes a copy to the app in front when the look sees it); X11 is told by XFIXES events. At
+    # most 1 s: the guard notices the agent stopping between looks.
+    idle_poll: float
 
     def owners(self) -> list[Owner]:
         """The owner of each selection (cheap: called a few times a second while protection is on)."""

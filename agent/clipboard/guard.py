@@ -31,8 +31,9 @@ from policy.model import Policy
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_TICK = 0.25  # seconds between looks while protection is on
-IDLE_TICK = 0.5  # and otherwise (owners are still followed, so a manager's take-over can be traced)
+ACTIVE_TICK = 0.25  # seconds between looks while protection is on; otherwise the backend's idle_poll. Any
+# published event wakes the guard at once: every clearing reason comes on with one (presence.stage,
+# share.started, posture.finding, session.lock_failed).
 
 
 def notice_text(translator: Translator) -> str:
@@ -96,7 +97,7 @@ class ClipboardGuard:
             owners = self.backend.owners()
         except ClipboardError as err:
             self._degraded("query_failed", str(err))
-            return ACTIVE_TICK if reason else IDLE_TICK
+            return ACTIVE_TICK if reason else self.backend.idle_poll
         rules = policy.customer_apps if policy is not None else ()
         windows: list[Window] | None = None
         for owner in owners:
@@ -117,7 +118,7 @@ class ClipboardGuard:
             rule = self._rules.get(owner.selection) if not owner.ours else None
             if reason and rule and self._handled.get(owner.selection) != owner.serial:
                 self._take(owner, rule, reason, "clear" if mode == "clear" else "notice")
-        return ACTIVE_TICK if reason else IDLE_TICK
+        return ACTIVE_TICK if reason else self.backend.idle_poll
 
     def _windows(self) -> list[Window]:
         try:

@@ -37,6 +37,7 @@ def _load_appkit() -> Any:
 class MacClipboard:
     name = "macos"
     selections: tuple[Selection, ...] = (CLIPBOARD,)
+    idle_poll = 0.5  # a copy is attributed to the app in front when a look sees it
 
     def __init__(self, appkit: Any = None) -> None:
         if appkit is None:

@@ -66,6 +66,7 @@ def _psutil_name(pid: int) -> str:
 class WindowsClipboard:
     name = "windows"
     selections: tuple[Selection, ...] = (CLIPBOARD,)
+    idle_poll = 1.0  # only a clipboard manager's take-over needs the owner before it; 1 s notices a stop
 
     def __init__(
         self,

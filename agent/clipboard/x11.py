@@ -39,6 +39,9 @@ TEXT_TARGETS = ("UTF8_STRING", "text/plain;charset=utf-8", "TEXT", "STRING")
 class X11Clipboard:
     name = "x11"
     selections: tuple[Selection, ...] = (CLIPBOARD, PRIMARY)
+    # Owners and their previous owners come from XFIXES events, not from looking; the guard still wakes once a
+    # second to notice the agent stopping (the runtime joins each worker for 3 s).
+    idle_poll = 1.0
 
     def __init__(self, display: str | None = None) -> None:
         from agent.platform.x11_display import XDisplay
@@ -126,7 +129,7 @@ class X11Clipboard:
         d = self._x.d
         try:
             while not self._closed.is_set():
-                readable, _, _ = select.select([d.fileno(), self._wake_r], [], [], 1.0)
+                readable, _, _ = select.select([d.fileno(), self._wake_r], [], [])  # close() writes the pipe
                 if self._wake_r in readable:
                     os.read(self._wake_r, 512)
                 self._run_commands()

@@ -8,7 +8,7 @@ import pytest
 
 from agent.clipboard.base import CLIPBOARD, PRIMARY, ClipboardError, Owner, Selection
 from agent.clipboard.decide import clearing_reason, inherited_rule, owner_rule, selection_rule
-from agent.clipboard.guard import ACTIVE_TICK, IDLE_TICK, ClipboardGuard, notice_text
+from agent.clipboard.guard import ACTIVE_TICK, ClipboardGuard, notice_text
 from agent.i18n import Translator
 from agent.platform.base import PlatformError, Window
 from agent.platform.fake import FakeDesktop
@@ -29,6 +29,7 @@ class ScriptedClipboard:
 
     name = "scripted"
     selections: tuple[Selection, ...] = (CLIPBOARD, PRIMARY)
+    idle_poll = 0.75
 
     def __init__(self) -> None:
         self._serial = 0
@@ -88,7 +89,7 @@ def test_customer_content_is_replaced_by_the_notice_once_protection_starts() -> 
     s = Setup()
     s.clipboard.copy(CLIPBOARD, 1001, "EXCEL.EXE", "03-1234-5678")
     s.clipboard.copy(PRIMARY, 1001, "EXCEL.EXE", "03-1234-5678")
-    assert s.guard.step() == IDLE_TICK
+    assert s.guard.step() == 0.75  # the backend's idle poll
     assert s.clipboard.takes == []  # not away: the worker may paste what they copied
     s.reasons = ["step_away"]
     assert s.guard.step() == ACTIVE_TICK
