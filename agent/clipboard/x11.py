@@ -187,7 +187,8 @@ class X11Clipboard:
             # Who had it before (an app that exited hands its content to a clipboard manager, which re-owns it).
             if last is not None and (last.pid, last.window_ids) != (current.pid, current.window_ids):
                 current = replace(current, previous=replace(last, previous=None))
-            elif last is not None:  # the same app owns it again (a manager re-owning): keep where it came from
+            elif last is not None:
+                # The same app owns it again (a manager re-owning): keep where the content came from.
                 current = replace(current, previous=last.previous)
             self._owners[selection] = current
             self._last_app[selection] = current
