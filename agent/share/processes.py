@@ -79,8 +79,12 @@ class PsutilProcessLister:
             return False
         try:
             return grabs_screen(name, psutil.Process(pid).cmdline())
+        except psutil.AccessDenied:
+            # A recorder whose arguments this user may not read (Windows: another user's, or elevated):
+            # fail closed, it may be grabbing the screen.
+            return True
         except (psutil.Error, OSError):
-            return False
+            return False  # it exited
 
     @staticmethod
     def _read_name(pid: int) -> str | None:
