@@ -10,6 +10,7 @@ backoff and dead letters the alert delivery shares.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -90,47 +91,97 @@ class Alert:
         }
 
 
-def _insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any], *keys: str) -> bool:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING; True when the row was inserted."""
+def _insert(conn: Connection, table: sa.Table) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        statement: Any = pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT through SQLAlchemy.
-    return conn.execute(statement.returning(table.c[keys[0]])).first() is not None
+    return sqlite_insert(table)
+
+
+def _insert_new(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], key: str, out: str
+) -> set[str]:
+    """INSERT ... ON CONFLICT (key) DO NOTHING for many rows; returns column ``out`` of the rows inserted
+    (RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT through SQLAlchemy)."""
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        inserted = conn.exec_driver_sql(_pg_unnest_insert(table, key, out), _arrays(table, rows)).scalars()
+        return {str(v) for v in inserted}
+    # One statement for many parameter sets: SQLAlchemy compiles it once and sends the rows in batches; a
+    # multi-row VALUES built per call was compiled every time (most of the cost).
+    statement = _insert(conn, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[out])
+    return {str(v) for v in conn.execute(statement, list(rows)).scalars()}
+
+
+_PG_TYPES = {sa.String: "varchar", sa.Text: "text", sa.BigInteger: "bigint"}
+
+
+@functools.cache
+def _pg_unnest_insert(table: sa.Table, key: str | None, out: str | None) -> str:
+    """PostgreSQL: many rows as one array per column (``unnest``), so the text is the same whatever the count
+    (psycopg converts and prepares it once; a VALUES list of hundreds of rows is converted on every call).
+    Built from the table definition only, never from data."""
+    names = [c.name for c in table.columns]
+    arrays = ", ".join(f"%({c.name})s::{_PG_TYPES[type(c.type)]}[]" for c in table.columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    if key is not None:
+        sql += f" ON CONFLICT ({key}) DO NOTHING"
+    if out is not None:
+        sql += f" RETURNING {out}"
+    return sql
+
+
+def _arrays(table: sa.Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {c.name: [r.get(c.name) for r in rows] for c in table.columns}
+
+
+def raise_many(
+    conn: Connection, found: Sequence[NewAlert], channels: Sequence[str], now_ms: int
+) -> list[str]:
+    """Raise each alert in the caller's transaction unless its key was raised before, and queue the new ones on
+    every channel (a few statements whatever the count). Returns the new alerts' ids."""
+    rows: dict[str, dict[str, Any]] = {}
+    for alert in found:
+        key = alert.key[:200]
+        rows.setdefault(
+            key,
+            {
+                "id": str(uuid.uuid4()),
+                "key": key,
+                "rule": alert.rule,
+                "device_id": alert.device_id,
+                "subject": alert.subject,
+                "cause_at": alert.cause_at,
+                "raised_at": now_ms,
+                "detail": json.dumps(alert.detail, ensure_ascii=False, sort_keys=True),
+            },
+        )
+    if not rows:
+        return []
+    inserted = _insert_new(conn, alerts, list(rows.values()), "key", "id")
+    raised = [r["id"] for r in rows.values() if r["id"] in inserted]
+    queue = [{"forwarder": c, "uid": alert_id} for alert_id in raised for c in channels]
+    if queue:
+        conn.execute(forward_outbox.insert(), queue)
+    return raised
 
 
 def raise_alert(conn: Connection, alert: NewAlert, channels: Sequence[str], now_ms: int) -> str | None:
-    """Raise ``alert`` in the caller's transaction unless its key was raised before; queue it on every channel.
-    Returns the new alert's id, or None when it existed already."""
-    alert_id = str(uuid.uuid4())
-    values = {
-        "id": alert_id,
-        "key": alert.key[:200],
-        "rule": alert.rule,
-        "device_id": alert.device_id,
-        "subject": alert.subject,
-        "cause_at": alert.cause_at,
-        "raised_at": now_ms,
-        "detail": json.dumps(alert.detail, ensure_ascii=False, sort_keys=True),
-    }
-    if not _insert_ignore(conn, alerts, values, "key"):
-        return None
-    if channels:
-        conn.execute(forward_outbox.insert(), [{"forwarder": c, "uid": alert_id} for c in channels])
-    return alert_id
+    """Raise one alert in the caller's transaction; its id, or None when its key was raised before."""
+    raised = raise_many(conn, [alert], channels, now_ms)
+    return raised[0] if raised else None
 
 
 def raise_all(storage: Storage, found: Sequence[NewAlert], channels: Sequence[str], now_ms: int) -> list[str]:
+    """Raise ``found`` in a transaction of its own; returns the new alerts' ids."""
     if not found:
         return []
     with storage.write() as conn:
-        raised = [raise_alert(conn, a, channels, now_ms) for a in found]
-    return [r for r in raised if r is not None]
+        return raise_many(conn, found, channels, now_ms)
 
 
 # --- check state (newly failing, blocks) ------------------------------------------------------------------
@@ -147,31 +198,78 @@ class Finding:
     event_uid: str
 
 
-def record_findings(conn: Connection, device_id: str, findings: Sequence[Finding]) -> list[Finding]:
-    """Move the device's check state along ``findings`` (in event order); returns the findings that started a
-    failure (no state row before)."""
+CheckState = tuple[int, int | None]  # (failing since, blocked since or None)
+
+
+def advance(
+    before: dict[str, CheckState], findings: Sequence[Finding]
+) -> tuple[dict[str, CheckState | None], list[Finding]]:
+    """Pure: the check states after ``findings`` (in event order; None: no longer failing) and the findings that
+    started a failure."""
+    state: dict[str, CheckState | None] = dict(before)
     started: list[Finding] = []
     for f in findings:
-        where = sa.and_(alert_checks.c.device_id == device_id, alert_checks.c.check_id == f.check_id)
+        current = state.get(f.check_id)
         if not f.failing:
-            conn.execute(alert_checks.delete().where(where))
-            continue
-        values = {
-            "device_id": device_id,
-            "check_id": f.check_id,
-            "failing_since": f.time,
-            "blocked_since": f.time if f.blocking else None,
-        }
-        if _insert_ignore(conn, alert_checks, values, "device_id", "check_id"):
+            state[f.check_id] = None
+        elif current is None:
             started.append(f)
-        elif f.blocking:
-            conn.execute(
-                alert_checks.update()
-                .where(where, alert_checks.c.blocked_since.is_(None))
-                .values(blocked_since=f.time)
-            )
+            state[f.check_id] = (f.time, f.time if f.blocking else None)
         else:
-            conn.execute(alert_checks.update().where(where).values(blocked_since=None))
+            since, blocked = current
+            state[f.check_id] = (since, (f.time if blocked is None else blocked) if f.blocking else None)
+    return state, started
+
+
+def _check_states(conn: Connection, device_id: str, checks: Sequence[str]) -> dict[str, CheckState]:
+    states: dict[str, CheckState] = {}
+    columns = (alert_checks.c.check_id, alert_checks.c.failing_since, alert_checks.c.blocked_since)
+    for i in range(0, len(checks), 500):
+        query = sa.select(*columns).where(
+            alert_checks.c.device_id == device_id, alert_checks.c.check_id.in_(checks[i : i + 500])
+        )
+        for row in conn.execute(query):
+            blocked = None if row.blocked_since is None else int(row.blocked_since)
+            states[str(row.check_id)] = (int(row.failing_since), blocked)
+    return states
+
+
+def findings_change_state(storage: Storage, device_id: str, findings: Sequence[Finding]) -> bool:
+    """A read only: whether ``findings`` would change the device's check state (a resent batch does not, and
+    then needs no write transaction)."""
+    with storage.engine.connect() as conn:
+        before = _check_states(conn, device_id, sorted({f.check_id for f in findings}))
+    after, started = advance(before, findings)
+    return bool(started) or any(v != before.get(c) for c, v in after.items())
+
+
+def record_findings(conn: Connection, device_id: str, findings: Sequence[Finding]) -> list[Finding]:
+    """Move the device's check state along ``findings`` (in event order) in the caller's transaction; returns
+    the findings that started a failure. A handful of statements per batch, however many findings."""
+    if not findings:
+        return []
+    if conn.dialect.name == "postgresql":
+        # Batches of one device in two server processes: one after the other (SQLite has one writer anyway).
+        conn.execute(sa.select(devices.c.id).where(devices.c.id == device_id).with_for_update())
+    before = _check_states(conn, device_id, sorted({f.check_id for f in findings}))
+    after, started = advance(before, findings)
+    changed = [c for c, v in after.items() if v != before.get(c)]
+    stale = [c for c in changed if c in before]
+    for i in range(0, len(stale), 500):
+        conn.execute(
+            alert_checks.delete().where(
+                alert_checks.c.device_id == device_id, alert_checks.c.check_id.in_(stale[i : i + 500])
+            )
+        )
+    rows = [
+        {"device_id": device_id, "check_id": c, "failing_since": v[0], "blocked_since": v[1]}
+        for c in changed
+        if (v := after[c]) is not None
+    ]
+    if rows and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_pg_unnest_insert(alert_checks, None, None), _arrays(alert_checks, rows))
+    elif rows:
+        conn.execute(alert_checks.insert(), rows)
     return started
 
 
@@ -371,9 +469,11 @@ __all__ = [
     "Finding",
     "NewAlert",
     "acknowledge",
+    "advance",
     "alert_checks",
     "alerts",
     "claim",
+    "findings_change_state",
     "gap_alerted",
     "get_alert",
     "give_up",
@@ -381,6 +481,7 @@ __all__ = [
     "long_blocks",
     "raise_alert",
     "raise_all",
+    "raise_many",
     "recent_gaps",
     "record_findings",
     "silent_devices",

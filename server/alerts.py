@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from core.clock import Clock
 from core.errors import MamoriError
 from core.records import Kind
@@ -282,9 +284,15 @@ def _finding(row: EventRow, data: Mapping[str, Any]) -> Finding | None:
     return Finding(check, failing, failing and data.get("enforcement") == "block", row.time, row.uid)
 
 
-def on_events(context: ServerContext, device_id: str, rows: Sequence[EventRow]) -> None:
+def on_events(
+    context: ServerContext,
+    device_id: str,
+    rows: Sequence[EventRow],
+    facts: Mapping[str, Any] | None = None,
+) -> None:
     """The arrival rules for a stored batch (check_failing, block state, lock_failed). Called after the ingest
-    committed; a database error propagates so the batch is answered 503 and resent (raising is idempotent)."""
+    committed; a database error propagates so the batch is answered 503 and resent (raising is idempotent).
+    ``facts``: uid -> ``unmapped`` of events ingest parsed already (server/ingest.py); the rest are parsed here."""
     relevant = [r for r in rows if r.event_code in _ARRIVAL_KINDS]
     if not relevant:
         return
@@ -293,7 +301,9 @@ def on_events(context: ServerContext, device_id: str, rows: Sequence[EventRow]) 
     findings: list[Finding] = []
     found: list[NewAlert] = []
     for row in sorted(relevant, key=lambda r: r.sequence):
-        data = json.loads(row.body).get("unmapped") or {}
+        data = facts.get(row.uid) if facts is not None else None
+        if data is None:
+            data = orjson.loads(row.body).get("unmapped") or {}
         if row.event_code == Kind.POSTURE_FINDING.value and track:
             finding = _finding(row, data)
             if finding is not None:
@@ -301,8 +311,10 @@ def on_events(context: ServerContext, device_id: str, rows: Sequence[EventRow]) 
         elif row.event_code == Kind.LOCK_FAILED.value and config.lock_failed:
             detail = {"method": data.get("method"), "reason": data.get("reason"), "event_uid": row.uid}
             found.append(NewAlert(f"lock_failed:{row.uid}", "lock_failed", device_id, row.time, detail))
-    if not findings and not found:
-        return
+    if not found and (
+        not findings or not alert_store.findings_change_state(context.storage, device_id, findings)
+    ):
+        return  # nothing new (a resent batch): no write transaction
     now, channels = context.now_ms(), config.channels()
     with context.storage.write() as conn:
         for f in alert_store.record_findings(conn, device_id, findings):
@@ -313,8 +325,7 @@ def on_events(context: ServerContext, device_id: str, rows: Sequence[EventRow]) 
                         f"check_failing:{f.event_uid}", "check_failing", device_id, f.time, detail, f.check_id
                     )
                 )
-        for alert in found:
-            alert_store.raise_alert(conn, alert, channels, now)
+        alert_store.raise_many(conn, found, channels, now)
 
 
 def on_checkin(context: ServerContext, device_id: str, body: CheckinRequest) -> None:

@@ -123,7 +123,8 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
         return retry_later(429, wait, "device over its event rate; retry later")
     try:
         accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms(), parsed.facts)
-        alerts.on_events(context, device.id, parsed.rows)  # after the commit; a failure here is a 503, resent
+        # Alerts after the commit; their failure answers 503 and the batch comes again (raising is idempotent).
+        alerts.on_events(context, device.id, parsed.rows, parsed.facts)
     except Exception as err:
         import sqlalchemy as sa
 

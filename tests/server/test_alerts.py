@@ -755,3 +755,29 @@ def test_an_unmigrated_database_makes_the_alert_thread_wait_and_say_so_once(
         storage.dispose()
     warnings = [r.getMessage() for r in caplog.records if r.name == "server.alerts"]
     assert len(warnings) == 1 and "database unavailable" in warnings[0], warnings
+
+
+def test_check_state_follows_findings_in_order() -> None:
+    """Pure: a check that fails, passes and fails again in one batch started failing twice; one that keeps
+    failing (an agent restart reports it again) did not; a block starts when enforcement turns to block and
+    ends without the failure ending."""
+    from server.alert_store import Finding, advance
+
+    def f(check: str, failing: bool, blocking: bool, at: int) -> Finding:
+        return Finding(check, failing, blocking, at, f"{check}-{at}")
+
+    after, started = advance(
+        {"kept": (1, None), "blocked": (1, 5)},
+        [
+            f("vpn", True, False, 10),
+            f("vpn", False, False, 11),
+            f("vpn", True, False, 12),
+            f("kept", True, False, 13),
+            f("kept", True, True, 14),
+            f("kept", True, True, 15),
+            f("blocked", True, False, 16),
+            f("gone", False, False, 17),
+        ],
+    )
+    assert [s.event_uid for s in started] == ["vpn-10", "vpn-12"]
+    assert after == {"vpn": (12, None), "kept": (1, 14), "blocked": (1, None), "gone": None}
