@@ -4,9 +4,12 @@
   changed, ``GetClipboardOwner`` names the window that last emptied the clipboard and
   ``GetWindowThreadProcessId`` its process. Excel and browsers own the clipboard with hidden windows of the same
   process, so the owner's pid finds their visible windows for title rules.
-- Take over: ``OpenClipboard`` (retried: another app may hold it open for a moment), ``EmptyClipboard``, then the
-  notice as ``CF_UNICODETEXT`` (``GlobalAlloc(GMEM_MOVEABLE)`` memory handed to ``SetClipboardData``, which the
-  system owns afterwards), ``CloseClipboard``.
+- Take over: ``OpenClipboard`` with the agent's own window (retried: another app may hold it open for a moment),
+  ``EmptyClipboard``, then the notice as ``CF_UNICODETEXT`` (``GlobalAlloc(GMEM_MOVEABLE)`` memory handed to
+  ``SetClipboardData``, which the system owns afterwards), ``CloseClipboard``. The window matters: opened
+  without one, ``EmptyClipboard`` leaves the clipboard without owner and ``SetClipboardData`` fails. It is a
+  message-only window on its own thread that pumps messages, because Windows sends the owner
+  ``WM_DESTROYCLIPBOARD`` when the next app empties the clipboard and that app waits for the answer.
 
 Windows has no primary selection. Clipboard history (Win+V) and cloud clipboard keep their own copies, which no
 API lets another app delete; IT turns them off by policy (docs/how-protection-works.md).
@@ -24,8 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.clipboard.base import CLIPBOARD, ClipboardError, Owner, Selection
+from agent.platform.windows import MSG, WNDCLASSW, WNDPROC, declare_window_api
 
 CF_UNICODETEXT = 13
+HWND_MESSAGE = -3
+WM_CLOSE = 0x0010
+OWNER_CLASS = "MamoriClipboardOwner"
 GMEM_MOVEABLE = 0x0002
 OPEN_ATTEMPTS = 10
 OPEN_RETRY = 0.02
@@ -81,6 +88,7 @@ class WindowsClipboard:
             user32 = ctypes.WinDLL("user32", use_last_error=True)
             kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
             _declare(user32, kernel32)
+            declare_window_api(user32, kernel32, None)  # the owner window's calls
         self._user32 = user32
         self._kernel32 = kernel32
         self._process_name = process_name
@@ -88,6 +96,9 @@ class WindowsClipboard:
         self._lock = threading.Lock()
         self._owner: Owner | None = None
         self._ours: int | None = None  # the sequence number our own take-over left
+        self._hwnd = 0  # the agent's clipboard owner window, once started
+        self._thread: threading.Thread | None = None
+        self._wndproc: Any = None  # the WNDPROC callback, referenced while the window lives
 
     def owners(self) -> list[Owner]:
         with self._lock:
@@ -121,8 +132,9 @@ class WindowsClipboard:
             self._owner = None
 
     def _open(self) -> None:
+        owner = self._owner_window()
         for _ in range(OPEN_ATTEMPTS):
-            if self._user32.OpenClipboard(None):
+            if self._user32.OpenClipboard(owner):
                 return
             self._sleep(OPEN_RETRY)
         raise ClipboardError(f"OpenClipboard failed: another app holds it (error {_last_error()})", CLIPBOARD)
@@ -142,5 +154,65 @@ class WindowsClipboard:
             self._kernel32.GlobalFree(handle)  # still ours when SetClipboardData fails
             raise ClipboardError(f"SetClipboardData failed (error {_last_error()})", CLIPBOARD)
 
+    def _owner_window(self) -> int:
+        if self._hwnd:
+            return self._hwnd
+        ready = threading.Event()
+        failure: list[str] = []
+        self._thread = threading.Thread(
+            target=self._window_loop, args=(ready, failure), name="mamori-clipboard-owner", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(5.0) or failure:
+            raise ClipboardError(
+                failure[0] if failure else "the clipboard owner window did not start", CLIPBOARD
+            )
+        return self._hwnd
+
+    def _window_loop(self, ready: threading.Event, failure: list[str]) -> None:
+        user32 = self._user32
+
+        def wndproc(hwnd: Any, msg: int, wparam: int, lparam: int) -> int:
+            if int(msg) == WM_CLOSE:
+                user32.DestroyWindow(hwnd)
+                user32.PostQuitMessage(0)
+                return 0
+            return int(user32.DefWindowProcW(hwnd, msg, wparam, lparam) or 0)
+
+        self._wndproc = WNDPROC(wndproc)
+        instance = self._kernel32.GetModuleHandleW(None)
+        cls = WNDCLASSW()
+        cls.lpfnWndProc = self._wndproc
+        cls.hInstance = instance
+        cls.lpszClassName = OWNER_CLASS
+        if not user32.RegisterClassW(ctypes.byref(cls)):
+            failure.append(
+                f"RegisterClassW failed (error {_last_error()}): the clipboard cannot be taken over"
+            )
+            ready.set()
+            return
+        hwnd = int(
+            user32.CreateWindowExW(
+                0, OWNER_CLASS, "Mamori", 0, 0, 0, 0, 0, HWND_MESSAGE, None, instance, None
+            )
+            or 0
+        )
+        if not hwnd:
+            failure.append(
+                f"CreateWindowExW failed (error {_last_error()}): the clipboard cannot be taken over"
+            )
+            ready.set()
+            return
+        self._hwnd = hwnd
+        ready.set()
+        msg = MSG()
+        while int(user32.GetMessageW(ctypes.byref(msg), None, 0, 0)) > 0:
+            user32.TranslateMessage(ctypes.byref(msg))
+            user32.DispatchMessageW(ctypes.byref(msg))
+        self._hwnd = 0
+
     def close(self) -> None:
-        return None
+        if self._hwnd:
+            self._user32.PostMessageW(self._hwnd, WM_CLOSE, 0, 0)
+        if self._thread is not None:
+            self._thread.join(5.0)

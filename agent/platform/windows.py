@@ -131,7 +131,7 @@ class MSG(ctypes.Structure):
     ]
 
 
-def _declare_power_api(user32: Any, kernel32: Any, wtsapi32: Any) -> None:
+def declare_window_api(user32: Any, kernel32: Any, wtsapi32: Any) -> None:
     """Pointer-sized arguments and results, which ctypes would otherwise pass and return as 32-bit ints (a
     64-bit module handle or window handle would be cut or refused)."""
     hwnd, msg = wintypes.HWND, ctypes.POINTER(MSG)
@@ -215,7 +215,7 @@ class WindowsDesktop:
                 wtsapi32 = ctypes.WinDLL("wtsapi32", use_last_error=True)
             except OSError:
                 wtsapi32 = None
-            _declare_power_api(user32, kernel32, wtsapi32)
+            declare_window_api(user32, kernel32, wtsapi32)
         self._user32 = user32
         self._wtsapi32 = wtsapi32
         self._wts_locked: bool | None = None  # the last WTS_SESSION_LOCK / UNLOCK seen; None before any

@@ -5,19 +5,24 @@ guard judging owners against the Windows desktop backend over the project's fake
 from __future__ import annotations
 
 import ctypes
+import queue
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from agent.clipboard.base import CLIPBOARD, ClipboardError
 from agent.clipboard.guard import ClipboardGuard
-from agent.clipboard.windows import CF_UNICODETEXT, GMEM_MOVEABLE, WindowsClipboard
+from agent.clipboard.windows import CF_UNICODETEXT, GMEM_MOVEABLE, HWND_MESSAGE, WindowsClipboard
 from agent.i18n import Translator
 from agent.platform.windows import WindowsDesktop
 from agent.report.stream import EventStream, Kind
 from core.clock import FakeClock
 from tests.agent.platform.test_windows import FakeDwmapi, FakeHwnd, FakeKernel32, FakeUser32
 from tests.harness.fakes import policy
+
+WM_QUIT = 0x0012
+AGENT_PID = 4321
 
 
 class ClipboardUser32(FakeUser32):
@@ -31,6 +36,9 @@ class ClipboardUser32(FakeUser32):
         self.text: str | None = None
         self.open_by: int | None = None  # the window (0: the calling task) holding the clipboard open
         self.held_by_other = 0  # the next OpenClipboard calls that fail: another app has it open
+        self.queue: queue.Queue[tuple[int, int, int, int]] = queue.Queue()
+        self.destroyed: list[int] = []
+        self.parent: Any = None
 
     def copy(self, hwnd: int, text: str) -> None:
         """An app copies: OpenClipboard(hwnd), EmptyClipboard, SetClipboardData, CloseClipboard."""
@@ -60,6 +68,8 @@ class ClipboardUser32(FakeUser32):
 
     def SetClipboardData(self, fmt: int, handle: int) -> int:
         assert self.open_by is not None and fmt == CF_UNICODETEXT
+        if not self.owner:
+            return 0  # opened without a window: EmptyClipboard left no owner and the data is refused
         # CF_UNICODETEXT is NUL-terminated UTF-16 (wchar_t is 16 bits on Windows, 32 here).
         self.text = self.memory.blocks[handle].raw.decode("utf-16-le").split("\0")[0]
         self.sequence += 1
@@ -70,11 +80,61 @@ class ClipboardUser32(FakeUser32):
         self.open_by = None
         return 1
 
+    # the agent's owner window: a message-only window on a thread that pumps messages
+    def RegisterClassW(self, ptr: Any) -> int:
+        self.wndproc = ptr._obj.lpfnWndProc
+        self.class_name = ptr._obj.lpszClassName
+        return 0xC002
+
+    def CreateWindowExW(self, ex: int, cls: str, name: str, style: int, *rest: Any) -> int:
+        assert cls == self.class_name
+        self.parent = rest[4]  # after x, y, width, height: the parent (HWND_MESSAGE: a message-only window)
+        return 0x900
+
+    def GetMessageW(self, ptr: Any, hwnd: Any, low: int, high: int) -> int:
+        target, msg, wparam, lparam = self.queue.get(timeout=30)
+        if msg == WM_QUIT:
+            return 0
+        m = ptr._obj
+        m.hwnd, m.message, m.wParam, m.lParam = target, msg, wparam, lparam
+        return 1
+
+    def TranslateMessage(self, ptr: Any) -> int:
+        return 0
+
+    def DispatchMessageW(self, ptr: Any) -> int:
+        m = ptr._obj
+        return int(self.wndproc(m.hwnd, m.message, m.wParam, m.lParam))
+
+    def DefWindowProcW(self, hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        return 0
+
+    def PostMessageW(self, hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        self.queue.put((hwnd, msg, wparam, lparam))
+        return 1
+
+    def PostQuitMessage(self, code: int) -> None:
+        self.queue.put((0, WM_QUIT, code, 0))
+
+    def DestroyWindow(self, hwnd: int) -> int:
+        self.destroyed.append(hwnd)
+        return 1
+
+    def pid_of(self, hwnd: int) -> int:
+        return AGENT_PID if hwnd == 0x900 else self.windows[hwnd].pid
+
+    def GetWindowThreadProcessId(self, hwnd: int, ptr: Any) -> int:
+        ptr._obj.value = self.pid_of(hwnd)
+        return 77
+
 
 class ClipboardKernel32(FakeKernel32):
     def __init__(self) -> None:
         super().__init__()
         self.blocks: dict[int, ctypes.Array[ctypes.c_char]] = {}
+
+    def GetModuleHandleW(self, name: Any) -> int:
+        return 0x400000
 
     def GlobalAlloc(self, flags: int, size: int) -> int:
         assert flags == GMEM_MOVEABLE
@@ -97,7 +157,7 @@ Setup = tuple[WindowsClipboard, ClipboardUser32, ClipboardGuard, list[str], Even
 
 
 @pytest.fixture
-def setup() -> Setup:
+def setup() -> Iterator[Setup]:
     kernel32 = ClipboardKernel32()
     user32 = ClipboardUser32(kernel32)
     user32.windows = {
@@ -126,7 +186,8 @@ def setup() -> Setup:
         clock=FakeClock(),
         translator=Translator("ja"),
     )
-    return clipboard, user32, guard, reasons, stream
+    yield clipboard, user32, guard, reasons, stream
+    clipboard.close()
 
 
 def test_the_owner_is_the_process_of_the_window_that_copied(setup: Setup) -> None:
@@ -149,6 +210,7 @@ def test_excel_content_is_replaced_by_the_notice_while_away_notepad_content_is_n
     guard.step()
     assert user32.text is not None and user32.text.startswith("【Mamori】")
     assert "03-1234-5678" not in user32.text and user32.open_by is None
+    assert user32.owner == 0x900 and user32.parent == HWND_MESSAGE  # the agent's message-only window owns it
     assert clipboard.owners()[0].ours
     guard.step()
     events = [dict(e.data) for e in stream.recent() if e.kind is Kind.CLIPBOARD_CLEARED]
@@ -160,7 +222,16 @@ def test_clear_mode_empties_and_a_busy_clipboard_is_retried_then_an_error(setup:
     user32.copy(4, "03-1234-5678")
     user32.held_by_other = 3
     clipboard.take(CLIPBOARD, None)
-    assert user32.text is None and user32.owner == 0
+    assert user32.text is None and user32.owner == 0x900
     user32.held_by_other = 100
     with pytest.raises(ClipboardError, match="another app holds it"):
         clipboard.take(CLIPBOARD, "notice")
+
+
+def test_closing_ends_the_owner_windows_thread(setup: Setup) -> None:
+    clipboard, user32, _, _, _ = setup
+    clipboard.take(CLIPBOARD, "notice")
+    thread = clipboard._thread
+    assert thread is not None and thread.is_alive()
+    clipboard.close()
+    assert not thread.is_alive() and user32.destroyed == [0x900]
