@@ -137,7 +137,7 @@ def notification_for(
         )
     if event.kind is Kind.SHARE_SELFCHECK_FAILED:
         return Notification(
-            "share.selfcheck", t("notify.covered.title"), t("share.selfcheck_failed"), urgency="critical"
+            "share.selfcheck", t("notify.selfcheck.title"), t("share.selfcheck_failed"), urgency="critical"
         )
     if event.kind is Kind.ONLOOKER_STARTED:
         # The worker is told that the camera is on, and why (docs/onlooker.md).

@@ -170,7 +170,7 @@ def _event(kind: Kind, **data: object) -> AgentEvent:
             "画面共有または録画を検出しました（Zoom）",
         ),
         ("en", _event(Kind.PROTECTION_APPLIED, reason="away"), "Customer-data windows covered", "reappear"),
-        ("en", _event(Kind.SHARE_SELFCHECK_FAILED), "Customer-data windows covered", "Stop sharing now"),
+        ("en", _event(Kind.SHARE_SELFCHECK_FAILED), "Screen locked", "Stop sharing before you unlock"),
         (
             "ja",
             _event(Kind.POSTURE_FINDING, check_id="vpn", status="fail", enforcement="block"),

@@ -10,6 +10,7 @@ import pytest
 from agent.app import build_runtime
 from agent.config import AgentConfig
 from agent.i18n import Translator
+from agent.platform.base import Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
 from agent.runtime import Runtime
@@ -17,6 +18,7 @@ from agent.ui.view import build_view
 from agent.ui.wiring import attach_ui, handle_command
 from core.clock import SystemClock
 from policy.load import load_policy
+from tests.harness.fakes import RecordingSink, window
 
 POLICY = """
 schema = 1
@@ -27,6 +29,10 @@ version = {version}
 required = true
 text = {{ ja = "同意します", en = "I agree" }}
 
+[[customer_apps]]
+name = "crm"
+processes = ["crm"]
+
 [worker]
 allow_pause = {pause}
 pause_max = "15m"
@@ -35,12 +41,16 @@ allow_quit = false
 
 
 def make_runtime(
-    tmp_path: Path, version: int = 1, pause: bool = True
+    tmp_path: Path, version: int = 1, pause: bool = True, cover: bool = True
 ) -> tuple[Runtime, EventStream, AgentConfig]:
     policy = load_policy(POLICY.format(version=version, pause=str(pause).lower()).encode())
     config = AgentConfig(state_dir=tmp_path / "state", language="en")
     stream = EventStream()
-    return build_runtime(config, policy, FakeDesktop(), stream, SystemClock()), stream, config
+    # A customer window and a cover sink that draws: the ack reason really covers something.
+    desktop = FakeDesktop([window(1, "顧客一覧", "crm", Rect(0, 0, 800, 600))])
+    sink = RecordingSink() if cover else None
+    runtime = build_runtime(config, policy, desktop, stream, SystemClock(), overlay=sink)
+    return runtime, stream, config
 
 
 def wait(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -102,7 +112,7 @@ def test_pause_is_reported_clamped_and_refused_when_not_allowed(tmp_path: Path) 
 
 
 def test_step_away_reaches_the_runtime(tmp_path: Path) -> None:
-    runtime, stream, config = make_runtime(tmp_path)
+    runtime, stream, config = make_runtime(tmp_path, cover=False)
     from agent.ui.ack import AckFlow, AckStore
 
     ack = AckFlow(AckStore(config.state_dir), stream, runtime.clock, lambda _a: None)
