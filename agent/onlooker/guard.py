@@ -18,12 +18,12 @@ import contextlib
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.frozen import module_command
 from agent.host import Host
 from agent.onlooker.confirm import CONFIRM_RATE, Decision, OnlookerMachine
 from agent.onlooker.protocol import Faces, Ready, Unavailable, dumps, parse_event
@@ -67,11 +67,9 @@ class OnlookerGuard:
         self.stream = stream
         self.clock = clock
         self.camera = camera
-        # A frozen build (PyInstaller) has no `-m`: the installer passes its own guard command line; tests wrap
-        # it (strace) to watch what the guard process does.
-        self._command = (
-            list(command) if command else [python or sys.executable, "-m", "agent.onlooker.process"]
-        )
+        # Tests wrap the command (strace) to watch what the guard process does. A frozen build has no `-m`
+        # (agent/frozen.py); the Linux one leaves OpenCV out, so its guard reports the camera degraded.
+        self._command = list(command) if command else module_command("agent.onlooker.process", python)
         self._wrap = list(wrap)
         base = dict(os.environ if env is None else env)
         path = base.get("PYTHONPATH")
