@@ -29,7 +29,7 @@ from server.storage import Storage
 from tests.harness.live_server import ThreadServer, admin_token, enroll_secret, migrated, signing_key
 
 # What each producer publishes (agent/protection.py, lock.py, posture/monitor.py, share/guard.py, degraded.py,
-# policy_source.py, ui/ack.py, report/summary.py); report.gap and report.rejected come from agent/report itself.
+# policy_source.py, ui/ack.py, report/summary.py, clipboard/guard.py); report.gap and report.rejected come from agent/report itself.
 PRODUCED: dict[Kind, list[dict[str, Any]]] = {
     Kind.PRESENCE_STAGE: [{"stage": "protect", "previous": "warn"}, {"stage": "active", "previous": None}],
     Kind.PROTECTION_APPLIED: [
@@ -55,6 +55,10 @@ PRODUCED: dict[Kind, list[dict[str, Any]]] = {
     Kind.SHARE_STARTED: [{"app": "Zoom"}],
     Kind.SHARE_ENDED: [{"app": "Zoom", "duration_s": 312.5}],
     Kind.SHARE_SELFCHECK_FAILED: [{"rules": ["crm"], "count": 1}],
+    Kind.CLIPBOARD_CLEARED: [
+        {"selection": "clipboard", "reason": "step_away", "rules": ["crm"], "action": "notice"},
+        {"selection": "primary", "reason": "share", "rules": ["crm"], "action": "clear"},
+    ],
     Kind.ONLOOKER_STARTED: [{"mode": "cover", "frame_rate": 2}],
     Kind.ONLOOKER_DETECTED: [{"faces": 2, "allowed": 1, "mode": "cover"}],
     Kind.ONLOOKER_CLEARED: [{"faces": 3, "allowed": 1, "mode": "report", "duration_s": 4.5}],
