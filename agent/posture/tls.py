@@ -13,15 +13,20 @@ import base64
 import hashlib
 import logging
 import socket
-import ssl
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.i18n import Translator
 from agent.posture.base import CheckResult, Status, result
 from policy.model import TlsEndpoint
+
+if TYPE_CHECKING:
+    # ssl costs 5.1 MB of RSS: imported by the probe, so an agent whose policy names no TLS endpoint (and that
+    # reports to no server) never loads it (docs/performance.md).
+    import ssl
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,6 @@ X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 X509_V_ERR_IP_ADDRESS_MISMATCH = 64
 
-VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERSION_REASONS = (
     "UNSUPPORTED_PROTOCOL",
     "TLSV1_ALERT_PROTOCOL_VERSION",
@@ -106,6 +110,8 @@ def _connect(address: tuple[str, int], timeout: float) -> socket.socket:
 
 
 def probe_tls(endpoint: TlsEndpoint, timeout: float = 5.0, connect: Connector = _connect) -> TlsOutcome:
+    import ssl
+
     host, port = endpoint_address(endpoint.url)
     context = ssl.create_default_context()
     if endpoint.ca:
@@ -113,7 +119,9 @@ def probe_tls(endpoint: TlsEndpoint, timeout: float = 5.0, connect: Connector = 
             context.load_verify_locations(cafile=endpoint.ca)
         except (OSError, ssl.SSLError) as err:
             return TlsOutcome("bad_ca", params={"reason": f"{endpoint.ca}: {err}"})
-    context.minimum_version = VERSIONS.get(endpoint.min_version, ssl.TLSVersion.TLSv1_2)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if endpoint.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
     try:
         raw = connect((host, port), timeout)
     except OSError as err:
@@ -144,6 +152,8 @@ def probe_tls(endpoint: TlsEndpoint, timeout: float = 5.0, connect: Connector = 
 
 def _verified_chain(tls: ssl.SSLSocket) -> list[bytes]:
     """DER certificates of the verified chain (leaf first): public API on 3.13+, the private one before."""
+    import ssl
+
     public = getattr(tls, "get_verified_chain", None)
     if public is not None:
         return [bytes(c) for c in public()]
@@ -157,6 +167,8 @@ def _verified_chain(tls: ssl.SSLSocket) -> list[bytes]:
 
 def _highest_offered(host: str, port: int, timeout: float, connect: Connector) -> str:
     """Which lower version the server does speak (for the detail). OpenSSL may refuse TLS < 1.2 entirely."""
+    import ssl
+
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

@@ -73,12 +73,42 @@ def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESU
     return wall_delta - mono_delta > slack
 
 
-def http_session(config: AgentConfig, session: requests.Session | None = None) -> requests.Session:
-    """The session every request to the server goes through: its TLS trusts agent.toml's ``server_ca`` (or the
-    OS store), whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say (agent/report/transport.py)."""
-    from agent.report import transport
+class LazySession:
+    """The session every request to the server goes through (agent/report/transport.py: its TLS trusts
+    agent.toml's ``server_ca`` or the OS store, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say), made on the
+    first request. ``requests`` and ``ssl`` cost about 16 MB of RSS (docs/performance.md): an agent that reports
+    to no server (an MDM-drop-only deployment) never loads them."""
 
-    return transport.http_session(config.server_ca, session)
+    def __init__(self, server_ca: Path | None) -> None:
+        self._server_ca = server_ca
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def created(self) -> bool:
+        return self._session is not None
+
+    def session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                from agent.report import transport
+
+                self._session = transport.http_session(self._server_ca)
+            return self._session
+
+    def get(self, *args: Any, **kwargs: Any) -> requests.Response:
+        return self.session().get(*args, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        return self.session().post(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session(), name)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
 
 
 def privacy_context(policy: Policy | None, state_dir: Path) -> Context:
@@ -158,7 +188,11 @@ class ReportingService:
         self._queue = stream.subscribe()
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox = Outbox(config.state_dir / OUTBOX_FILE, now=clock.now)
-        self.session = session = http_session(config, session)
+        if session is not None:  # tests pass theirs: it gets the same pinned trust
+            from agent.report import transport
+
+            session = transport.http_session(config.server_ca, session)
+        self.session = session = session or cast("requests.Session", LazySession(config.server_ca))
         self.uploader = Uploader(
             self.outbox, session, clock, batch_max_events=batch_max_events, backoff=backoff, on_send=on_send
         )

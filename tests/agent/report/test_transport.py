@@ -17,7 +17,7 @@ import requests
 
 from agent.config import AgentConfig
 from agent.report.enrollment import EnrollmentError, enroll
-from agent.report.service import http_session
+from agent.report.transport import http_session
 from tests.harness.pki import TestCA
 
 
@@ -93,7 +93,7 @@ def test_server_ca_wins_over_both_environment_variables(
     tmp_path: Path, pki: tuple[TestCA, TestCA], https: _Server, hostile_env: None
 ) -> None:
     config = AgentConfig(state_dir=tmp_path / "agent", server_ca=pki[0].path)
-    with http_session(config) as session:
+    with http_session(config.server_ca) as session:
         assert session.get(https.url + "/healthz", timeout=5).json() == {"status": "ok"}
         # a per-request verify (what requests merges from the environment) cannot replace it either
         assert session.get(https.url + "/healthz", timeout=5, verify=str(pki[1].path)).status_code == 200
@@ -107,7 +107,7 @@ def test_the_environment_ca_is_not_trusted_in_place_of_server_ca(
     server = _Server(leaf.cert, leaf.key)
     try:
         config = AgentConfig(state_dir=tmp_path / "agent", server_ca=pki[0].path)
-        with http_session(config) as session, pytest.raises(requests.exceptions.SSLError):
+        with http_session(config.server_ca) as session, pytest.raises(requests.exceptions.SSLError):
             session.get(server.url + "/healthz", timeout=5)
     finally:
         server.close()
@@ -119,7 +119,7 @@ def test_without_server_ca_the_os_store_decides_not_the_environment(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki[0].path))  # would make the test CA trusted
     monkeypatch.setenv("CURL_CA_BUNDLE", str(pki[0].path))
     config = AgentConfig(state_dir=tmp_path / "agent")
-    with http_session(config) as session, pytest.raises(requests.exceptions.SSLError):
+    with http_session(config.server_ca) as session, pytest.raises(requests.exceptions.SSLError):
         session.get(https.url + "/healthz", timeout=5)
 
 
