@@ -24,7 +24,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -47,6 +47,8 @@ from server.forwarders import _default_retryable as default_retryable
 from server.storage import EventRow, Storage, ms
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from server.context import ServerContext
     from server.models import CheckinRequest
     from server.settings import Settings
@@ -284,23 +286,39 @@ def _finding(row: EventRow, data: Mapping[str, Any]) -> Finding | None:
     return Finding(check, failing, failing and data.get("enforcement") == "block", row.time, row.uid)
 
 
-def on_events(
-    context: ServerContext,
+def on_stored(
+    context: ServerContext, device_id: str, facts: Mapping[str, Any] | None = None
+) -> Callable[[Connection, list[EventRow]], None]:
+    """The arrival rules (check_failing, the block state, lock_failed) for ``Storage.ingest``'s ``then``: run on
+    the newly stored events in the ingest transaction, so an alert commits with its cause or not at all, and a
+    resent batch (its events stored already) costs nothing. ``facts``: uid -> ``unmapped`` of the events ingest
+    parsed already (server/ingest.py); the others are parsed here."""
+    config = alert_settings(context.settings)
+
+    def then(conn: Connection, rows: list[EventRow]) -> None:
+        relevant = [r for r in rows if r.event_code in _ARRIVAL_KINDS]
+        if relevant:
+            evaluate(conn, config, device_id, relevant, facts=facts, now=context.now_ms())
+
+    return then
+
+
+def evaluate(
+    conn: Connection,
+    config: AlertSettings,
     device_id: str,
     rows: Sequence[EventRow],
-    facts: Mapping[str, Any] | None = None,
-) -> None:
-    """The arrival rules for a stored batch (check_failing, block state, lock_failed). Called after the ingest
-    committed; a database error propagates so the batch is answered 503 and resent (raising is idempotent).
-    ``facts``: uid -> ``unmapped`` of events ingest parsed already (server/ingest.py); the rest are parsed here."""
-    relevant = [r for r in rows if r.event_code in _ARRIVAL_KINDS]
-    if not relevant:
-        return
-    config = alert_settings(context.settings)
+    *,
+    facts: Mapping[str, Any] | None,
+    now: int,
+) -> list[str]:
+    """Raise the arrival rules' alerts for stored ``rows`` in the caller's transaction; their ids."""
     track = config.check_failing or config.enabled("block_long")
     findings: list[Finding] = []
     found: list[NewAlert] = []
-    for row in sorted(relevant, key=lambda r: r.sequence):
+    for row in sorted(rows, key=lambda r: r.sequence):
+        if row.event_code not in _ARRIVAL_KINDS:
+            continue
         data = facts.get(row.uid) if facts is not None else None
         if data is None:
             data = orjson.loads(row.body).get("unmapped") or {}
@@ -311,21 +329,15 @@ def on_events(
         elif row.event_code == Kind.LOCK_FAILED.value and config.lock_failed:
             detail = {"method": data.get("method"), "reason": data.get("reason"), "event_uid": row.uid}
             found.append(NewAlert(f"lock_failed:{row.uid}", "lock_failed", device_id, row.time, detail))
-    if not found and (
-        not findings or not alert_store.findings_change_state(context.storage, device_id, findings)
-    ):
-        return  # nothing new (a resent batch): no write transaction
-    now, channels = context.now_ms(), config.channels()
-    with context.storage.write() as conn:
-        for f in alert_store.record_findings(conn, device_id, findings):
-            if config.check_failing:
-                detail = {"check_id": f.check_id, "blocking": f.blocking, "event_uid": f.event_uid}
-                found.append(
-                    NewAlert(
-                        f"check_failing:{f.event_uid}", "check_failing", device_id, f.time, detail, f.check_id
-                    )
+    for f in alert_store.record_findings(conn, device_id, findings):
+        if config.check_failing:
+            detail = {"check_id": f.check_id, "blocking": f.blocking, "event_uid": f.event_uid}
+            found.append(
+                NewAlert(
+                    f"check_failing:{f.event_uid}", "check_failing", device_id, f.time, detail, f.check_id
                 )
-        alert_store.raise_many(conn, found, channels, now)
+            )
+    return alert_store.raise_many(conn, found, config.channels(), now)
 
 
 def on_checkin(context: ServerContext, device_id: str, body: CheckinRequest) -> None:
@@ -709,9 +721,10 @@ __all__ = [
     "audit_settings",
     "delivery_status",
     "describe",
+    "evaluate",
     "mail_message",
     "on_checkin",
-    "on_events",
+    "on_stored",
     "parse_alerts",
     "webhook_body",
     "when_text",

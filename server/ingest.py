@@ -122,9 +122,10 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
     if wait > 0:
         return retry_later(429, wait, "device over its event rate; retry later")
     try:
-        accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms(), parsed.facts)
-        # Alerts after the commit; their failure answers 503 and the batch comes again (raising is idempotent).
-        alerts.on_events(context, device.id, parsed.rows, parsed.facts)
+        alerting = alerts.on_stored(context, device.id, parsed.facts)  # in the ingest transaction
+        accepted, duplicate = context.storage.ingest(
+            device.id, parsed.rows, context.now_ms(), parsed.facts, then=alerting
+        )
     except Exception as err:
         import sqlalchemy as sa
 

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -551,16 +551,23 @@ class Storage:
         return inserted
 
     def ingest(
-        self, device_id: str, batch: Sequence[EventRow], now: int, facts: Mapping[str, Any] | None = None
+        self,
+        device_id: str,
+        batch: Sequence[EventRow],
+        now: int,
+        facts: Mapping[str, Any] | None = None,
+        *,
+        then: Callable[[Connection, list[EventRow]], None] | None = None,
     ) -> tuple[int, int]:
         """Store a batch; returns (accepted, duplicate). Sequence gaps are recorded in the same transaction, and
         so is the console's derived state (``facts``: uid -> data of the events it derives from, already parsed;
-        without them it parses those events' bodies)."""
+        without them it parses those events' bodies), and ``then`` runs on the newly stored rows in it too (the
+        alert rules, server/alerts.py)."""
         unique: dict[str, EventRow] = {}
         for row in batch:
             unique.setdefault(row.uid, row)
         if not self.is_sqlite:
-            return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts)
+            return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts, then=then)
         with self.write() as conn:
             device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
             previous_max = int(device.max_sequence) if device else 0
@@ -590,6 +597,8 @@ class Storage:
                 .values(max_sequence=new_max, last_seen=now, stopped=False)
             )
             _derive_state(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
+            if then is not None:
+                then(conn, [r for r in unique.values() if r.uid in inserted])
         return len(inserted), len(batch) - len(inserted)
 
     def _pg_ingest(
@@ -599,6 +608,8 @@ class Storage:
         received: int,
         now: int,
         facts: Mapping[str, Any] | None = None,
+        *,
+        then: Callable[[Connection, list[EventRow]], None] | None = None,
     ) -> tuple[int, int]:
         """PostgreSQL ingest: BEGIN, one statement (insert, lock and raise the high-water mark), COMMIT; gap
         rows, rare, in the same transaction. Three round trips a batch where there were five."""
@@ -619,6 +630,8 @@ class Storage:
             self._record_gaps(conn, device_id, int(previous or 0), seqs, now)
             fresh = set(uids)
             _derive_state(conn, device_id, [r for r in unique if r.uid in fresh], now, facts)
+            if then is not None:
+                then(conn, [r for r in unique if r.uid in fresh])
         return len(uids), received - len(uids)
 
     def _record_gaps(
