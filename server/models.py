@@ -38,7 +38,9 @@ class CheckinRequest(BaseModel):
     heartbeat_s: float | None = Field(default=None, gt=0, le=7 * 86400, allow_inf_nan=False)
     last_sequence: int | None = Field(default=None, ge=0, le=2**62)
     stopping: bool = False
-    quit_allowed: bool | None = None  # with stopping: whether the policy in force lets the worker quit (alerts)
+    quit_allowed: bool | None = (
+        None  # with stopping: whether the policy in force lets the worker quit (alerts)
+    )
     os: str | None = Field(default=None, max_length=32, pattern=NO_CONTROL)
 
 

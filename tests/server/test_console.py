@@ -297,7 +297,9 @@ def test_static_assets_are_served_locally_and_nothing_is_fetched_elsewhere(
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page):
             assert client.get(asset).status_code == 200
     assert client.get("/static/console.css").headers["content-type"].startswith("text/css")
-    assert '<meta http-equiv="refresh" content="60">' in client.get("/").text  # the overview keeps itself fresh
+    assert (
+        '<meta http-equiv="refresh" content="60">' in client.get("/").text
+    )  # the overview keeps itself fresh
     assert client.get("/static/..%2Fsettings.py").status_code == 404
     assert client.get("/devices/nope?lang=en").status_code == 404
 
