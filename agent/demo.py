@@ -317,7 +317,9 @@ def run_demo(args: argparse.Namespace) -> int:
         if not demo.headless:
             demo.say("  - acknowledge the policy in the dialog (or tray > Acknowledge policy)")
             demo.say(
-                "  - open a window titled '顧客台帳' and stay idle 30 s to see the cover (countdown from 20 s)"
+                "  - open a file named 顧客台帳.ods in LibreOffice Calc (or Excel), or a page titled "
+                "'Salesforce' in a browser, and stay idle 30 s to see the cover (countdown from 20 s); "
+                "`mamori agent apps` shows which open windows the rules match"
             )
             demo.say(
                 "  - tray > Step away now, or run: mamori agent step-away --config "
