@@ -234,15 +234,6 @@ def _check_states(conn: Connection, device_id: str, checks: Sequence[str]) -> di
     return states
 
 
-def findings_change_state(storage: Storage, device_id: str, findings: Sequence[Finding]) -> bool:
-    """A read only: whether ``findings`` would change the device's check state (a resent batch does not, and
-    then needs no write transaction)."""
-    with storage.engine.connect() as conn:
-        before = _check_states(conn, device_id, sorted({f.check_id for f in findings}))
-    after, started = advance(before, findings)
-    return bool(started) or any(v != before.get(c) for c, v in after.items())
-
-
 def record_findings(conn: Connection, device_id: str, findings: Sequence[Finding]) -> list[Finding]:
     """Move the device's check state along ``findings`` (in event order) in the caller's transaction; returns
     the findings that started a failure. A handful of statements per batch, however many findings."""
@@ -473,7 +464,6 @@ __all__ = [
     "alert_checks",
     "alerts",
     "claim",
-    "findings_change_state",
     "gap_alerted",
     "get_alert",
     "give_up",
