@@ -10,7 +10,7 @@ from core.clock import FakeClock
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage
-from tests.harness.live_server import migrated
+from tests.harness.live_server import migrated, pg_url, reset_pg
 
 
 @pytest.fixture
@@ -28,6 +28,19 @@ def storage(db_url: str) -> Iterator[Storage]:
     s = migrated(db_url)
     yield s
     s.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """A migrated database on SQLite and, as a second run of the test, on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = pg_url()
+        reset_pg(url)
+    storage = migrated(url)
+    yield storage
+    storage.dispose()
 
 
 @pytest.fixture

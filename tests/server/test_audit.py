@@ -9,7 +9,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,7 @@ from server import accounts, audit
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage
-from tests.harness.live_server import ROOT, migrated, pg_url, reset_pg, signed_policy, signing_key
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-    else:
-        url = pg_url()
-        reset_pg(url)
-    storage = migrated(url)
-    yield storage
-    storage.dispose()
+from tests.harness.live_server import ROOT, signed_policy, signing_key
 
 
 def fill(store: Storage, count: int = 5) -> None:

@@ -34,26 +34,12 @@ from tests.harness.live_server import (
     admin_token,
     enroll_secret,
     migrated,
-    pg_url,
-    reset_pg,
     server_process,
 )
 from tests.harness.policies import policy_keys, policy_toml, write_agent_config
 from tests.harness.xdesktop import XDesktop
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-    else:
-        url = pg_url()
-        reset_pg(url)
-    storage = migrated(url)
-    yield storage
-    storage.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,21 +17,9 @@ from server.audit import entries, verify
 from server.retention import DAY_MS, RetentionService, RetentionSettings, apply_retention
 from server.settings import SettingsError, load_settings
 from server.storage import Storage, events, gaps
-from tests.harness.live_server import migrated, pg_url, reset_pg
+from tests.harness.live_server import migrated
 
 NOW = 1_800_000_000_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-    else:
-        url = pg_url()
-        reset_pg(url)
-    storage = migrated(url)
-    yield storage
-    storage.dispose()
 
 
 def _event(uid: str, *, age_days: float, received_age_days: float | None = None) -> dict[str, object]:

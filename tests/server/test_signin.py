@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -20,21 +19,9 @@ from server import accounts, audit, auth
 from server.app import create_app
 from server.settings import Settings
 from server.storage import Storage, admin_tokens
-from tests.harness.live_server import admin_token, migrated, pg_url, reset_pg
+from tests.harness.live_server import admin_token
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-    else:
-        url = pg_url()
-        reset_pg(url)
-    storage = migrated(url)
-    yield storage
-    storage.dispose()
 
 
 @pytest.fixture

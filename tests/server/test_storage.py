@@ -4,31 +4,17 @@ ingest is idempotent and transactional, enrollment secrets cannot be over-used u
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from server import forward_store, migrate
 from server.storage import EnrollRefusedError, EventRow, Storage, metadata
-from tests.harness.live_server import migrated, pg_url, reset_pg
+from tests.harness.live_server import migrated
 
 assert forward_store.forward_outbox.metadata is metadata  # the forwarder tables are part of the schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-    else:
-        url = pg_url()
-        reset_pg(url)
-    storage = migrated(url)
-    yield storage
-    storage.dispose()
 
 
 def rows(*seqs: int, prefix: str = "u") -> list[EventRow]:
