@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from agent.frozen import module_command
+from agent.frozen import helper_env, module_command, start_helper
 from agent.host import Host
 from agent.onlooker.confirm import CONFIRM_RATE, Decision, OnlookerMachine
 from agent.onlooker.protocol import Faces, Ready, Unavailable, dumps, parse_event
@@ -33,7 +31,6 @@ from policy.model import Onlooker, Policy
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 REASON = "onlooker"
 MESSAGE_KEY = "cover.onlooker"
 CAPABILITY = "camera"
@@ -71,9 +68,7 @@ class OnlookerGuard:
         # (agent/frozen.py); the Linux one leaves OpenCV out, so its guard reports the camera degraded.
         self._command = list(command) if command else module_command("agent.onlooker.process", python)
         self._wrap = list(wrap)
-        base = dict(os.environ if env is None else env)
-        path = base.get("PYTHONPATH")
-        base["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + path if path else "")
+        base = helper_env(env)
         base["PYTHONDONTWRITEBYTECODE"] = "1"  # the guard writes nothing to disk, not even .pyc files
         base["OPENCV_OPENCL_DEVICE"] = "disabled"  # no OpenCL kernel cache on disk either
         self._env = base
@@ -150,16 +145,7 @@ class OnlookerGuard:
         assert self.camera is not None
         argv = [*self._wrap, *self._command, "--camera", self.camera, "--fps", str(settings.frame_rate)]
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._env,
-                text=True,
-                encoding="utf-8",
-                bufsize=1,
-            )
+            proc = start_helper(argv, self._env)
         except OSError as err:
             self._unavailable = "guard_failed"
             self._retry_at = self.clock.monotonic() + self._retry

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
-from agent.frozen import module_command
+from agent.frozen import helper_env, module_command, start_helper
 from agent.overlay.protocol import CoverSpec, ProtocolError, countdown_message, covers_message, dumps, loads
 from core.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CoverSink(Protocol):
@@ -54,10 +51,7 @@ class OverlaySupervisor:
         ping_interval: float = 2.0,
         clock: Clock | None = None,
     ) -> None:
-        base = dict(os.environ if env is None else env)
-        path = base.get("PYTHONPATH")
-        base["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + path if path else "")
-        self._env = base
+        self._env = helper_env(env)
         self._command = list(command) if command else module_command("agent.overlay.helper", python)
         self._on_click = on_click
         self._on_failure = on_failure
@@ -109,16 +103,7 @@ class OverlaySupervisor:
 
     def _spawn(self) -> None:
         try:
-            proc = subprocess.Popen(
-                self._command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._env,
-                text=True,
-                encoding="utf-8",
-                bufsize=1,
-            )
+            proc = start_helper(self._command, self._env)
         except OSError as err:
             self._give_up(f"cannot start the cover helper: {err.strerror}")
             return
