@@ -26,6 +26,7 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,9 @@ logger = logging.getLogger(__name__)
 TYPES = ("splunk_hec", "otlp_http", "syslog_tls", "elasticsearch", "webhook")
 # Keys each type takes besides name/type/batch/limits (server.toml); "url" is required for the HTTP types.
 _TYPE_KEYS: dict[str, frozenset[str]] = {
-    "splunk_hec": frozenset({"url", "token", "index", "sourcetype", "ca"}),
+    "splunk_hec": frozenset(
+        {"url", "token", "index", "sourcetype", "ca", "indexer_ack", "channel", "ack_timeout"}
+    ),
     "otlp_http": frozenset({"url", "headers", "ca"}),
     "syslog_tls": frozenset({"host", "port", "ca", "server_name", "facility"}),
     "elasticsearch": frozenset({"url", "index", "api_key", "ca"}),
@@ -96,6 +99,19 @@ def parse_forwarders(raw: Any, where: str, base: Path) -> tuple[ForwarderConfig,
                 raise ForwarderConfigError(f"{at}.{key}: required for type {kind}")
         if "url" in options and urlsplit(options["url"]).scheme not in ("http", "https"):
             raise ForwarderConfigError(f"{at}.url: must be an http:// or https:// URL")
+        if "indexer_ack" in options and not isinstance(options["indexer_ack"], bool):
+            raise ForwarderConfigError(f"{at}.indexer_ack: true or false")
+        if "ack_timeout" in options and (
+            isinstance(options["ack_timeout"], bool)
+            or not isinstance(options["ack_timeout"], int | float)
+            or options["ack_timeout"] <= 0
+        ):
+            raise ForwarderConfigError(f"{at}.ack_timeout: seconds, a positive number")
+        if "channel" in options:
+            try:
+                options["channel"] = str(uuid.UUID(str(options["channel"])))
+            except ValueError as err:
+                raise ForwarderConfigError(f"{at}.channel: a GUID, as Splunk's HEC channels are") from err
         if isinstance(options.get("ca"), str):
             ca = Path(options["ca"]).expanduser()
             options["ca"] = str(ca if ca.is_absolute() else base / ca)
@@ -346,16 +362,65 @@ def _default_retryable(status: int) -> bool:
 
 
 class HecSender(Sender):
+    """Splunk HEC. With ``indexer_ack = true`` (the token's "indexer acknowledgement" on) a batch counts as
+    delivered only once ``/services/collector/ack`` says its ``ackId`` was indexed, not when HEC took it: a
+    batch HEC took but lost before indexing is sent again (at least once). The requests carry the channel
+    Splunk requires for acknowledgements (``channel``, default a GUID derived from the forwarder's name, so it
+    survives restarts)."""
+
+    ACK_POLL_S = 0.5
+
     def send(self, batch: Sequence[Due]) -> Outcome:
-        url = self.config.option("url").rstrip("/") + "/services/collector/event"
+        base = self.config.option("url").rstrip("/")
         headers = {
             "Authorization": f"Splunk {self.config.option('token', '')}",
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
         }
-        return self.http_outcome(
-            batch, self.post(url, gzip.compress(hec_body(batch, self.config)), headers), _default_retryable
+        ack = bool(self.config.option("indexer_ack", False))
+        if ack:
+            headers["X-Splunk-Request-Channel"] = self.channel
+        result = self.post(
+            base + "/services/collector/event", gzip.compress(hec_body(batch, self.config)), headers
         )
+        outcome = self.http_outcome(batch, result, _default_retryable)
+        if not ack or not outcome.delivered or isinstance(result, str):
+            return outcome
+        try:
+            ack_id = int(json.loads(result[2])["ackId"])
+        except (ValueError, KeyError, TypeError):
+            return Outcome(
+                retry=outcome.delivered,
+                error="HEC answered without an ackId: turn on indexer acknowledgement for the token",
+            )
+        if self._acknowledged(base, ack_id, headers):
+            return outcome
+        timeout = float(self.config.option("ack_timeout", 30.0))
+        return Outcome(
+            retry=outcome.delivered, error=f"HEC indexer acknowledgement {ack_id} not seen in {timeout:g} s"
+        )
+
+    @property
+    def channel(self) -> str:
+        return str(
+            self.config.option("channel") or uuid.uuid5(uuid.NAMESPACE_URL, f"mamori:{self.config.name}")
+        )
+
+    def _acknowledged(self, base: str, ack_id: int, headers: dict[str, str]) -> bool:
+        poll = {k: v for k, v in headers.items() if k != "Content-Encoding"}
+        deadline = time.monotonic() + float(self.config.option("ack_timeout", 30.0))
+        body = json.dumps({"acks": [ack_id]}).encode()
+        while True:
+            result = self.post(base + "/services/collector/ack", body, poll)
+            if not isinstance(result, str) and result[0] == 200:
+                try:
+                    if json.loads(result[2])["acks"].get(str(ack_id)) is True:
+                        return True
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.ACK_POLL_S)
 
 
 class OtlpSender(Sender):
@@ -374,14 +439,22 @@ class OtlpSender(Sender):
                 partial = {}
             rejected = int(partial.get("rejectedLogRecords") or 0)
             if rejected:
-                # The receiver refused some records for good without naming them: delivered as far as retrying
-                # goes, logged with its message so the dead-letter cause is visible.
+                message = str(partial.get("errorMessage", ""))[:150]
                 logger.warning(
-                    "forwarder %s: receiver rejected %d log records: %s",
+                    "forwarder %s: receiver rejected %d of %d log records: %s",
                     self.config.name,
                     rejected,
-                    str(partial.get("errorMessage", ""))[:200],
+                    len(batch),
+                    message,
                 )
+                uids = [d.uid for d in batch]
+                if len(batch) > 1:
+                    # partial_success does not say which records: send them one at a time, so the refused ones
+                    # become dead letters of their own (the accepted ones arrive a second time: at least once).
+                    return Outcome(
+                        retry=uids, error=f"{rejected} records rejected (splitting)", retry_after=0.0
+                    )
+                return Outcome(dead={uids[0]: f"rejected by the receiver: {message}"})
         return outcome
 
 

@@ -11,6 +11,7 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +37,12 @@ class Receivers:
         self.elastic_conflicts = 0
         self.webhook: Counter[str] = Counter()
         self.refuse_uid: str | None = None  # answered as a permanent refusal (a broken event)
+        self.otlp_reject_uid: str | None = None  # left out of an OTLP batch and reported in partialSuccess
+        # HEC indexer acknowledgement: ackIds answer false to this many polls, then true (None: never)
+        self.hec_ack_after: int | None = 0
+        self.hec_pending: dict[int, list[str]] = {}  # ackId -> uids of the batch
+        self.hec_ack_polls: Counter[int] = Counter()
+        self.hec_channels: set[str] = set()
         self.alerts: dict[str, dict[str, Any]] = {}  # alert webhook (server/alerts.py): id -> alert
         self.alert_arrivals: dict[str, list[float]] = {}  # id -> monotonic arrival times
         self.records: dict[str, dict[str, Any]] = {}
@@ -84,6 +91,8 @@ class Receivers:
     def handle(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
         if path == "/services/collector/event":
             return self._hec(headers, raw)
+        if path.split("?", maxsplit=1)[0] == "/services/collector/ack":
+            return self._hec_ack(headers, raw)
         if path == "/v1/logs":
             return self._otlp(headers, raw)
         if path == "/_bulk":
@@ -123,7 +132,24 @@ class Receivers:
         with self.lock:
             for obj_uid in uids:
                 self.hec[obj_uid] += 1
+            channel = headers.get("X-Splunk-Request-Channel")
+            if channel is not None:  # indexer acknowledgement: HEC answers an ackId per request
+                self.hec_channels.add(str(uuid.UUID(channel)))
+                ack_id = len(self.hec_pending)
+                self.hec_pending[ack_id] = uids
+                return 200, {"text": "Success", "code": 0, "ackId": ack_id}
         return 200, {"text": "Success", "code": 0}
+
+    def _hec_ack(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+        assert headers["Authorization"] == f"Splunk {HEC_TOKEN}"
+        assert str(uuid.UUID(headers["X-Splunk-Request-Channel"])) in self.hec_channels, "the same channel"
+        answer = {}
+        with self.lock:
+            for ack_id in json.loads(raw)["acks"]:
+                self.hec_ack_polls[ack_id] += 1
+                after = self.hec_ack_after
+                answer[str(ack_id)] = after is not None and self.hec_ack_polls[ack_id] > after
+        return 200, {"acks": answer}
 
     def _otlp(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
         assert headers["Content-Type"] == "application/json"
@@ -144,9 +170,15 @@ class Receivers:
             assert attributes["event.id"] == {"stringValue": record["metadata"]["uid"]}
             assert attributes["ocsf.class_uid"] == {"intValue": str(record["class_uid"])}
             uids.append(self._record(record))
+        rejected = [u for u in uids if u == self.otlp_reject_uid]
         with self.lock:
             for uid in uids:
-                self.otlp[uid] += 1
+                if uid not in rejected:
+                    self.otlp[uid] += 1
+        if rejected:
+            return 200, {
+                "partialSuccess": {"rejectedLogRecords": len(rejected), "errorMessage": "bad record"}
+            }
         return 200, {"partialSuccess": {}}
 
     def _bulk(self, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from agent.report.events import build_record, rule_context, stamp_device
 from agent.report.stream import AgentEvent, Kind
@@ -143,6 +144,49 @@ def test_a_broken_event_is_a_dead_letter_and_blocks_nothing(storage: Storage, re
         set(receivers.hec) == others and set(receivers.webhook) == others and set(receivers.elastic) == others
     )
     assert {s["name"]: s["dead_letters"] for s in service.status()} == {"hec": 1, "es": 1, "hook": 1}
+
+
+def test_hec_indexer_ack_counts_a_batch_delivered_only_once_indexed(
+    storage: Storage, receivers: Receivers
+) -> None:
+    options = {"url": receivers.url, "token": HEC_TOKEN, "indexer_ack": True, "ack_timeout": 0.6}
+    service = ForwardingService(
+        storage, [ForwarderConfig("hec", "splunk_hec", options, batch=7)], SystemClock()
+    )
+    service.BASE_BACKOFF_S = 0.01
+    forward_store.set_capture(storage, True)
+    receivers.hec_ack_after = None  # HEC takes the events but never reports them indexed
+    uids = store(storage, records(10))
+    for _ in range(3):
+        service.step()
+    status = service.status()[0]
+    assert status["queued"] == 10 and "indexer acknowledgement" in status["last_error"]
+    assert receivers.hec and set(receivers.hec) <= set(uids)  # HEC took a batch: not enough
+    receivers.hec_ack_after = 2  # indexed after two polls
+    drain(service, storage)
+    assert set(receivers.hec) == set(uids) and all(n >= 1 for n in receivers.hec.values())
+    assert len(receivers.hec_channels) == 1 and max(receivers.hec_ack_polls.values()) >= 3
+    assert service.status()[0]["dead_letters"] == 0 and receivers.errors == []
+
+
+def test_otlp_partial_success_makes_the_rejected_record_a_dead_letter(
+    storage: Storage, receivers: Receivers
+) -> None:
+    config = ForwarderConfig("otlp", "otlp_http", {"url": receivers.url}, batch=7)
+    service = ForwardingService(storage, [config], SystemClock())
+    forward_store.set_capture(storage, True)
+    uids = store(storage, records(20))
+    receivers.otlp_reject_uid = uids[3]
+    drain(service, storage)
+    assert set(receivers.otlp) == set(uids) - {uids[3]}  # its batch mates arrive (some twice: at least once)
+    assert service.status()[0]["dead_letters"] == 1 and receivers.errors == []
+    with storage.engine.connect() as conn:
+        dead = conn.execute(
+            sa.select(forward_store.forward_outbox.c.uid, forward_store.forward_outbox.c.last_error).where(
+                forward_store.forward_outbox.c.dead == sa.true()
+            )
+        ).all()
+    assert [(u, e) for u, e in dead] == [(uids[3], "rejected by the receiver: bad record")]
 
 
 def test_a_receiver_outage_loses_nothing_and_backpressure_bounds_the_queue(
