@@ -24,6 +24,15 @@ TEXT: dict[str, dict[str, str]] = {
         "nav_events": "Events",
         "nav_policies": "Policies",
         "nav_alerts": "Alerts",
+        "nav_reports": "Reports",
+        "reports": "Compliance reports",
+        "reports_intro": "Per device and in total for one group and month: acknowledgement coverage per policy "
+        "version, protections applied, minutes non-compliant per check, lock failures, silent periods and "
+        "unexpected stops, with the policy versions in force and a SHA-256 of the data (the same report as "
+        "`mamori server report`). The report is in the language of this page.",
+        "report_period": "Month",
+        "report_format": "Format",
+        "report_download": "Download",
         "signed_in_as": "Signed in as",
         "logout": "Sign out",
         "times_in": "Times in",
@@ -132,6 +141,14 @@ TEXT: dict[str, dict[str, str]] = {
         "nav_events": "イベント",
         "nav_policies": "ポリシー",
         "nav_alerts": "アラート",
+        "nav_reports": "レポート",
+        "reports": "コンプライアンスレポート",
+        "reports_intro": "グループと月ごとに、端末別と合計で、ポリシーの版ごとの同意状況、保護の実施回数、チェックごとの"
+        "不適合時間、ロックの失敗、応答のない期間、予期しない停止を、適用されていたポリシーの版と集計データの SHA-256 "
+        "とともにまとめます (`mamori server report` と同じレポートです)。レポートはこのページの言語で作られます。",
+        "report_period": "対象月",
+        "report_format": "形式",
+        "report_download": "ダウンロード",
         "signed_in_as": "サインイン中:",
         "logout": "サインアウト",
         "times_in": "時刻の表示:",

@@ -1,5 +1,6 @@
 """The ja/en console for IT; not in the OpenAPI document. Pages: ``GET /`` (overview), ``GET /devices/{id}``,
-``GET /events`` (filters, keyset paging) and ``GET /events.csv``, ``GET /policies``; its own stylesheet and
+``GET /events`` (filters, keyset paging) and ``GET /events.csv``, ``GET /policies``, ``GET /reports`` (the
+compliance report of server/report.py for a group and a month, PDF or CSV); its own stylesheet and
 script at ``GET /static/{name}``. Who is signed in is asked of server/session.py; sign-in is
 server/routes/signin.py, the device actions' handlers (``POST /console/devices/{id}/...``) are elsewhere."""
 
@@ -268,3 +269,72 @@ def policies_page(
     viewer = _viewer(request, lang)
     html = render("policies.html", viewer, principal=principal, versions=views.policies_page(context.storage))
     return _html(html, lang)
+
+
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _previous_month(now_ms: int) -> str:
+    today = datetime.fromtimestamp(now_ms / 1000)
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+@router.get("/reports", include_in_schema=False, response_class=HTMLResponse)
+def reports_page(
+    request: Request,
+    context: Annotated[ServerContext, Depends(server_context)],
+    *,
+    lang: str | None = None,
+    group: str | None = None,
+    period: str | None = None,
+    format: str = "pdf",
+) -> Response:
+    """The compliance report (the same as `mamori server report`): a form, and the file when it is filled in."""
+    import sqlalchemy as sa
+
+    from server import audit
+    from server.console.render import render
+    from server.report import ReportError, build, render_csv, render_pdf
+    from server.storage import devices
+
+    principal = console_principal(request, context)
+    if principal is None:
+        return _sign_in(request)
+    viewer = _viewer(request, lang)
+    with context.storage.engine.connect() as conn:
+        groups = sorted(conn.execute(sa.select(devices.c.group_name).distinct()).scalars())
+    chosen = period or _previous_month(context.now_ms())
+    error = None
+    if group is not None:
+        if format not in ("pdf", "csv"):
+            error = "format: pdf or csv"
+        elif not _PERIOD.match(chosen):
+            error = f"period {chosen!r}: a month, YYYY-MM"
+        else:
+            try:
+                summary = build(context.storage, group, chosen, now=datetime.now().astimezone())
+            except ReportError as err:
+                error = str(err)
+            else:
+                data = (
+                    render_pdf(summary, viewer.language)
+                    if format == "pdf"
+                    else render_csv(summary, viewer.language)
+                )
+                audit.record(
+                    context.storage,
+                    actor=principal.name,
+                    action="report.download",
+                    target=group,
+                    detail={"period": chosen, "format": format, "sha256": summary.sha256},
+                    now_ms=context.now_ms(),
+                )
+                name = f"mamori-report-{group}-{chosen}.{format}"
+                media = "application/pdf" if format == "pdf" else "text/csv; charset=utf-8"
+                headers = {"Content-Disposition": f'attachment; filename="{name}"', **_NO_STORE}
+                return Response(data, media_type=media, headers=headers)
+    html = render(
+        "reports.html", viewer, principal=principal, groups=groups, group=group, period=chosen, error=error
+    )
+    return _html(html, lang, status_code=400 if error else 200)

@@ -458,3 +458,35 @@ def test_a_device_marked_replaced_leaves_the_counts_for_its_own_tile(
     counts = dict(re.findall(r'data-state="(\w+)"><span class="n">(\d+)</span>', page))
     assert counts["online"] == "1" and counts["replaced"] == "1"
     assert "Replaced" in client.get(f"/devices/{device_id}?lang=en").text
+
+
+def test_the_compliance_report_downloads_from_the_console(
+    client: TestClient, storage: Storage, clock: FakeClock
+) -> None:
+    from server import audit
+
+    device_id, headers = enroll(client, storage)
+    batch = [
+        event(device_id, 1, clock, Kind.AGENT_STARTED),
+        event(device_id, 2, clock, Kind.PROTECTION_APPLIED, reason="away", rules=["crm"], count=1),
+    ]
+    assert post_events(client, headers, ndjson(batch)).status_code == 200
+    assert client.get("/reports", follow_redirects=False).status_code == 303  # signed in only
+    sign_in(client, storage)
+    form = client.get("/reports?lang=ja").text
+    assert (
+        'option value="default"' in form and "コンプライアンスレポート" in form and 'href="/reports"' in form
+    )
+    period = clock.now().strftime("%Y-%m")
+    got = client.get(f"/reports?group=default&period={period}&format=csv&lang=en")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"] == f'attachment; filename="mamori-report-default-{period}.csv"'
+    assert device_id in got.text
+    pdf = client.get(f"/reports?group=default&period={period}&format=pdf&lang=ja")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    bad = client.get("/reports?group=default&period=2026-13&lang=en")
+    assert bad.status_code == 400 and "YYYY-MM" in bad.text
+    unknown = client.get(f"/reports?group=nobody&period={period}&lang=en")
+    assert unknown.status_code == 400 and "nobody" in unknown.text
+    downloads = [e for e in audit.entries(storage, action="report.download")]
+    assert [(e.target, e.detail["format"]) for e in downloads] == [("default", "csv"), ("default", "pdf")]
