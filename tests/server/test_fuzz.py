@@ -123,6 +123,8 @@ OPERATIONS = [
     "POST /v1/admin/enroll-secrets/{secret_id}/revoke",
     "GET /v1/admin/audit",
     "GET /v1/admin/audit/verify",
+    "GET /v1/admin/alerts",
+    "POST /v1/admin/alerts/{alert_id}/ack",
     "GET /healthz",
     "GET /readyz",
 ]
