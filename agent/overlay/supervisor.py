@@ -25,7 +25,6 @@ from core.clock import Clock, SystemClock
 logger = logging.getLogger(__name__)
 
 
-
 class CoverSink(Protocol):
     """What the runtime needs from a cover implementation (the helper process, or a recording fake)."""
 
