@@ -245,7 +245,11 @@ def test_step_away_from_the_status_window_covers_the_customer_window(
     app = TrayApp(xdesktop, tmp_path, "en", {}, policy=RUNTIME_POLICY, extra=["--runtime"])
     try:
         icon = app.icon_box()
-        wait_for(lambda: icon_shows(xdesktop, icon, TrayState.PROTECTED), timeout=15, what="protected icon")
+        wait_for(
+            lambda: icon_shows(xdesktop, icon, TrayState.PROTECTED),
+            timeout=30,
+            what="protected icon (a real runtime starting on a busy machine)",
+        )
         xdesktop.click(*icon.center)
         win = find_window(xdesktop, "Mamori status")
         box = xdesktop.window_box(win)
