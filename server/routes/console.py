@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Stre
 from core.records import CLASSES, SEVERITIES
 from server.context import ServerContext, server_context
 from server.routes.signin import language
-from server.session import Principal, console_principal, has_role
+from server.session import console_principal, has_role
 
 router = APIRouter()
 
@@ -55,10 +55,6 @@ def _html(html: str, lang: str | None, status_code: int = 200) -> HTMLResponse:
 def _sign_in(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
-
-
-def _page(request: Request, context: ServerContext, lang: str | None) -> tuple[Principal | None, object]:
-    return console_principal(request, context), _viewer(request, lang)
 
 
 @router.get("/static/{name}", include_in_schema=False)
