@@ -69,5 +69,14 @@ class PostureFollower:
     def status(self) -> dict[str, object]:
         monitor = self._monitor
         if monitor is None:
-            return {"block": False, "blocking": [], "warnings": [], "block_at": None, "checks": []}
+            # A policy not yet handed to a monitor is a policy not yet checked: pending (PostureMonitor.status).
+            pending = self.host.policy() is not None
+            return {
+                "pending": pending,
+                "block": False,
+                "blocking": [],
+                "warnings": [],
+                "block_at": None,
+                "checks": [],
+            }
         return monitor.status()

@@ -103,9 +103,16 @@ class PostureMonitor:
             return [r for g in GROUPS for r in self._groups.get(g, [])]
 
     def status(self) -> dict[str, object]:
-        """For ``mamori agent status`` (Runtime.add_status_provider): ids and statuses only."""
+        """For ``mamori agent status`` (Runtime.add_status_provider): ids and statuses only.
+
+        ``pending`` is true until the first evaluation has finished: no check has passed yet, so nothing may say
+        "protected" (the tray shows a warning and the status window "no checks have run yet").
+        """
+        with self._lock:
+            pending = self._state is None
         state = self.state
         return {
+            "pending": pending,
             "block": state.block,
             "blocking": list(state.blocking),
             "warnings": list(state.warnings),

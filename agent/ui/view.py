@@ -113,6 +113,8 @@ def is_paused(status: Mapping[str, Any], now: datetime | None = None) -> bool:
 def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TrayState:
     """One state for the icon. Priority: paused > blocked > covered > warning > degraded > protected.
 
+    Posture checks that have not finished their first run count as a warning: nothing has been checked yet.
+
     Paused wins because it is the state the worker chose and must not forget; blocked beats covered because
     it needs the worker to act (connect the VPN), while covered only needs them to come back.
     """
@@ -134,6 +136,8 @@ def tray_state(status: Mapping[str, Any], now: datetime | None = None) -> TraySt
         return TrayState.COVERED
     if stage == "warn" or any(_failing(c) and c.get("enforcement") == "warn" for c in checks):
         return TrayState.WARNING
+    if _posture(status).get("pending"):
+        return TrayState.WARNING  # the checks have not finished their first run: not yet "protected"
     if missing_capabilities(status):
         return TrayState.DEGRADED
     return TrayState.PROTECTED

@@ -197,12 +197,14 @@ def test_status_and_run_until() -> None:
     monitor = PostureMonitor(
         load_policy(POLICY), FakeClock(), lambda s, r: changed.set(), host=host, watcher_factory=ManualWatcher
     )
+    assert monitor.status()["pending"] is True  # nothing evaluated yet
     stop = threading.Event()
     worker = threading.Thread(target=monitor.run_until, args=(stop,))
     worker.start()
     try:
         assert changed.wait(10)
         status = monitor.status()
+        assert status["pending"] is False
         assert status["warnings"] == ["vpn"] and status["block"] is False
         checks = {c["id"]: (c["status"], c["enforcement"]) for c in status["checks"]}  # type: ignore[attr-defined]
         assert checks == {

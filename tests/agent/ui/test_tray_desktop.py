@@ -232,6 +232,26 @@ cover = "opaque"
 name = "顧客台帳"
 processes = ["excel"]
 title = "顧客台帳"
+
+# Posture is not under test here: with the defaults, this host's VPN and disk encryption results (and when they
+# arrive) would decide whether the icon says "protected" or "warning".
+[network.vpn]
+mode = "off"
+
+[network.wifi]
+mode = "off"
+
+[network.plaintext]
+mode = "off"
+
+[device.disk_encryption]
+mode = "off"
+
+[device.firewall]
+mode = "off"
+
+[device.screen_lock]
+mode = "off"
 """
 
 

@@ -48,6 +48,10 @@ WIFI_WARN = {"id": "wifi", "status": "fail", "mode": "warn", "enforcement": "war
         ),
         ({"presence": {"stage": "lock"}, "cover_state": {"state": "locked"}}, TrayState.COVERED),
         ({"presence": {"stage": "protect"}, "cover_state": {"state": "lock_instead"}}, TrayState.DEGRADED),
+        # the first posture run has not finished: nothing is checked yet, so not "protected"
+        ({"presence": "active", "posture": {"pending": True, "checks": []}}, TrayState.WARNING),
+        ({"presence": "protect", "posture": {"pending": True, "checks": []}}, TrayState.COVERED),
+        ({"presence": "active", "posture": {"pending": False, "checks": []}}, TrayState.PROTECTED),
     ],
 )
 def test_state_priority(status: dict[str, object], state: TrayState) -> None:
