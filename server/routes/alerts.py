@@ -22,7 +22,7 @@ from server.body import read_body
 from server.context import ServerContext, server_context
 from server.models import NO_CONTROL
 from server.routes.admin import _instant_ms
-from server.routes.signin import language
+from server.routes.console import ConsolePage
 from server.session import Principal, check_csrf, console_principal, has_role
 
 Context = Annotated[ServerContext, Depends(server_context)]
@@ -185,11 +185,8 @@ console = APIRouter(include_in_schema=False)
 
 
 @console.get("/alerts", response_class=HTMLResponse)
-def alerts_page(request: Request, context: Context, lang: str | None = None) -> Response:
-    principal = console_principal(request, context)
-    if principal is None:
-        return RedirectResponse("/login" + (f"?lang={lang}" if lang in ("ja", "en") else ""), status_code=303)
-    return HTMLResponse(render_alerts(context, principal, language(request, lang)))
+def alerts_page(page: ConsolePage) -> Response:
+    return page.html(render_alerts(page.context, page.principal, page.viewer.language))
 
 
 @console.post("/console/alerts/{alert_id}/ack")

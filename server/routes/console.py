@@ -7,18 +7,22 @@ server/routes/signin.py, the device actions' handlers (``POST /console/devices/{
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
 from core.records import CLASSES, SEVERITIES
 from server.context import ServerContext, server_context
 from server.routes.signin import language
-from server.session import console_principal, has_role
+from server.session import Principal, console_principal, has_role
+
+if TYPE_CHECKING:
+    from server.console.render import Viewer
 
 router = APIRouter()
 
@@ -35,7 +39,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 LANG_COOKIE = "lang"
 
 
-def _viewer(request: Request, lang: str | None):  # type: ignore[no-untyped-def]
+def _viewer(request: Request, lang: str | None) -> Viewer:
     """The page's language (``?lang=``, else the one chosen before, kept in a cookie, else the browser's) and
     time zone."""
     from server.console.render import Viewer, zone
@@ -45,16 +49,36 @@ def _viewer(request: Request, lang: str | None):  # type: ignore[no-untyped-def]
     return Viewer(language_, zone(request.cookies.get("tz"), language_))
 
 
-def _html(html: str, lang: str | None, status_code: int = 200) -> HTMLResponse:
-    response = HTMLResponse(html, status_code=status_code, headers=_NO_STORE)
-    if lang in ("ja", "en"):  # the language picked in the header stays while moving between pages
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict")
-    return response
+@dataclass(frozen=True)
+class Page:
+    """What every console page starts from: the server, who is signed in, and how they read."""
+
+    context: ServerContext
+    principal: Principal
+    viewer: Viewer
+    lang: str | None  # ``?lang=`` as given: kept in a cookie by :meth:`html`
+
+    def html(self, html: str, status_code: int = 200) -> HTMLResponse:
+        response = HTMLResponse(html, status_code=status_code, headers=_NO_STORE)
+        if self.lang in ("ja", "en"):  # the language picked in the header stays while moving between pages
+            response.set_cookie(LANG_COOKIE, self.lang, max_age=365 * 86400, samesite="strict")
+        return response
 
 
-def _sign_in(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+def console_page(
+    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
+) -> Page:
+    """The dependency of every page: not signed in (or the session ended) -> 303 to sign-in, back here after."""
+    principal = console_principal(request, context)
+    if principal is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(
+            303, "sign in first", headers={"Location": "/login?next=" + quote(target, safe="")}
+        )
+    return Page(context, principal, _viewer(request, lang), lang)
+
+
+ConsolePage = Annotated[Page, Depends(console_page)]
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -68,16 +92,11 @@ def static(name: str) -> Response:
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)
-def overview(
-    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
-) -> Response:
+def overview(page: ConsolePage) -> Response:
     from server.console import views
     from server.console.render import render
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
-    viewer = _viewer(request, lang)
+    context, viewer = page.context, page.viewer
     now = context.now_ms()
     data = views.overview(context.storage, context.settings, now)
     day_labels = [datetime.fromtimestamp(d * 86400).strftime("%m/%d") for d in data["days"]]
@@ -87,7 +106,7 @@ def overview(
     html = render(
         "overview.html",
         viewer,
-        principal=principal,
+        principal=page.principal,
         o=data,
         now_ms=now,
         day_labels=day_labels,
@@ -98,27 +117,19 @@ def overview(
         recent=recent,
         names=names,
     )
-    return _html(html, lang)
+    return page.html(html)
 
 
 @router.get("/devices/{device_id}", include_in_schema=False, response_class=HTMLResponse)
-def device_page(
-    request: Request,
-    device_id: str,
-    context: Annotated[ServerContext, Depends(server_context)],
-    lang: str | None = None,
-) -> Response:
+def device_page(page: ConsolePage, device_id: str) -> Response:
     from server.console import views
     from server.console.render import render
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
-    viewer = _viewer(request, lang)
+    context, viewer, principal = page.context, page.viewer, page.principal
     data = views.device(context.storage, context.settings, device_id, context.now_ms())
     if data is None:
-        return _html(
-            render("message.html", viewer, principal=principal, message=viewer.t["not_found"]), lang, 404
+        return page.html(
+            render("message.html", viewer, principal=principal, message=viewer.t["not_found"]), 404
         )
     d = data["device"]
     html = render(
@@ -131,7 +142,7 @@ def device_page(
         timeline=data["timeline"],
         names={d["id"]: d["hostname"] or d["id"]},
     )
-    return _html(html, lang)
+    return page.html(html)
 
 
 class FilterError(ValueError):
@@ -185,20 +196,12 @@ def _filter(request: Request, viewer: object):  # type: ignore[no-untyped-def]
 
 
 @router.get("/events", include_in_schema=False, response_class=HTMLResponse)
-def events_page(
-    request: Request,
-    context: Annotated[ServerContext, Depends(server_context)],
-    lang: str | None = None,
-    before: str | None = None,
-) -> Response:
+def events_page(request: Request, page: ConsolePage, before: str | None = None) -> Response:
     from server.console import views
     from server.console.render import render
     from server.export import Cursor, CursorError
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
-    viewer = _viewer(request, lang)
+    context, viewer = page.context, page.viewer
     error = None
     status = 200
     query = views.EventFilter()
@@ -215,7 +218,7 @@ def events_page(
     html = render(
         "events.html",
         viewer,
-        principal=principal,
+        principal=page.principal,
         error=error,
         f=query,
         since_text=raw["since"],
@@ -229,21 +232,17 @@ def events_page(
         cursor_given=cursor is not None,
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
-    return _html(html, lang, status)
+    return page.html(html, status)
 
 
 @router.get("/events.csv", include_in_schema=False)
-def events_csv(
-    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
-) -> Response:
+def events_csv(request: Request, page: ConsolePage) -> Response:
     from server.console import views
     from server.export import MEDIA_TYPES, encode
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
+    context = page.context
     try:
-        query, _raw, _qs = _filter(request, _viewer(request, lang))
+        query, _raw, _qs = _filter(request, page.viewer)
     except FilterError as err:
         return Response(f"{err}\n", status_code=400, media_type="text/plain; charset=utf-8")
     stamp = datetime.fromtimestamp(context.now_ms() / 1000).strftime("%Y%m%d-%H%M%S")
@@ -253,18 +252,12 @@ def events_csv(
 
 
 @router.get("/policies", include_in_schema=False, response_class=HTMLResponse)
-def policies_page(
-    request: Request, context: Annotated[ServerContext, Depends(server_context)], lang: str | None = None
-) -> Response:
+def policies_page(page: ConsolePage) -> Response:
     from server.console import views
     from server.console.render import render
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
-    viewer = _viewer(request, lang)
-    html = render("policies.html", viewer, principal=principal, versions=views.policies_page(context.storage))
-    return _html(html, lang)
+    versions = views.policies_page(page.context.storage)
+    return page.html(render("policies.html", page.viewer, principal=page.principal, versions=versions))
 
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -278,10 +271,8 @@ def _previous_month(now_ms: int) -> str:
 
 @router.get("/reports", include_in_schema=False, response_class=HTMLResponse)
 def reports_page(
-    request: Request,
-    context: Annotated[ServerContext, Depends(server_context)],
+    page: ConsolePage,
     *,
-    lang: str | None = None,
     group: str | None = None,
     period: str | None = None,
     format: str = "pdf",
@@ -294,10 +285,7 @@ def reports_page(
     from server.report import ReportError, build, render_csv, render_pdf
     from server.storage import devices
 
-    principal = console_principal(request, context)
-    if principal is None:
-        return _sign_in(request)
-    viewer = _viewer(request, lang)
+    context, viewer, principal = page.context, page.viewer, page.principal
     with context.storage.engine.connect() as conn:
         groups = sorted(conn.execute(sa.select(devices.c.group_name).distinct()).scalars())
     chosen = period or _previous_month(context.now_ms())
@@ -333,4 +321,4 @@ def reports_page(
     html = render(
         "reports.html", viewer, principal=principal, groups=groups, group=group, period=chosen, error=error
     )
-    return _html(html, lang, status_code=400 if error else 200)
+    return page.html(html, status_code=400 if error else 200)
