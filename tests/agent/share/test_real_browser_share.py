@@ -1,0 +1,139 @@
+"""Issue 11: a real getDisplayMedia screen share in Debian's chromium is detected by the browser's own sharing bar,
+the customer window is covered in what the share itself sends, and the cover is lifted when the share stops.
+
+Real runtime, X11 backend, cover helper, share guard with its self-check, Debian chromium (selenium through
+chromium-driver) sharing the entire Xvfb screen to a local page, and tesseract reading the frames that page
+received. No timing is asserted here: benchmarks/agent_latency.py measures share start → covered.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.platform.linux_x11 import X11Desktop
+from agent.report.stream import Kind
+from agent.share.guard import install_share_guard
+from agent.share.selfcheck import MssGrabber
+from core.clock import SystemClock
+from policy.load import load_policy
+from tests.harness.browser_share import ChromiumShare, indicator_title
+from tests.harness.realapps import ProtectedDesktop, need
+from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
+
+pytestmark = [pytest.mark.apps, pytest.mark.desktop]
+
+PHONE = "03-1234-5678"
+OTHER = "090-8765-4321"
+
+POLICY = """
+schema = 1
+id = "browser-share-test"
+version = 1
+
+[presence]
+warn_after = "1h"
+protect_after = "2h"
+lock_after = "3h"
+hotkey = ""
+
+[screen_share]
+protect = true
+
+[[customer_apps]]
+name = "ledger"
+processes = ["excel"]
+title = "顧客台帳"
+"""
+
+# What the meeting receives: the <video> playing the captured stream, drawn at the stream's own size.
+FRAME_JS = """
+const v = document.getElementById("view");
+const c = document.createElement("canvas");
+c.width = v.videoWidth; c.height = v.videoHeight;
+c.getContext("2d").drawImage(v, 0, 0);
+return [v.videoWidth, v.videoHeight, c.toDataURL("image/png")];
+"""
+
+
+@pytest.fixture
+def guarded(xdesktop: XDesktop, tmp_path: Path) -> Iterator[ProtectedDesktop]:
+    need("chromium", "chromedriver")
+    agent = ProtectedDesktop(xdesktop, tmp_path / "state", load_policy(POLICY.encode(), "policy.toml"))
+    install_share_guard(
+        agent.runtime,
+        X11Desktop(xdesktop.display, lock_command=["true"]),
+        agent.stream,
+        SystemClock(),
+        grabber=MssGrabber(xdesktop.display),
+    )
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture
+def browser(xdesktop: XDesktop, tmp_path: Path) -> Iterator[ChromiumShare]:
+    share = ChromiumShare.open(xdesktop, tmp_path / "home")
+    yield share
+    share.close()
+
+
+def _shared_digits(browser: ChromiumShare, box: Box, tmp_path: Path) -> str:
+    """Digits tesseract reads in ``box`` of the latest frame the meeting page received."""
+    width, height, url = browser.driver.execute_script(FRAME_JS)
+    assert (width, height) == (browser.desk.width, browser.desk.height), "the share is the whole screen"
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    crop = subprocess.run(
+        ["convert", str(frame), "-crop", f"{box.width}x{box.height}+{box.x}+{box.y}", "+repage", "png:-"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    text = subprocess.run(
+        ["tesseract", "stdin", "stdout", "--psm", "6"],
+        input=crop,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    ).stdout.decode(errors="replace")
+    return digits_only(text)
+
+
+def test_real_chromium_screen_share_covers_the_customer_window_until_it_stops(
+    xdesktop: XDesktop, guarded: ProtectedDesktop, browser: ChromiumShare, tmp_path: Path
+) -> None:
+    ledger = xdesktop.open_window("顧客台帳 - 山田 太郎", text=PHONE, process="excel", x=40, y=420)
+    notes = xdesktop.open_window("メモ", text=OTHER, process="notes", x=620, y=60, width=600)
+    box, other = ledger.rect(), notes.rect()
+    assert xdesktop.can_read(PHONE, box)
+    assert guarded.covered() == 0, "nothing is covered before the share (the browser alone is no share)"
+
+    browser.start()
+    bar = wait_for(browser.indicator, timeout=15, what="chromium's sharing bar")
+    assert bar is not None
+    assert indicator_title(xdesktop, bar).endswith("is sharing your screen.")
+    guarded.wait_covered(1, timeout=15)
+    status = guarded.runtime.status()
+    assert status["share"]["apps"] == ["Browser"], status["share"]
+    assert "share" in status["cover_reasons"], status["cover_reasons"]
+    assert {"app": "Browser"} in guarded.events(Kind.SHARE_STARTED)
+    assert not xdesktop.can_read(PHONE, box), "the customer number is readable on the screen while sharing"
+
+    # What the share sends: frames drawn after the cover show the ordinary window but not the customer's.
+    seen = browser.frames()
+    wait_for(lambda: browser.frames() > seen + 5, timeout=15, what="more frames of the shared screen")
+    assert PHONE not in _shared_digits(browser, box, tmp_path)
+    assert OTHER in _shared_digits(browser, other, tmp_path), "the share must show the screen (not vacuous)"
+
+    browser.stop()
+    wait_for(lambda: browser.indicator() is None, timeout=15, what="the sharing bar to go")
+    wait_for(lambda: guarded.covered() == 0, timeout=15, what="the cover to be lifted after the share")
+    assert "share" not in guarded.runtime.status()["cover_reasons"]
+    assert any(e.get("app") == "Browser" for e in guarded.events(Kind.SHARE_ENDED))
+    assert wait_for(lambda: xdesktop.can_read(PHONE, box), timeout=10, what="the customer window readable")
