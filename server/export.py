@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from core.errors import MamoriError
-from server.storage import Storage, events
+from server.storage import Storage, devices, events
 
 FORMATS = ("ndjson", "csv")
 MEDIA_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -75,11 +75,17 @@ class Cursor(NamedTuple):
 
 @dataclass(frozen=True)
 class ExportQuery:
+    """Which events: the export API and command use the first five; the console's event list and its CSV also
+    filter by group, posture check and minimum severity."""
+
     since_ms: int | None = None  # event time at or after
     until_ms: int | None = None  # event time before
     device: str | None = None
     class_uid: int | None = None
     after: Cursor | None = None
+    group: str | None = None  # devices of this group
+    check: str | None = None  # posture findings of this check
+    severity: int | None = None  # at least
 
 
 class ExportRow(NamedTuple):
@@ -90,16 +96,40 @@ class ExportRow(NamedTuple):
     body: str
 
 
-def _select(query: ExportQuery, after: Cursor | None) -> Any:
-    stmt = sa.select(events.c.time, events.c.uid, events.c.device_id, events.c.sequence, events.c.body)
-    if query.since_ms is not None:
-        stmt = stmt.where(events.c.time >= query.since_ms)
-    if query.until_ms is not None:
-        stmt = stmt.where(events.c.time < query.until_ms)
+def narrow(stmt: Any, query: ExportQuery) -> Any:
+    """``stmt`` (a select over ``events``) limited to the events ``query`` names; no order, no cursor."""
+    if query.group is not None:
+        stmt = stmt.where(
+            events.c.device_id.in_(sa.select(devices.c.id).where(devices.c.group_name == query.group))
+        )
     if query.device is not None:
         stmt = stmt.where(events.c.device_id == query.device)
     if query.class_uid is not None:
         stmt = stmt.where(events.c.class_uid == query.class_uid)
+    if query.severity is not None:
+        stmt = stmt.where(events.c.severity_id >= query.severity)
+    if query.since_ms is not None:
+        stmt = stmt.where(events.c.time >= query.since_ms)
+    if query.until_ms is not None:
+        stmt = stmt.where(events.c.time < query.until_ms)
+    if query.check is not None:
+        # The check id sits in the stored record's unmapped data; the body is JSON as the agent sent it
+        # (with or without a space after the colon).
+        quoted = json.dumps(query.check).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(
+            events.c.event_code == "posture.finding",
+            sa.or_(
+                events.c.body.like(f'%"check_id":{quoted}%', escape="\\"),
+                events.c.body.like(f'%"check_id": {quoted}%', escape="\\"),
+            ),
+        )
+    return stmt
+
+
+def _select(query: ExportQuery, after: Cursor | None) -> Any:
+    stmt = narrow(
+        sa.select(events.c.time, events.c.uid, events.c.device_id, events.c.sequence, events.c.body), query
+    )
     if after is not None:
         stmt = stmt.where(
             sa.or_(events.c.time > after.time, sa.and_(events.c.time == after.time, events.c.uid > after.uid))

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from server.console.state import DAY_MS, day_of, split_by_day
-from server.export import Cursor, ExportRow
+from server.export import Cursor, ExportQuery, narrow
 from server.settings import Settings
 from server.status import device_status
 from server.storage import (
@@ -274,50 +272,11 @@ def device(storage: Storage, settings: Settings, device_id: str, now: int) -> di
     }
 
 
-@dataclass(frozen=True)
-class EventFilter:
-    group: str | None = None
-    device: str | None = None
-    class_uid: int | None = None
-    check: str | None = None
-    severity: int | None = None  # at least
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-    def where(self, stmt: Any) -> Any:
-        if self.group is not None:
-            stmt = stmt.where(
-                events.c.device_id.in_(sa.select(devices.c.id).where(devices.c.group_name == self.group))
-            )
-        if self.device is not None:
-            stmt = stmt.where(events.c.device_id == self.device)
-        if self.class_uid is not None:
-            stmt = stmt.where(events.c.class_uid == self.class_uid)
-        if self.severity is not None:
-            stmt = stmt.where(events.c.severity_id >= self.severity)
-        if self.since_ms is not None:
-            stmt = stmt.where(events.c.time >= self.since_ms)
-        if self.until_ms is not None:
-            stmt = stmt.where(events.c.time < self.until_ms)
-        if self.check is not None:
-            # The check id sits in the stored record's unmapped data; the body is JSON as the agent sent it
-            # (with or without a space after the colon).
-            quoted = json.dumps(self.check).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(
-                events.c.event_code == "posture.finding",
-                sa.or_(
-                    events.c.body.like(f'%"check_id":{quoted}%', escape="\\"),
-                    events.c.body.like(f'%"check_id": {quoted}%', escape="\\"),
-                ),
-            )
-        return stmt
-
-
 def events_page(
-    storage: Storage, query: EventFilter, before: Cursor | None, limit: int = PAGE
+    storage: Storage, query: ExportQuery, before: Cursor | None, limit: int = PAGE
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
     """Newest first, ``limit`` a page; the cursor of the next (older) page, None on the last."""
-    stmt = query.where(sa.select(events.c.time, events.c.uid, events.c.body))
+    stmt = narrow(sa.select(events.c.time, events.c.uid, events.c.body), query)
     if before is not None:
         stmt = stmt.where(
             sa.or_(
@@ -331,31 +290,6 @@ def events_page(
     rows = rows[:limit]
     page = [json.loads(r.body) for r in rows]
     return page, (Cursor(int(rows[-1].time), str(rows[-1].uid)) if more and rows else None)
-
-
-def iter_filtered(storage: Storage, query: EventFilter, page: int = 1000) -> Iterator[ExportRow]:
-    """Every matching event oldest first, in keyset pages (for server.export.encode's CSV)."""
-    after: Cursor | None = None
-    base = query.where(
-        sa.select(events.c.time, events.c.uid, events.c.device_id, events.c.sequence, events.c.body)
-    )
-    while True:
-        stmt = base
-        if after is not None:
-            stmt = stmt.where(
-                sa.or_(
-                    events.c.time > after.time, sa.and_(events.c.time == after.time, events.c.uid > after.uid)
-                )
-            )
-        with storage.engine.connect() as conn:
-            rows = [
-                ExportRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]))
-                for r in conn.execute(stmt.order_by(events.c.time, events.c.uid).limit(page))
-            ]
-        yield from rows
-        if len(rows) < page:
-            return
-        after = Cursor(rows[-1].time, rows[-1].uid)
 
 
 def filter_choices(storage: Storage) -> dict[str, list[Any]]:

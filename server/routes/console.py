@@ -177,10 +177,10 @@ _FILTER_KEYS = ("group", "device", "class", "check", "severity", "since", "until
 
 
 def _filter(request: Request, viewer: object):  # type: ignore[no-untyped-def]
-    from server.console.views import EventFilter
+    from server.export import ExportQuery
 
     q = {k: request.query_params.get(k, "").strip()[:128] for k in _FILTER_KEYS}
-    query = EventFilter(
+    query = ExportQuery(
         group=q["group"] or None,
         device=q["device"] or None,
         class_uid=_int(q["class"], "class", CLASSES),
@@ -199,12 +199,12 @@ def _filter(request: Request, viewer: object):  # type: ignore[no-untyped-def]
 def events_page(request: Request, page: ConsolePage, before: str | None = None) -> Response:
     from server.console import views
     from server.console.render import render
-    from server.export import Cursor, CursorError
+    from server.export import Cursor, CursorError, ExportQuery
 
     context, viewer = page.context, page.viewer
     error = None
     status = 200
-    query = views.EventFilter()
+    query = ExportQuery()
     raw = dict.fromkeys(_FILTER_KEYS, "")
     query_string = ""
     cursor = None
@@ -237,8 +237,7 @@ def events_page(request: Request, page: ConsolePage, before: str | None = None) 
 
 @router.get("/events.csv", include_in_schema=False)
 def events_csv(request: Request, page: ConsolePage) -> Response:
-    from server.console import views
-    from server.export import MEDIA_TYPES, encode
+    from server.export import MEDIA_TYPES, encode, iter_events
 
     context = page.context
     try:
@@ -247,7 +246,7 @@ def events_csv(request: Request, page: ConsolePage) -> Response:
         return Response(f"{err}\n", status_code=400, media_type="text/plain; charset=utf-8")
     stamp = datetime.fromtimestamp(context.now_ms() / 1000).strftime("%Y%m%d-%H%M%S")
     headers = {"Content-Disposition": f'attachment; filename="mamori-events-{stamp}.csv"', **_NO_STORE}
-    rows = views.iter_filtered(context.storage, query)
+    rows = iter_events(context.storage, query)
     return StreamingResponse(encode(rows, "csv"), media_type=MEDIA_TYPES["csv"], headers=headers)
 
 
