@@ -28,6 +28,7 @@ from agent.platform.audio import CallWatcher, create_call_probe
 from agent.platform.base import Desktop
 from agent.policy_drop import PolicyDropWatcher
 from agent.policy_source import PolicySource, PolicyView
+from agent.policy_verifier import child_key_loader
 from agent.posture.follower import PostureFollower
 from agent.protection import Protection
 from agent.report.service import ReportingService
@@ -108,7 +109,7 @@ def build_agent(
     source = (
         PolicySource.unsigned(unsigned_policy, config, clock, stream)
         if unsigned_policy is not None
-        else PolicySource(config, clock, stream)
+        else PolicySource(config, clock, stream, keys=child_key_loader())
     )
     desktop = plat.create_desktop(config.lock_command)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.policy_source import PolicySource
 from policy.errors import BundleRejectedError, KeyFileError, PolicyError
+from policy.verify_child import VerifierError
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ class PolicyDropWatcher:
             return None
         try:
             result = self.source.apply(bundle, "drop")
-        except KeyFileError as err:
-            # Retried every interval until the keys are fixed, but said once: not 40 000 log lines a day.
+        except (KeyFileError, VerifierError) as err:
+            # Retried every interval until the keys are fixed (or the signature can be checked again: the
+            # bundle itself was not refused), but said once: not 40 000 log lines a day.
             if str(err) != self._key_problem:
                 self._key_problem = str(err)
                 logger.warning("policy drop not applied: %s", err)

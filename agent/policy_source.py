@@ -14,6 +14,9 @@ disagree about which policy is in force or report an apply differently.
 
 The signature is checked again on every re-read: trusted.json lives in the worker's own state directory, and a
 hand-edited file must never become the policy in force (docs/policy-signing.md, "The trusted store").
+
+Where the signature is checked is the caller's choice (``keys``): in this process by default (one-shot commands),
+in a child process for the running agent (agent/policy_verifier.py), which so never loads cryptography.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +34,15 @@ from core.clock import Clock
 from policy.errors import BundleRejectedError, PolicyError
 from policy.model import Policy
 from policy.store import ApplyResult, TrustedStore
-from policy.verify import VerifiedPolicy
+from policy.verify import Trusted, VerifiedPolicy
 
 logger = logging.getLogger(__name__)
 
 RECHECK = 60.0  # seconds between re-verifications when nothing changed on disk
 
 PolicyView = Callable[[], Policy | None]
+# agent.toml's trusted_keys -> what the store checks signatures with (parsed keys, or a child's verifier)
+KeyLoader = Callable[[Sequence[Path]], Trusted]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class PolicySource:
         *,
         fixed: Policy | None = None,
         recheck: float = RECHECK,
+        keys: KeyLoader | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -69,6 +75,7 @@ class PolicySource:
         self.store = TrustedStore(config.state_dir)
         self._fixed = fixed
         self._recheck = recheck
+        self._keys = keys
         self._lock = threading.Lock()
         self._policy: Policy | None = fixed
         self._stamp: _Stamp | None = None
@@ -90,12 +97,18 @@ class PolicySource:
     def fixed(self) -> bool:
         return self._fixed is not None
 
+    def trusted(self) -> Trusted:
+        """agent.toml's trusted keys, read now (raises KeyFileError)."""
+        if self._keys is not None:
+            return self._keys(self.config.trusted_keys)
+        from policy.keys import load_trusted_keys
+
+        return load_trusted_keys(self.config.trusted_keys)
+
     # ---- reading ---------------------------------------------------------------------------------------
     def read_verified(self) -> VerifiedPolicy | None:
         """The stored policy with its signature checked now; raises PolicyError when it cannot be read."""
-        from policy.keys import load_trusted_keys
-
-        return self.store.current(load_trusted_keys(self.config.trusted_keys))
+        return self.store.current(self.trusted())
 
     def read(self) -> Policy | None:
         """The policy in force, verified now (raises PolicyError). A fixed (unsigned) policy is returned as is."""
@@ -112,10 +125,9 @@ class PolicySource:
         watcher applies the same file) without changing the store. Raises PolicyError when the trusted keys
         cannot be read; a store or drop that does not verify is named in ``problems``.
         """
-        from policy.keys import load_trusted_keys
         from policy.verify import verify_bundle
 
-        trusted = load_trusted_keys(self.config.trusted_keys)
+        trusted = self.trusted()
         problems: list[str] = []
         stored: VerifiedPolicy | None = None
         try:
@@ -174,9 +186,7 @@ class PolicySource:
         Raises BundleRejectedError (after publishing ``policy.rejected``) when the bundle is refused; the
         last good policy stays in force. Raises PolicyError when the trusted keys cannot be read.
         """
-        from policy.keys import load_trusted_keys
-
-        trusted = load_trusted_keys(self.config.trusted_keys)
+        trusted = self.trusted()
         now = self.clock.now()
         try:
             result = self.store.apply(bundle, trusted, now)

@@ -15,12 +15,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from policy.errors import KeyExistsError, KeyFileError
+
+if TYPE_CHECKING:
+    # Imported where used: reading key files and checking signatures must not load cryptography (the running
+    # agent checks signatures in a child process, policy/verify_child.py; docs/performance.md).
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 PRIVATE_KEY_NAME = "policy-signing.key"
 PUBLIC_KEY_NAME = "policy-signing.pub"
@@ -41,17 +43,23 @@ class TrustedKey:
 
 
 def keyid_of(public_key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
 
 def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def private_key_pem(private_key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -59,6 +67,10 @@ def private_key_pem(private_key: Ed25519PrivateKey) -> bytes:
 
 def parse_public_key(data: bytes, source: str = "<public key>") -> TrustedKey:
     """PEM SubjectPublicKeyInfo bytes -> TrustedKey. Raises KeyFileError."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
@@ -76,6 +88,10 @@ def parse_private_key(
     data: bytes, source: str = "<private key>", passphrase: bytes | None = None
 ) -> Ed25519PrivateKey:
     """PEM PKCS#8 bytes (encrypted when ``passphrase`` is given) -> Ed25519 private key. Raises KeyFileError."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     encrypted = is_encrypted_private_key(data)
     if encrypted and passphrase is None:
         raise KeyFileError(
@@ -132,6 +148,9 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
 def generate_keypair(directory: str | os.PathLike[str], passphrase: bytes | None = None) -> tuple[Path, Path]:
     """Write DIR/policy-signing.key (0600, never overwritten; encrypted with ``passphrase`` when given) and
     DIR/policy-signing.pub; return both paths."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     folder = Path(directory)
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +30,8 @@ from policy.errors import (
     StoreError,
     UnknownKeyError,
 )
-from policy.keys import TrustedKey
 from policy.load import load_policy
-from policy.verify import VerifiedPolicy, check_update, verify_bundle, verify_signature
+from policy.verify import Trusted, VerifiedPolicy, check_signature, check_update, verify_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class TrustedStore:
 
     # -- reading -----------------------------------------------------------------------------------------------
 
-    def current(self, trusted: Sequence[TrustedKey] | None = None) -> VerifiedPolicy | None:
+    def current(self, trusted: Trusted | None = None) -> VerifiedPolicy | None:
         """The trusted policy, or None when nothing was applied yet. Raises StoreError if the file is damaged.
 
         With ``trusted`` the stored signature is checked again (e.g. after a key was revoked from agent.toml).
@@ -83,7 +82,7 @@ class TrustedStore:
             ) from err
         return self._decode(raw, trusted)
 
-    def _decode(self, raw: bytes, trusted: Sequence[TrustedKey] | None) -> VerifiedPolicy:
+    def _decode(self, raw: bytes, trusted: Trusted | None) -> VerifiedPolicy:
         damaged = "the trusted policy file is damaged; delete it and apply the current bundle again"
         try:
             doc = json.loads(raw)
@@ -98,7 +97,7 @@ class TrustedStore:
             raise StoreError(str(self.path), damaged)
         if trusted is not None:
             try:
-                _, keyid = verify_signature(bundle, trusted)
+                _, keyid = check_signature(bundle, trusted)
             except (UnknownKeyError, BadSignatureError) as err:
                 raise StoreError(
                     str(self.path),
@@ -130,7 +129,7 @@ class TrustedStore:
 
     # -- updating ------------------------------------------------------------------------------------------------
 
-    def apply(self, bundle: bytes, trusted: Sequence[TrustedKey], now: datetime) -> ApplyResult:
+    def apply(self, bundle: bytes, trusted: Trusted, now: datetime) -> ApplyResult:
         """Verify ``bundle`` and make it the trusted policy if it is newer.
 
         Returns ApplyResult("accepted") or ApplyResult("unchanged") for the version already trusted; raises the

@@ -4,6 +4,11 @@ No I/O, no clock: the caller passes ``now``. Order of checks, each with its own 
 size and envelope shape (MalformedBundleError, BundleTooLargeError) -> payloadType (PayloadTypeError) ->
 signature (UnknownKeyError, BadSignatureError) -> only then parse the payload (PolicySchemaError) ->
 expiry (ExpiredPolicyError). :func:`check_update` adds the version rules (RollbackError, EqualVersionError).
+
+The trusted keys are either parsed keys (``Sequence[TrustedKey]``, checked here with cryptography) or a
+:class:`SignatureVerifier` that checks the signature elsewhere: the running agent's verifier runs this same
+:func:`verify_signature` in a short-lived child process (policy/verify_child.py) so that the agent never loads
+cryptography (docs/performance.md, "Agent memory"). Everything after the signature runs here either way.
 """
 
 from __future__ import annotations
@@ -12,8 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-from cryptography.exceptions import InvalidSignature
+from typing import TYPE_CHECKING, Protocol
 
 from policy.dsse import PAYLOAD_TYPE, pae, parse_envelope
 from policy.errors import (
@@ -26,9 +30,11 @@ from policy.errors import (
     RollbackError,
     UnknownKeyError,
 )
-from policy.keys import TrustedKey
 from policy.load import load_policy
 from policy.model import Policy
+
+if TYPE_CHECKING:
+    from policy.keys import TrustedKey
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,26 @@ class VerifiedPolicy:
         return self.policy.expires is not None and self.policy.expires <= now
 
 
+class SignatureVerifier(Protocol):
+    """Checks a bundle's signature against trusted keys it holds, as :func:`verify_signature` does."""
+
+    def verify_signature(self, bundle: bytes) -> tuple[bytes, str]: ...
+
+
+Trusted = Sequence["TrustedKey"] | SignatureVerifier
+
+
+def check_signature(bundle: bytes, trusted: Trusted) -> tuple[bytes, str]:
+    """:func:`verify_signature` with parsed keys, else the verifier's own (same errors, same order)."""
+    if isinstance(trusted, Sequence):
+        return verify_signature(bundle, trusted)
+    return trusted.verify_signature(bundle)
+
+
 def verify_signature(bundle: bytes, trusted: Sequence[TrustedKey]) -> tuple[bytes, str]:
     """Check envelope, payloadType and signature; return (payload, keyid). Does not parse the payload."""
+    from cryptography.exceptions import InvalidSignature
+
     envelope = parse_envelope(bundle)
     if envelope.payload_type != PAYLOAD_TYPE:
         raise PayloadTypeError(f"payloadType is {envelope.payload_type[:80]!r}; expected {PAYLOAD_TYPE!r}")
@@ -84,11 +108,11 @@ def verify_signature(bundle: bytes, trusted: Sequence[TrustedKey]) -> tuple[byte
     )
 
 
-def verify_bundle(bundle: bytes, trusted: Sequence[TrustedKey], now: datetime) -> VerifiedPolicy:
+def verify_bundle(bundle: bytes, trusted: Trusted, now: datetime) -> VerifiedPolicy:
     """Verify a signed bundle completely. Raises a BundleRejectedError subclass naming the reason."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    payload, keyid = verify_signature(bundle, trusted)
+    payload, keyid = check_signature(bundle, trusted)
     try:
         policy = load_policy(payload, "payload")
     except PolicyValidationError as err:
