@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from agent.i18n import Translator
 from agent.ui.icons import FILL, TrayState
+from tests.harness.policies import policy_toml
 from tests.harness.uidesk import TrayApp, click_text, find_window, save_png, settle, squash, window_gone
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
@@ -217,42 +218,13 @@ def test_status_window_and_ack_dialog_in_worker_language(
         assert app.stop() == 0
 
 
-RUNTIME_POLICY = """
-schema = 1
-id = "desk"
-version = 1
-
-[presence]
-warn_after = "10m"
-protect_after = "11m"
-lock_after = "20m"
-cover = "opaque"
-
-[[customer_apps]]
-name = "顧客台帳"
-processes = ["excel"]
-title = "顧客台帳"
-
-# Posture is not under test here: with the defaults, this host's VPN and disk encryption results (and when they
-# arrive) would decide whether the icon says "protected" or "warning".
-[network.vpn]
-mode = "off"
-
-[network.wifi]
-mode = "off"
-
-[network.plaintext]
-mode = "off"
-
-[device.disk_encryption]
-mode = "off"
-
-[device.firewall]
-mode = "off"
-
-[device.screen_lock]
-mode = "off"
-"""
+# Posture is not under test here: policy_toml turns every check off, so this host's VPN and disk encryption
+# results (and when they arrive) cannot decide whether the icon says "protected" or "warning".
+RUNTIME_POLICY = policy_toml(
+    policy_id="desk",
+    presence={"warn_after": "10m", "protect_after": "11m", "lock_after": "20m", "cover": "opaque"},
+    customer_apps=[{"name": "顧客台帳", "processes": ["excel"], "title": "顧客台帳"}],
+)
 
 
 def test_step_away_from_the_status_window_covers_the_customer_window(
