@@ -30,11 +30,10 @@ from policy.errors import (
     RollbackError,
     UnknownKeyError,
 )
-from policy.load import load_policy
-from policy.model import Policy
 
 if TYPE_CHECKING:
     from policy.keys import TrustedKey
+    from policy.model import Policy
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,8 @@ def verify_bundle(bundle: bytes, trusted: Trusted, now: datetime) -> VerifiedPol
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     payload, keyid = check_signature(bundle, trusted)
+    from policy.load import load_policy  # here: the signature child (verify_child.py) needs no policy parser
+
     try:
         policy = load_policy(payload, "payload")
     except PolicyValidationError as err:
