@@ -13,6 +13,11 @@ seen by a separate X client of this script), i.e. what a viewer of the screen se
   process starting (process signature; from its fork), and a browser's "… is sharing your screen." indicator
   window appearing while the browser already runs (window signature; from the moment the window manager lists
   the window).
+- **share (real Chromium getDisplayMedia) → covered**: Debian's chromium (tests/harness/browser_share.py) on a
+  local meeting page shares the entire screen (picker answered by ``--auto-select-desktop-capture-source``);
+  Chromium shows its own "<origin> is sharing your screen." bar and the agent detects that. From the moment
+  getDisplayMedia delivered the stream to the page (the verdict: nothing is captured before it), from the click
+  on the page's share button, and from the moment the window manager listed the bar, to the cover.
 - **VPN dropped → covered**: with root and OpenVPN, the agent runs inside the client namespace of a real OpenVPN
   tunnel (tests/harness/netns.py); the policy requires ``tun*`` (mode "block", no grace). From the SIGTERM of
   the OpenVPN client to the cover. (The reporting stub is unreachable from that namespace: uploads back off.)
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -157,6 +163,42 @@ def browser_rounds(rig: Rig, rounds: int) -> list[float]:
     return out
 
 
+def real_browser_rounds(rig: Rig, rounds: int) -> dict[str, Any] | str:
+    """A real Chromium screen share per round (started from the page, stopped from the page)."""
+    missing = [t for t in ("chromium", "chromedriver") if shutil.which(t) is None]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium")
+    if missing:
+        return f"skipped: not installed: {', '.join(missing)} (Debian chromium and chromium-driver, selenium)"
+    from tests.harness.browser_share import ChromiumShare
+
+    share = ChromiumShare.open(rig.desk, rig.lab.workdir / "chromium-home", box=Box(720, 420, 520, 300))
+    clicked: list[float] = []
+    started: list[float] = []
+    listed: list[float] = []
+    try:
+        time.sleep(1.5)
+        for _ in range(rounds):
+            begun = share.start()
+            covered = rig.wait_cover(after=begun.clicked)
+            clicked.append((covered - begun.clicked) * 1000)
+            started.append((covered - begun.started) * 1000)
+            bar = wait_for(share.indicator, timeout=10, what="chromium's sharing bar")
+            shown = rig.watch.first_listed(bar, after=begun.clicked) if bar is not None else None
+            if shown is not None:
+                listed.append((covered - shown) * 1000)
+            share.stop()
+            rig.wait_uncovered()
+            settle()
+    finally:
+        share.close()
+    return {
+        "click_to_cover_ms": summary(clicked),
+        "capture_started_to_cover_ms": summary(started),
+        "indicator_listed_to_cover_ms": summary(listed) if listed else "not seen in the client list",
+    }
+
+
 def vpn_rounds(rig: Rig, vpn: Any, rounds: int) -> list[float]:
     out: list[float] = []
     for _ in range(rounds):
@@ -244,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             result["share_obs_process_to_cover_ms"] = summary(obs_rounds(rig, args.share_rounds))
             result["share_browser_indicator_to_cover_ms"] = summary(browser_rounds(rig, args.share_rounds))
+            result["share_real_chromium"] = real_browser_rounds(rig, args.share_rounds)
             if vpn is not None:
                 result["vpn_drop_to_cover_ms"] = summary(vpn_rounds(rig, vpn, args.vpn_rounds))
             else:
