@@ -8,8 +8,10 @@ feeds them to :class:`agent.onlooker.confirm.OnlookerMachine` and, on a confirme
 only. OpenCV is imported by the guard process alone, never here (an import-linter contract).
 
 Never a crash: no camera, a camera held by a meeting app, a missing face model or a guard process that keeps
-dying is ``agent.degraded`` (capability ``camera``), retried every :data:`RETRY` seconds; an onlooker that was
-confirmed when the camera went away is cleared (nothing more is known).
+dying is ``agent.degraded`` (capability ``camera``), retried every :data:`RETRY` seconds. Fail closed: an onlooker
+confirmed in mode "cover" when the camera goes away stays confirmed, its cover held with :data:`BLIND_KEY`'s
+message, until a camera picture clears it as usual (report mode, which covers nothing, clears it: nothing more is
+known).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 REASON = "onlooker"
 MESSAGE_KEY = "cover.onlooker"
+BLIND_KEY = "cover.onlooker_blind"  # the camera stopped while an onlooker was confirmed: the cover holds
 CAPABILITY = "camera"
 RETRY = 30.0  # seconds before a camera that was absent or busy is tried again
 POLL = 0.5  # the worker's loop while the guard is on: policy changes, restarts, the stall watchdog
@@ -88,6 +91,7 @@ class OnlookerGuard:
         self._quick_exits = 0
         self._spawned_at = 0.0
         self._announced = False
+        self._blind = False  # an onlooker's cover held while the camera gives no picture
 
     # ---- the supervised worker -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -133,6 +137,7 @@ class OnlookerGuard:
         """A new [onlooker] section: a new confirmation machine (clearing any onlooker), the new frame rate."""
         old = self._settings
         self._settings = settings
+        self._blind = False  # the new machine decides from the next picture
         if self._machine is not None and old is not None:
             self._finish(self._machine.reset(), old)  # lifts the old mode's cover, if any
         self._machine = OnlookerMachine(
@@ -218,7 +223,10 @@ class OnlookerGuard:
             announce = not self._announced
             self._announced = True
             settings = self._settings
+            seeing_again, self._blind = self._blind, False
         logger.info("onlooker guard: counting faces (%s, %d per second)", event.source, settings.frame_rate)
+        if seeing_again:  # the held cover is an onlooker's again, until the pictures clear it
+            self._set_cover_reason(REASON, True, MESSAGE_KEY)
         if announce:  # the worker is told the camera is in use, and why (agent/ui/notify.py)
             self._publish(Kind.ONLOOKER_STARTED, {"mode": settings.mode, "frame_rate": settings.frame_rate})
 
@@ -274,10 +282,19 @@ class OnlookerGuard:
             self._retry_at = now + delay
             if reason:
                 self._unavailable = reason
-            cleared = machine.reset() if machine is not None else None
+            # Fail closed: with no picture, an onlooker in front of the screen cannot be told from one who left.
+            hold = (
+                machine is not None and machine.onlooker and settings is not None and settings.mode == "cover"
+            )
+            cleared = machine.reset() if machine is not None and not hold else None
+            newly_blind = hold and not self._blind
+            self._blind = self._blind or hold
         logger.warning("onlooker guard stopped (%s); trying again in %.0f s", detail, delay)
         if reason:
             self._report_degraded(CAPABILITY, reason, detail)
+        if newly_blind:
+            logger.warning("the camera stopped while an onlooker was seen: customer data stays covered")
+            self._set_cover_reason(REASON, True, BLIND_KEY)
         if settings is not None:
             self._finish(cleared, settings)
 
@@ -287,6 +304,7 @@ class OnlookerGuard:
             cleared = machine.reset() if machine is not None else None
             self._machine = None
             self._faces = None
+            self._blind = False
         if settings is not None:
             self._finish(cleared, settings)
         logger.debug("onlooker guard idle (%s)", why)
@@ -312,6 +330,7 @@ class OnlookerGuard:
                 "started": self._started_at if self._ready else None,
                 "faces": self._faces,
                 "onlooker": bool(self._machine and self._machine.onlooker),
+                "blind": self._blind,  # covered for an onlooker seen before the camera stopped
                 "unavailable": self._unavailable,
                 "frame_rate": self._rate if self._proc is not None else 0,
             }

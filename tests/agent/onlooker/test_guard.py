@@ -118,21 +118,56 @@ def test_a_policy_without_a_camera_on_this_pc_is_degraded_not_configured(start) 
     assert run.guard.pid is None
 
 
-def test_a_guard_process_that_dies_is_restarted_and_its_onlooker_cleared(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_guard_process_that_dies_keeps_the_cover_until_a_picture_clears_it(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     clip = video.write_video(tmp_path / "c.avi", [(2, 60.0)])
     run = start(str(clip), policy(mode="cover", clear_after=30.0))
     wait_for(lambda: run.host.reasons == [("onlooker", True, "cover.onlooker")], timeout=30, what="cover")
     pid = run.guard.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    # The camera went away: nothing is known, so the cover is lifted (and said), then the new guard sees the
-    # two faces again and covers again.
-    wait_for(lambda: ("onlooker", False, None) in run.host.reasons, timeout=10, what="cleared")
+    # No picture: the onlooker may still be there, so the cover holds (fail closed) and says why; the new
+    # guard sees the two faces again and the cover is the onlooker's again. Nothing was lifted in between.
+    wait_for(lambda: ("onlooker", True, "cover.onlooker_blind") in run.host.reasons, timeout=10, what="held")
     wait_for(
-        lambda: run.host.reasons.count(("onlooker", True, "cover.onlooker")) == 2, timeout=30, what="again"
+        lambda: run.host.reasons[-1] == ("onlooker", True, "cover.onlooker"), timeout=30, what="seen again"
     )
-    assert run.guard.pid not in (None, pid)
+    assert ("onlooker", False, None) not in run.host.reasons
+    assert run.events(Kind.ONLOOKER_CLEARED) == [] and len(run.events(Kind.ONLOOKER_DETECTED)) == 1
+    assert run.guard.pid not in (None, pid) and run.guard.status()["blind"] is False
     assert len(run.events(Kind.ONLOOKER_STARTED)) == 1  # the worker was told once
+
+
+def test_a_camera_that_goes_away_holds_the_cover_until_it_sees_only_the_worker(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    camera = tmp_path / "camera.avi"
+    video.write_video(camera, [(2, 60.0)])
+    run = start(str(camera), policy(mode="cover", clear_after=1.0), retry=1.0)
+    wait_for(lambda: run.host.reasons == [("onlooker", True, "cover.onlooker")], timeout=30, what="cover")
+    pid = run.guard.pid
+    assert pid is not None
+    camera.rename(tmp_path / "unplugged.avi")  # the camera is unplugged...
+    os.kill(pid, signal.SIGKILL)  # ...and its stream ends
+    wait_for(lambda: ("camera", "absent") in run.host.degraded, timeout=20, what="camera absent")
+    status = run.guard.status()
+    assert status["blind"] is True and status["onlooker"] is True and status["running"] is False
+    assert run.host.reasons[-1] == ("onlooker", True, "cover.onlooker_blind")
+    assert run.events(Kind.ONLOOKER_CLEARED) == []
+    # The camera comes back and sees one face: cleared after clear_after, as any onlooker.
+    video.write_video(camera, [(1, 60.0)])
+    wait_for(lambda: run.events(Kind.ONLOOKER_CLEARED), timeout=30, what="cleared by a picture")
+    assert run.host.reasons[-1] == ("onlooker", False, None)
+    assert run.events(Kind.ONLOOKER_CLEARED)[0]["faces"] == 2
+    assert run.guard.status()["blind"] is False
+
+
+def test_report_mode_clears_an_onlooker_when_the_camera_stops(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clip = video.write_video(tmp_path / "c.avi", [(2, 60.0)])
+    run = start(str(clip), policy(mode="report", clear_after=30.0))
+    wait_for(lambda: run.events(Kind.ONLOOKER_DETECTED), timeout=30, what="detected")
+    pid = run.guard.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: run.events(Kind.ONLOOKER_CLEARED), timeout=10, what="cleared")  # nothing more is known
+    assert run.host.reasons == [] and run.guard.status()["blind"] is False
 
 
 def test_turning_the_policy_off_stops_the_guard_and_lifts_the_cover(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
