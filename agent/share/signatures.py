@@ -46,10 +46,14 @@ def _sig(
 # "<origin> is sharing your screen." / "<origin> が画面を共有しています。" for getDisplayMedia shares
 # (Meet, Webex, Teams web, Zoom web ...). The title is the whole window title, so it is anchored: a web
 # page whose title merely contains the phrase becomes "<page title> - Google Chrome" and does not match.
+# Chromium 156's own strings (en-US.pak / ja.pak, ids 12125-12130) also name the tab's browser: "<origin> is
+# sharing a Chrome tab." / "<origin> が Chrome タブを共有しています。". On X11 the bar is a managed top-level
+# window of the browser process with _NET_WM_NAME only (no WM_NAME, no WM_CLASS), origin as
+# "http://localhost:8080" (tests/agent/share/test_real_browser_share.py).
 BROWSER_INDICATOR_TITLE = (
     r"^\S+ (is sharing (your screen|your entire screen|a window|this tab|a tab|your screen and audio"
-    r"|a window and audio|this tab and audio|a tab and audio))\.?$"
-    r"|^\S+ ?が(画面|ウィンドウ|タブ|このタブ)(と音声)?を共有しています。?$"
+    r"|a window and audio|this tab and audio|a tab and audio|a (\S+ ){1,2}tab( and audio)?))\.?$"
+    r"|^\S+ ?が ?(画面|ウィンドウ|(\S+ ){0,2}タブ|このタブ)(と音声)?を共有しています。?$"
 )
 # Firefox's global sharing indicator has the fixed title "Firefox — Sharing Indicator" (webrtcIndicator.ftl,
 # "webrtc-indicator-title"); older releases used a hyphen. ja: "Firefox — 共有インジケーター".

@@ -3,7 +3,8 @@ the customer window is covered in what the share itself sends, and the cover is 
 
 Real runtime, X11 backend, cover helper, share guard with its self-check, Debian chromium (selenium through
 chromium-driver) sharing the entire Xvfb screen to a local page, and tesseract reading the frames that page
-received. No timing is asserted here: benchmarks/agent_latency.py measures share start → covered.
+received. No timing is asserted here: benchmarks/agent_latency.py measures share start → covered. The titles
+Chromium 156 gives its bar in every variant (its en-US.pak and ja.pak strings) are checked without a desktop.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from pathlib import Path
 
 import pytest
 
+from agent.platform.base import Rect, Window
 from agent.platform.linux_x11 import X11Desktop
 from agent.report.stream import Kind
+from agent.share.detect import ProcessInfo, detect
 from agent.share.guard import install_share_guard
 from agent.share.selfcheck import MssGrabber
+from agent.share.signatures import builtin_signatures
 from core.clock import SystemClock
 from policy.load import load_policy
 from tests.harness.browser_share import ChromiumShare, indicator_title
 from tests.harness.realapps import ProtectedDesktop, need
 from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
-
-pytestmark = [pytest.mark.apps, pytest.mark.desktop]
 
 PHONE = "03-1234-5678"
 OTHER = "090-8765-4321"
@@ -105,6 +107,43 @@ def _shared_digits(browser: ChromiumShare, box: Box, tmp_path: Path) -> str:
     return digits_only(text)
 
 
+# Chromium 156's bar titles ("$1" is the origin), en-US.pak / ja.pak ids 12125-12130.
+CHROMIUM_BAR_TITLES = (
+    "$1 is sharing your screen.",
+    "$1 is sharing your screen and audio.",
+    "$1 is sharing a window.",
+    "$1 is sharing a window and audio.",
+    "$1 is sharing a Chrome tab.",
+    "$1 is sharing a Chrome tab and audio.",
+    "$1 が画面を共有しています。",
+    "$1 が画面と音声を共有しています。",
+    "$1 がウィンドウを共有しています。",
+    "$1 がウィンドウと音声を共有しています。",
+    "$1 が Chrome タブを共有しています。",
+    "$1 が Chrome タブと音声を共有しています。",
+)
+
+
+def _bar(title: str, process: str) -> Window:
+    # As the X11 backend reads the real bar: _NET_WM_NAME, the browser's pid, no WM_CLASS.
+    return Window(id=7, title=title, pid=77, process_name=process, rect=Rect(400, 740, 513, 62), wm_class="")
+
+
+@pytest.mark.parametrize("template", CHROMIUM_BAR_TITLES)
+@pytest.mark.parametrize("origin", ["http://localhost:8080", "meet.google.com"])
+def test_every_title_of_chromiums_sharing_bar_is_a_share(template: str, origin: str) -> None:
+    title = template.replace("$1", origin)
+    running = [ProcessInfo(pid=77, name="chromium")]
+    assert detect([_bar(title, "chromium")], running, builtin_signatures("linux")).apps == ("Browser",)
+    # A page with that title is "<title> - Chromium", and the same title in another app is no bar.
+    page = _bar(f"{title} - Chromium", "chromium")
+    assert not detect([page], running, builtin_signatures("linux")).active
+    editor = _bar(title, "gedit")
+    assert not detect([editor], [*running, ProcessInfo(78, "gedit")], builtin_signatures("linux")).active
+
+
+@pytest.mark.apps
+@pytest.mark.desktop
 def test_real_chromium_screen_share_covers_the_customer_window_until_it_stops(
     xdesktop: XDesktop, guarded: ProtectedDesktop, browser: ChromiumShare, tmp_path: Path
 ) -> None:
