@@ -24,7 +24,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -44,7 +44,7 @@ from server.alert_store import Finding, NewAlert
 from server.forward_store import Due
 from server.forwarders import ForwarderConfig, ForwardingService, Outcome, Sender, webhook_signature
 from server.forwarders import _default_retryable as default_retryable
-from server.storage import EventRow, Storage, ms
+from server.storage import AfterInsert, EventRow, Storage, ms
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -286,21 +286,21 @@ def _finding(row: EventRow, data: Mapping[str, Any]) -> Finding | None:
     return Finding(check, failing, failing and data.get("enforcement") == "block", row.time, row.uid)
 
 
-def on_stored(
-    context: ServerContext, device_id: str, facts: Mapping[str, Any] | None = None
-) -> Callable[[Connection, list[EventRow]], None]:
-    """The arrival rules (check_failing, the block state, lock_failed) for ``Storage.ingest``'s ``then``: run on
+def arrival_rules(settings: Settings) -> AfterInsert:
+    """The arrival rules (check_failing, the block state, lock_failed) as a ``Storage.after_insert`` hook: run on
     the newly stored events in the ingest transaction, so an alert commits with its cause or not at all, and a
     resent batch (its events stored already) costs nothing. ``facts``: uid -> ``unmapped`` of the events ingest
     parsed already (server/ingest.py); the others are parsed here."""
-    config = alert_settings(context.settings)
+    config = alert_settings(settings)
 
-    def then(conn: Connection, rows: list[EventRow]) -> None:
+    def hook(
+        conn: Connection, device_id: str, rows: list[EventRow], now: int, facts: Mapping[str, Any] | None
+    ) -> None:
         relevant = [r for r in rows if r.event_code in _ARRIVAL_KINDS]
         if relevant:
-            evaluate(conn, config, device_id, relevant, facts=facts, now=context.now_ms())
+            evaluate(conn, config, device_id, relevant, facts=facts, now=now)
 
-    return then
+    return hook
 
 
 def evaluate(
@@ -718,13 +718,13 @@ __all__ = [
     "SmtpConfig",
     "WebhookConfig",
     "alert_settings",
+    "arrival_rules",
     "audit_settings",
     "delivery_status",
     "describe",
     "evaluate",
     "mail_message",
     "on_checkin",
-    "on_stored",
     "parse_alerts",
     "webhook_body",
     "when_text",

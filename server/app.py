@@ -25,10 +25,14 @@ from server.storage import Storage
 
 
 def create_app(settings: Settings, storage: Storage, clock: Clock) -> FastAPI:
-    from server.alerts import alert_service
+    from server.alerts import alert_service, arrival_rules
+    from server.console.state import derive
     from server.forwarders import ForwardingService
     from server.retention import RetentionService
 
+    # In each batch's ingest transaction, in this order: the console's device state, then the alert rules.
+    # Assigned, not appended: a second app on the same storage (tests) must not run them twice.
+    storage.after_insert = (derive, arrival_rules(settings))
     forwarding = ForwardingService(storage, settings.forwarders, clock)
     alerting = alert_service(storage, settings, clock)
     retention = RetentionService(storage, settings.retention, clock)

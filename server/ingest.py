@@ -12,7 +12,6 @@ import orjson
 from fastapi import HTTPException, Response
 
 from core.records import validate_record
-from server import alerts
 from server.console.state import DERIVING
 from server.context import ServerContext
 from server.overload import retry_later
@@ -122,10 +121,8 @@ def ingest_batch(context: ServerContext, raw: bytes, gzipped: bool, device: Devi
     if wait > 0:
         return retry_later(429, wait, "device over its event rate; retry later")
     try:
-        alerting = alerts.on_stored(context, device.id, parsed.facts)  # in the ingest transaction
-        accepted, duplicate = context.storage.ingest(
-            device.id, parsed.rows, context.now_ms(), parsed.facts, then=alerting
-        )
+        # the after-insert hooks (derived state, alert rules) run in the ingest transaction
+        accepted, duplicate = context.storage.ingest(device.id, parsed.rows, context.now_ms(), parsed.facts)
     except Exception as err:
         import sqlalchemy as sa
 

@@ -220,15 +220,6 @@ def _select_max_sequence() -> Any:
     )
 
 
-def _derive_state(
-    conn: Connection, device_id: str, inserted: list[EventRow], now: int, facts: Mapping[str, Any] | None
-) -> None:
-    """The console's device state from newly stored events, in the ingest transaction (server/console/state.py)."""
-    from server.console.state import derive
-
-    derive(conn, device_id, inserted, now, facts)
-
-
 class StorageError(MamoriError):
     """The database is unreachable or not migrated."""
 
@@ -265,6 +256,13 @@ class EventRow(NamedTuple):
     event_code: str
     time: int
     body: str
+
+
+# Work that runs on a batch's newly stored events in its ingest transaction, so that it commits with them or not
+# at all and a resent batch (its events stored already) costs nothing: (connection, device id, the rows inserted,
+# received-at ms, facts: uid -> the ``unmapped`` data ingest parsed already, None when it did not). create_app
+# registers the console's derived state and the alert arrival rules (Storage.after_insert).
+AfterInsert = Callable[[Connection, str, list[EventRow], int, Mapping[str, Any] | None], None]
 
 
 def ms(when: datetime) -> int:
@@ -370,6 +368,8 @@ class Storage:
         self._lookup_engine = (
             self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        # Run in order on every batch's new rows, inside its transaction (set by create_app; empty by itself).
+        self.after_insert: tuple[AfterInsert, ...] = ()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -556,18 +556,15 @@ class Storage:
         batch: Sequence[EventRow],
         now: int,
         facts: Mapping[str, Any] | None = None,
-        *,
-        then: Callable[[Connection, list[EventRow]], None] | None = None,
     ) -> tuple[int, int]:
         """Store a batch; returns (accepted, duplicate). Sequence gaps are recorded in the same transaction, and
-        so is the console's derived state (``facts``: uid -> data of the events it derives from, already parsed;
-        without them it parses those events' bodies), and ``then`` runs on the newly stored rows in it too (the
-        alert rules, server/alerts.py)."""
+        the ``after_insert`` hooks run on the newly stored rows in it too (``facts``: uid -> the data ingest
+        parsed already; without them a hook parses the bodies it needs)."""
         unique: dict[str, EventRow] = {}
         for row in batch:
             unique.setdefault(row.uid, row)
         if not self.is_sqlite:
-            return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts, then=then)
+            return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts)
         with self.write() as conn:
             device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
             previous_max = int(device.max_sequence) if device else 0
@@ -596,10 +593,19 @@ class Storage:
                 .where(devices.c.id == device_id)
                 .values(max_sequence=new_max, last_seen=now, stopped=False)
             )
-            _derive_state(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
-            if then is not None:
-                then(conn, [r for r in unique.values() if r.uid in inserted])
+            self._after_insert(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
         return len(inserted), len(batch) - len(inserted)
+
+    def _after_insert(
+        self,
+        conn: Connection,
+        device_id: str,
+        rows: list[EventRow],
+        now: int,
+        facts: Mapping[str, Any] | None,
+    ) -> None:
+        for hook in self.after_insert:
+            hook(conn, device_id, rows, now, facts)
 
     def _pg_ingest(
         self,
@@ -608,8 +614,6 @@ class Storage:
         received: int,
         now: int,
         facts: Mapping[str, Any] | None = None,
-        *,
-        then: Callable[[Connection, list[EventRow]], None] | None = None,
     ) -> tuple[int, int]:
         """PostgreSQL ingest: BEGIN, one statement (insert, lock and raise the high-water mark), COMMIT; gap
         rows, rare, in the same transaction. Three round trips a batch where there were five."""
@@ -629,9 +633,7 @@ class Storage:
             previous, uids, seqs = conn.exec_driver_sql(_pg_ingest_sql(), params).one()
             self._record_gaps(conn, device_id, int(previous or 0), seqs, now)
             fresh = set(uids)
-            _derive_state(conn, device_id, [r for r in unique if r.uid in fresh], now, facts)
-            if then is not None:
-                then(conn, [r for r in unique if r.uid in fresh])
+            self._after_insert(conn, device_id, [r for r in unique if r.uid in fresh], now, facts)
         return len(uids), received - len(uids)
 
     def _record_gaps(

@@ -141,17 +141,42 @@ _UPSERT_CHECKS = (
     "ON CONFLICT (device_id, check_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _CHECK_COLUMNS[2:])
 )
+# Only the checks a batch names are read (a device's other checks do not change), and the failing list is read
+# back after the upsert: reading every check of the device each batch grew with the checks it ever reported.
 _SELECT_CHECKS = (
-    "SELECT check_id, status, mode, failing_since, updated_at FROM device_checks WHERE device_id = {mark}"
+    "SELECT check_id, status, mode, failing_since, updated_at FROM device_checks "
+    "WHERE device_id = {mark} AND check_id IN ({marks})"
 )
+_SELECT_FAILING = (
+    "SELECT check_id FROM device_checks WHERE device_id = {mark} AND status = 'fail' "
+    "AND mode IN ('warn', 'block')"
+)
+assert ENFORCED == ("warn", "block"), "_SELECT_FAILING spells ENFORCED out"
+_IN_CHUNK = 500  # bound parameters per IN list, below every SQLite's limit
 
 
 @functools.cache
-def _driver_sql(dialect: str) -> tuple[str, str]:
+def _driver_sql(dialect: str, names: int) -> tuple[str, str, str]:
+    """(upsert, select ``names`` checks, select the failing ones), built from constants and integers only."""
     mark = "%s" if dialect == "postgresql" else "?"
-    return _UPSERT_CHECKS.format(marks=", ".join([mark] * len(_CHECK_COLUMNS))), _SELECT_CHECKS.format(
-        mark=mark
+    return (
+        _UPSERT_CHECKS.format(marks=", ".join([mark] * len(_CHECK_COLUMNS))),
+        _SELECT_CHECKS.format(mark=mark, marks=", ".join([mark] * names)),
+        _SELECT_FAILING.format(mark=mark),
     )
+
+
+def _read_checks(
+    conn: Connection, device_id: str, checks: list[str]
+) -> dict[str, tuple[str, str, int | None, int]]:
+    """check id -> (status, mode, failing_since, updated_at) of the named checks the device has a row for."""
+    current: dict[str, tuple[str, str, int | None, int]] = {}
+    for i in range(0, len(checks), _IN_CHUNK):
+        chunk = checks[i : i + _IN_CHUNK]
+        select = _driver_sql(conn.dialect.name, len(chunk))[1]
+        for r in conn.exec_driver_sql(select, (device_id, *chunk)):
+            current[r[0]] = (r[1], r[2], r[3], r[4])
+    return current
 
 
 def _apply(
@@ -161,14 +186,15 @@ def _apply(
     figures: dict[tuple[int, str, str], int],
 ) -> None:
     statements = _statements(conn.dialect.name)
-    upsert_checks, select_checks = _driver_sql(conn.dialect.name)
+    upsert_checks, _select, select_failing = _driver_sql(conn.dialect.name, 1)
     device = conn.execute(statements["device"], {"device_id": device_id}).first()
     if device is None:
         return
-    # check id -> (status, mode, failing_since, updated_at): every check of the device (a handful)
-    current: dict[str, tuple[str, str, int | None, int]] = {}
-    if any(code == "posture.finding" for _t, _s, code, _d in relevant):
-        current = {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.exec_driver_sql(select_checks, (device_id,))}
+    named = sorted(
+        {str(d["check_id"]) for _t, _s, code, d in relevant if code == "posture.finding" and "check_id" in d}
+    )
+    # check id -> (status, mode, failing_since, updated_at) of the checks this batch reports on
+    current = _read_checks(conn, device_id, named) if named else {}
     running = bool(device.running)
     values: dict[str, Any] = {}
     changed: dict[str, tuple[Any, ...]] = {}
@@ -223,7 +249,8 @@ def _apply(
             values["stopped"] = True
     if changed:
         conn.exec_driver_sql(upsert_checks, [changed[c] for c in sorted(changed)])
-        failing_now = sorted(c for c, (st, md, _f, _u) in current.items() if st == "fail" and md in ENFORCED)
+        # sorted here, not by ORDER BY: PostgreSQL would order by the database's collation
+        failing_now = sorted(str(r[0]) for r in conn.exec_driver_sql(select_failing, (device_id,)))
         values["failing"] = json.dumps(failing_now)
         if failing_now:
             values["state"] = "non_compliant"

@@ -119,3 +119,55 @@ def test_two_sqlite_storages_on_one_file_serialise_their_writes(tmp_path: Path) 
     assert (tmp_path / "s.db.write-lock").exists()
     first.dispose()
     second.dispose()
+
+
+def findings(*items: tuple[int, str, str, str]) -> tuple[list[EventRow], dict[str, dict[str, str]]]:
+    """(sequence, check, status, mode) -> rows and their facts (the data ingest parsed)."""
+    batch = rows(*(seq for seq, *_ in items), prefix="f")
+    facts = {
+        f"f{seq}": {"check_id": check, "status": status, "mode": mode} for seq, check, status, mode in items
+    }
+    return batch, facts
+
+
+def test_after_insert_hooks_see_only_new_rows_and_the_failing_list_spans_batches(store: Storage) -> None:
+    from core.clock import FakeClock
+    from server.alert_store import alert_checks, alerts
+    from server.app import create_app
+    from server.settings import Settings
+    from server.storage import device_checks, devices
+
+    store.create_enroll_secret("s", "default", 1, None, 0)
+    store.enroll("s", "dev1", "t", {}, 0)
+    seen: list[list[str]] = []
+    create_app(Settings(db_url=store.url), store, FakeClock())
+    create_app(Settings(db_url=store.url), store, FakeClock())  # a second app: the hooks once, not twice
+    assert len(store.after_insert) == 2
+    store.after_insert = (*store.after_insert, lambda _c, _d, new, _n, _f: seen.append([r.uid for r in new]))
+
+    def state() -> tuple[str | None, str | None, int, int]:
+        with store.engine.connect() as conn:
+            device = conn.execute(sa.select(devices.c.state, devices.c.failing)).one()
+            checks = conn.execute(sa.select(sa.func.count()).select_from(device_checks)).scalar_one()
+            raised = conn.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one()
+        return device.state, device.failing, checks, raised
+
+    batch, facts = findings((1, "vpn", "fail", "block"), (2, "wifi", "fail", "monitor"))
+    assert store.ingest("dev1", batch, 10, facts) == (2, 0)
+    # the console counts enforced failures only; the alert rules every failing check (wifi under monitor too)
+    assert state() == ("non_compliant", '["vpn"]', 2, 2)
+    # another check fails in a later batch: the list holds both, though the batch names only one
+    batch, facts = findings((3, "tls", "fail", "warn"))
+    assert store.ingest("dev1", batch, 11, facts) == (1, 0)
+    assert state() == ("non_compliant", '["tls", "vpn"]', 3, 3)
+    # resent with one new event: the hooks see the new one only (no second alert for tls)
+    batch, facts = findings((3, "tls", "fail", "warn"), (4, "vpn", "pass", "block"))
+    assert store.ingest("dev1", batch, 12, facts) == (1, 1)
+    assert state() == ("non_compliant", '["tls"]', 3, 3)
+    batch, facts = findings((5, "tls", "pass", "warn"))
+    assert store.ingest("dev1", batch, 13, facts) == (1, 0)
+    assert state() == ("online", "[]", 3, 3)
+    assert seen == [["f1", "f2"], ["f3"], ["f4"], ["f5"]]
+    with store.engine.connect() as conn:
+        still = conn.execute(sa.select(alert_checks.c.check_id)).scalars().all()
+    assert still == ["wifi"]
