@@ -111,7 +111,7 @@ def build_agent(
         if unsigned_policy is not None
         else PolicySource(config, clock, stream, keys=child_key_loader())
     )
-    desktop = plat.create_desktop(config.lock_command)
+    desktop = plat.create_desktop(config.lock_command, main_run_loop=config.tray)  # macOS: sleep needs it
 
     # The helper reports clicks and failures to the protection loop built just below.
     def clicked(key: str) -> None:

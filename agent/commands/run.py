@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -43,7 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.config import load_config
 
     config = load_config(args.config)
-    return run_agent(build_agent(config, args.unsigned_policy), tray=not args.no_tray)
+    if args.no_tray:  # the whole agent knows (macOS: no tray, no main run loop, no lock before sleep)
+        config = dataclasses.replace(config, tray=False)
+    return run_agent(build_agent(config, args.unsigned_policy), tray=config.tray)
 
 
 def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any]:

@@ -90,8 +90,12 @@ class Platform:
         """``sys.platform`` of this OS, as enrolment and heartbeats report it."""
         return self.features.os_name
 
-    def create_desktop(self, lock_command: Sequence[str] = (), *, display: str | None = None) -> Desktop:
-        return create_desktop(lock_command, backend=self.desktop_backend, display=display)
+    def create_desktop(
+        self, lock_command: Sequence[str] = (), *, display: str | None = None, main_run_loop: bool = True
+    ) -> Desktop:
+        return create_desktop(
+            lock_command, backend=self.desktop_backend, display=display, main_run_loop=main_run_loop
+        )
 
     def create_posture_host(self) -> HostProbe:
         return create_posture_host(self.posture_backend)
@@ -129,9 +133,16 @@ def resolve_platform(environ: Mapping[str, str] | None = None, platform: str | N
 
 
 def create_desktop(
-    lock_command: Sequence[str] = (), *, backend: str | None = None, display: str | None = None
+    lock_command: Sequence[str] = (),
+    *,
+    backend: str | None = None,
+    display: str | None = None,
+    main_run_loop: bool = True,
 ) -> Desktop:
-    """Build the desktop backend for this session. Raises PlatformError naming the fix when it cannot."""
+    """Build the desktop backend for this session. Raises PlatformError naming the fix when it cannot.
+
+    ``main_run_loop``: the main thread will run a GUI run loop (the tray); macOS needs it for lock before sleep.
+    """
     name = backend or backend_name()
     try:
         if name == "x11":
@@ -149,7 +160,7 @@ def create_desktop(
         if name == "macos":
             from agent.platform.macos import MacDesktop
 
-            return MacDesktop()
+            return MacDesktop(main_run_loop=main_run_loop)
         if name == "fake":
             from agent.platform.fake import FakeDesktop
 

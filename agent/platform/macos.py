@@ -68,8 +68,16 @@ def _load_dylib(path: str) -> Any:
 
 class MacDesktop:
     def __init__(
-        self, quartz: Any = None, login: Any = None, accessibility: Any = None, appkit: Any = None
+        self,
+        quartz: Any = None,
+        login: Any = None,
+        accessibility: Any = None,
+        appkit: Any = None,
+        *,
+        main_run_loop: bool = True,
     ) -> None:
+        """``main_run_loop``: whether something (the tray's NSApplication) runs the main thread's run loop, where
+        NSWorkspace posts its sleep notification; without it there is no lock before sleep, and it says so."""
         if quartz is None:
             if sys.platform != "darwin":
                 raise PlatformError("the macOS backend runs only on macOS")
@@ -78,6 +86,7 @@ class MacDesktop:
             accessibility = _load_dylib(APPLICATION_SERVICES)
             appkit = _load_appkit()
         self._appkit = appkit
+        self._main_run_loop = main_run_loop
         self._sleep_observer: Any = None  # NSWorkspace's token for the observer, kept while it observes
         self._q = quartz
         self._login = login
@@ -115,8 +124,11 @@ class MacDesktop:
             notes.append("the login framework is unavailable: the screen cannot be locked")
         if self._appkit is None:
             notes.append("AppKit (pyobjc-framework-Cocoa) is missing: no lock before sleep")
-        else:
-            notes.append("lock before sleep needs the tray: NSWorkspace notifies on the main run loop")
+        elif not self._main_run_loop:
+            notes.append(
+                "no lock before sleep without the tray: NSWorkspace notifies on the main run loop, which only "
+                "the tray runs; start the agent with its tray"
+            )
         return Capabilities(
             backend="macos",
             idle=True,
@@ -124,7 +136,7 @@ class MacDesktop:
             window_pids=True,
             lock=self._login is not None,
             lock_state=True,
-            lock_before_sleep=self._login is not None and self._appkit is not None,
+            lock_before_sleep=self._login is not None and self._appkit is not None and self._main_run_loop,
             cover=True,
             notes=tuple(notes),
             lock_method="SACLockScreenImmediate",

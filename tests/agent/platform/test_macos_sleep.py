@@ -115,3 +115,16 @@ def test_without_appkit_there_is_no_lock_before_sleep() -> None:
     desk = MacDesktop(q, FakeLogin(), FakeAX())
     caps = desk.capabilities()
     assert not caps.lock_before_sleep and any("AppKit" in n for n in caps.notes)
+
+
+def test_without_the_tray_there_is_no_lock_before_sleep_and_it_says_why(tmp_path: Path) -> None:
+    q = FakeQuartz()
+    appkit = FakeAppKit()
+    desk = MacDesktop(q, LockingLogin(q), FakeAX(), appkit, main_run_loop=False)
+    caps = desk.capabilities()
+    assert not caps.lock_before_sleep and any("without the tray" in n for n in caps.notes)
+    rt = build_runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), FakeClock(), overlay=RecordingSink()
+    )
+    rt.protection.start()
+    assert appkit.center.observers == {}  # nothing observes a notification that would never come
