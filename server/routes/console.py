@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote, urlencode
@@ -99,7 +99,8 @@ def overview(page: ConsolePage) -> Response:
     context, viewer = page.context, page.viewer
     now = context.now_ms()
     data = views.overview(context.storage, context.settings, now)
-    day_labels = [datetime.fromtimestamp(d * 86400).strftime("%m/%d") for d in data["days"]]
+    # The charts count UTC days ("charts_days" says so): label them as UTC dates, whatever the server's zone.
+    day_labels = [datetime.fromtimestamp(d * 86400, UTC).strftime("%m/%d") for d in data["days"]]
     recent = context.storage.events(limit=15)
     names = views.hostnames(context.storage, {r["device"]["uid"] for r in recent})
     series = [(viewer.check(check), values) for check, values in data["noncompliant"].items()]

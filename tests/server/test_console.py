@@ -129,6 +129,28 @@ def test_unexpected_stop_and_protections_are_counted(
     assert ": 2</title></rect>" in chart and chart.count("<rect") == 1
 
 
+def test_chart_days_are_labelled_as_utc_dates_whatever_the_servers_zone(
+    client: TestClient, storage: Storage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    device_id, headers = enroll(client, storage)
+    event_ = event(device_id, 1, clock, Kind.PROTECTION_APPLIED, reason="away", rules=["crm"], count=1)
+    assert post_events(client, headers, ndjson([event_])).status_code == 200
+    sign_in(client, storage)
+    monkeypatch.setenv(
+        "TZ", "America/Los_Angeles"
+    )  # a server west of UTC: UTC midnight is the day before there
+    time.tzset()
+    try:
+        chart = client.get("/?lang=en").text.split('id="chart-protections"')[1].split("</figure>")[0]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    today = clock.now().astimezone(__import__("datetime").UTC).strftime("%m/%d")
+    assert f"<title>{today} Protections per day: 1</title>" in chart, chart[-400:]
+
+
 def test_acknowledgement_coverage_and_who_acknowledged(
     client: TestClient, storage: Storage, clock: FakeClock
 ) -> None:
