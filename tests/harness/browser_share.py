@@ -63,7 +63,8 @@ function stopShare() {
 """
 
 BROWSER_BOX = Box(0, 0, 560, 360)  # where the browser window opens
-INDICATOR_PHRASE = "is sharing"  # Chromium's bar: "<origin> is sharing your screen." / "… a window."
+# Chromium's bar, for xdotool's (extended) regex: "<origin> is sharing your screen." / "<origin> が画面を共有しています。"
+INDICATOR_PATTERN = " is sharing | ?が.*を共有しています"
 
 
 class _PageHandler(BaseHTTPRequestHandler):
@@ -123,7 +124,12 @@ class ChromiumShare:
         *,
         source: str = "Entire screen",
         box: Box = BROWSER_BOX,
+        language: str = "en-US",
     ) -> ChromiumShare:
+        """``source``: "Entire screen" or the title of a window to share (ASCII: a window titled "メモ" was
+        never selected here); ``language``: the browser's UI language, which words its bar ("ja" needs
+        Debian's chromium-l10n). With "ja" Chromium 156 here auto-selects a window but not the screen
+        (neither "Entire screen" nor "画面全体": the picker stays)."""
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -145,10 +151,11 @@ class ChromiumShare:
             f"--window-position={box.x},{box.y}",
             f"--window-size={box.width},{box.height}",
             f"--auto-select-desktop-capture-source={source}",
+            f"--lang={language}",
         ):
             options.add_argument(flag)
         options.add_experimental_option("excludeSwitches", ["enable-automation"])  # no "controlled by" bar
-        env = {**desk.env, "HOME": str(home)}
+        env = {**desk.env, "HOME": str(home), "LANGUAGE": language.replace("-", "_")}
         service = Service(executable_path=CHROMEDRIVER, env=env, log_output=str(home / "chromedriver.log"))
         page = SharePage()
         try:
@@ -194,9 +201,9 @@ class ChromiumShare:
         self.driver.execute_script("stopShare()")
 
     def indicator(self) -> int | None:
-        """The X id of Chromium's "… is sharing …" bar while it is mapped, else None."""
+        """The X id of Chromium's sharing bar while it is mapped, else None."""
         out = subprocess.run(
-            ["xdotool", "search", "--onlyvisible", "--name", INDICATOR_PHRASE],
+            ["xdotool", "search", "--onlyvisible", "--name", INDICATOR_PATTERN],
             env=self.desk.env,
             capture_output=True,
             text=True,

@@ -176,3 +176,31 @@ def test_real_chromium_screen_share_covers_the_customer_window_until_it_stops(
     assert "share" not in guarded.runtime.status()["cover_reasons"]
     assert any(e.get("app") == "Browser" for e in guarded.events(Kind.SHARE_ENDED))
     assert wait_for(lambda: xdesktop.can_read(PHONE, box), timeout=10, what="the customer window readable")
+
+
+@pytest.mark.apps
+@pytest.mark.desktop
+def test_real_japanese_chromium_window_share_is_detected_by_its_japanese_bar(
+    xdesktop: XDesktop, guarded: ProtectedDesktop, tmp_path: Path
+) -> None:
+    if not Path("/usr/lib/chromium/locales/ja.pak").exists():
+        pytest.skip(
+            "Chromium's Japanese UI is not installed: apt-get install chromium-l10n (.ci/run installs it)"
+        )
+    ledger = xdesktop.open_window("顧客台帳 - 山田 太郎", text=PHONE, process="excel", x=40, y=420)
+    xdesktop.open_window("Meeting notes", text=OTHER, process="notes", x=620, y=60, width=600)
+    # Sharing one ordinary window: the customer window is not in that capture, but the guard cannot know
+    # which window a bar's share shows, so any share covers it.
+    browser = ChromiumShare.open(xdesktop, tmp_path / "home", source="Meeting notes", language="ja")
+    try:
+        browser.start()
+        bar = wait_for(browser.indicator, timeout=15, what="chromium's Japanese sharing bar")
+        assert bar is not None
+        assert indicator_title(xdesktop, bar).endswith("がウィンドウを共有しています。")
+        guarded.wait_covered(1, timeout=15)
+        assert guarded.runtime.status()["share"]["apps"] == ["Browser"]
+        assert not xdesktop.can_read(PHONE, ledger.rect())
+        browser.stop()
+        wait_for(lambda: guarded.covered() == 0, timeout=15, what="the cover to be lifted after the share")
+    finally:
+        browser.close()
