@@ -23,6 +23,7 @@ from agent.i18n import Translator
 from agent.platform import logind
 from agent.platform.linux_wayland import SessionBus, WaylandDesktop
 from agent.report.stream import EventStream, Kind
+from agent.runtime import Runtime
 from agent.ui.icons import TrayState
 from agent.ui.view import build_view
 from core.clock import SystemClock
@@ -65,6 +66,16 @@ def desktop() -> WaylandDesktop:
     return WaylandDesktop(bus=SessionBus(), session=logind.Session("7"))
 
 
+def runtime(desk: WaylandDesktop, state: Path, **kwargs: Any) -> tuple[Runtime, EventStream]:
+    """The agent's real runtime over ``desk``, the test policy and a recording cover sink."""
+    stream = EventStream()
+    policy = load_policy(POLICY.encode(), "policy.toml")
+    config = AgentConfig(state_dir=state)
+    return build_runtime(
+        config, policy, desk, stream, SystemClock(), overlay=RecordingSink(), **kwargs
+    ), stream
+
+
 def test_idle_lock_and_locked_hint_from_the_real_shell(gnome: GnomeSession) -> None:
     desk = desktop()
     try:
@@ -93,16 +104,7 @@ def test_lock_before_sleep_locks_the_real_shell_and_releases_the_inhibitor(
     gnome: GnomeSession, tmp_path: Path
 ) -> None:
     desk = desktop()
-    stream = EventStream()
-    policy = load_policy(POLICY.encode(), "policy.toml")
-    rt = build_runtime(
-        AgentConfig(state_dir=tmp_path / "state"),
-        policy,
-        desk,
-        stream,
-        SystemClock(),
-        overlay=RecordingSink(),
-    )
+    rt, stream = runtime(desk, tmp_path / "state")
     try:
         rt.protection.start()  # takes logind's delay inhibitor
         gnome.wait_for(lambda: gnome.logind.inhibitors, 5, "the agent's delay inhibitor")
@@ -135,17 +137,7 @@ def test_a_lock_gnome_refuses_is_lock_failed_never_locked(
     gnome_lockdown: GnomeSession, tmp_path: Path
 ) -> None:
     desk = desktop()
-    stream = EventStream()
-    policy = load_policy(POLICY.encode(), "policy.toml")
-    rt = build_runtime(
-        AgentConfig(state_dir=tmp_path / "state"),
-        policy,
-        desk,
-        stream,
-        SystemClock(),
-        overlay=RecordingSink(),
-        lock_verify_timeout=3.0,
-    )
+    rt, stream = runtime(desk, tmp_path / "state", lock_verify_timeout=3.0)
     try:
         rt.protection.start()
         deadline = time.monotonic() + 40
