@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from agent.config import AgentConfig
 from agent.platform import OS_NAME
 from agent.policy_source import PolicySource
+from agent.report import transport
 from agent.report.enrollment import Enrollment, EnrollmentWatch
 from agent.report.events import Context, build_record, rule_context
 from agent.report.outbox import Outbox, OutboxError, Pending
@@ -40,6 +41,7 @@ from core.clock import Clock
 if TYPE_CHECKING:
     import requests
 
+    from agent.report.transport import HttpClient, Response
     from policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -74,41 +76,38 @@ def resumed_from_sleep(wall_delta: float, mono_delta: float, slack: float = RESU
 
 
 class LazySession:
-    """The session every request to the server goes through (agent/report/transport.py: its TLS trusts
-    agent.toml's ``server_ca`` or the OS store, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say), made on the
-    first request. ``requests`` and ``ssl`` cost about 16 MB of RSS (docs/performance.md): an agent that reports
-    to no server (an MDM-drop-only deployment) never loads them."""
+    """The client every request to the server goes through (agent/report/transport.py's ``HttpClient``: its TLS
+    trusts agent.toml's ``server_ca`` or the OS store, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say), made
+    on the first request. ``http.client`` and ``ssl`` cost ~7 MB of RSS (docs/performance.md): an agent that
+    reports to no server (an MDM-drop-only deployment) never loads them."""
 
     def __init__(self, server_ca: Path | None) -> None:
         self._server_ca = server_ca
-        self._session: requests.Session | None = None
+        self._client: HttpClient | None = None
         self._lock = threading.Lock()
 
     @property
     def created(self) -> bool:
-        return self._session is not None
+        return self._client is not None
 
-    def session(self) -> requests.Session:
+    def client(self) -> HttpClient:
         with self._lock:
-            if self._session is None:
-                from agent.report import transport
+            if self._client is None:
+                from agent.report.transport import HttpClient
 
-                self._session = transport.http_session(self._server_ca)
-            return self._session
+                self._client = HttpClient(self._server_ca)
+            return self._client
 
-    def get(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self.session().get(*args, **kwargs)
+    def get(self, url: str, **kwargs: Any) -> Response:
+        return self.client().get(url, **kwargs)
 
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self.session().post(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.session(), name)
+    def post(self, url: str, **kwargs: Any) -> Response:
+        return self.client().post(url, **kwargs)
 
     def close(self) -> None:
         with self._lock:
-            if self._session is not None:
-                self._session.close()
+            if self._client is not None:
+                self._client.close()
 
 
 def privacy_context(policy: Policy | None, state_dir: Path) -> Context:
@@ -168,7 +167,7 @@ class ReportingService:
         stream: EventStream,
         clock: Clock,
         *,
-        session: requests.Session | None = None,
+        session: HttpClient | requests.Session | None = None,
         batch_delay: float = 2.0,
         batch_max_events: int = 500,
         policy_interval: float = 300.0,
@@ -188,11 +187,9 @@ class ReportingService:
         self._queue = stream.subscribe()
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox = Outbox(config.state_dir / OUTBOX_FILE, now=clock.now)
-        if session is not None:  # tests pass theirs: it gets the same pinned trust
-            from agent.report import transport
-
-            session = transport.http_session(config.server_ca, session)
-        self.session = session = session or cast("requests.Session", LazySession(config.server_ca))
+        if session is not None and not isinstance(session, transport.HttpClient):
+            session = transport.http_session(config.server_ca, session)  # a test's: the same pinned trust
+        self.session = session = session or cast("HttpClient", LazySession(config.server_ca))
         self.uploader = Uploader(
             self.outbox, session, clock, batch_max_events=batch_max_events, backoff=backoff, on_send=on_send
         )

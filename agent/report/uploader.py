@@ -1,7 +1,7 @@
 """Sending the outbox to the server, checking in, and pulling the policy (SPEC.md, Events and Server API).
 
-All HTTP goes through one ``requests.Session`` (the transport seam; tests pass a real session against a real
-server, or a session with a custom adapter). Rules:
+All HTTP goes through one session (the transport seam: agent/report/transport.py's ``HttpClient`` in the agent;
+a ``requests.Session`` works the same), against a real server in the tests. Rules:
 
 - batches by count and bytes (time is the service's job), NDJSON, gzip, the device bearer token;
 - 200: events the server committed (accepted or duplicate) are deleted; events it rejected one by one are set
@@ -34,12 +34,16 @@ from typing import TYPE_CHECKING, Any
 from agent.report.enrollment import Enrollment
 from agent.report.events import stamp_device
 from agent.report.outbox import Outbox, Pending, encode
+from agent.report.transport import request_errors
 from core.clock import Clock
 
 if TYPE_CHECKING:
     import requests
 
+    from agent.report.transport import HttpClient, Response
     from policy.store import ApplyResult
+
+    Session = HttpClient | requests.Session
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class Uploader:
     def __init__(
         self,
         outbox: Outbox,
-        session: requests.Session,
+        session: Session,
         clock: Clock,
         *,
         batch_max_events: int = 500,
@@ -137,8 +141,6 @@ class Uploader:
         body = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=6)
         if self._on_send is not None:
             self._on_send(batch)
-        import requests
-
         try:
             response = self.session.post(
                 enrollment.server.rstrip("/") + "/v1/events",
@@ -150,7 +152,7 @@ class Uploader:
                 },
                 timeout=TIMEOUT,
             )
-        except requests.RequestException as err:
+        except request_errors() as err:
             self.outbox.release([p.seq for p in batch])
             delay = self.backoff.next_delay()
             logger.info(
@@ -160,7 +162,7 @@ class Uploader:
         return self._handle(batch, records, response)
 
     def _handle(
-        self, batch: list[Pending], records: list[dict[str, Any]], response: requests.Response
+        self, batch: list[Pending], records: list[dict[str, Any]], response: Response | requests.Response
     ) -> UploadOutcome:
         status = response.status_code
         seqs = [p.seq for p in batch]
@@ -234,8 +236,6 @@ class Uploader:
 
     def checkin(self, enrollment: Enrollment, summary: Mapping[str, Any]) -> int | None:
         """POST /v1/checkin; returns the HTTP status or None when the server was unreachable."""
-        import requests
-
         try:
             response = self.session.post(
                 enrollment.server.rstrip("/") + "/v1/checkin",
@@ -243,7 +243,7 @@ class Uploader:
                 headers={"Authorization": f"Bearer {enrollment.token}"},
                 timeout=TIMEOUT,
             )
-        except requests.RequestException as err:
+        except request_errors() as err:
             logger.info("checkin failed: %s", type(err).__name__)
             return None
         return response.status_code
@@ -254,9 +254,7 @@ class PolicyFetcher:
 
     ETAG_FILE = "policy.etag"
 
-    def __init__(
-        self, session: requests.Session, state_dir: Path, apply: Callable[[bytes], ApplyResult]
-    ) -> None:
+    def __init__(self, session: Session, state_dir: Path, apply: Callable[[bytes], ApplyResult]) -> None:
         self.session = session
         self.state_dir = state_dir
         self.apply = apply
@@ -270,8 +268,6 @@ class PolicyFetcher:
     def refresh(self, enrollment: Enrollment) -> ApplyResult | None:
         """None when nothing new (304, 404, unreachable). Raises BundleRejectedError for a bad bundle; its
         ETag is remembered so the same bad bundle is not fetched and reported again and again."""
-        import requests
-
         headers = {"Authorization": f"Bearer {enrollment.token}"}
         etag = self._etag()
         if etag:
@@ -280,7 +276,7 @@ class PolicyFetcher:
             response = self.session.get(
                 enrollment.server.rstrip("/") + "/v1/policy", headers=headers, timeout=TIMEOUT
             )
-        except requests.RequestException as err:
+        except request_errors() as err:
             logger.info("policy refresh failed: %s", type(err).__name__)
             return None
         if response.status_code != 200:

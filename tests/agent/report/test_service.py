@@ -20,6 +20,7 @@ from agent.policy_source import PolicySource
 from agent.report.enrollment import enroll
 from agent.report.service import ReportingService
 from agent.report.stream import AgentEvent, EventStream, Kind
+from agent.report.transport import HttpClient
 from core.clock import SystemClock
 from policy.store import TrustedStore
 from server.settings import Settings
@@ -220,7 +221,7 @@ def test_policy_fetch_uses_etag_and_rejects_untrusted_bundles(
     enroll(live.url, enroll_secret(storage), state, insecure_http=True)
     enrollment = load_enrollment(state)
     assert enrollment is not None
-    session = requests.Session()
+    session = HttpClient(None)  # the agent's client (agent/report/transport.py)
     fetcher = PolicyFetcher(
         session, state, PolicySource(AgentConfig(state_dir=state, trusted_keys=(pub,)), SystemClock()).apply
     )

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from agent.report.enrollment import Enrollment
 from agent.report.events import build_record, rule_context
 from agent.report.outbox import Outbox
 from agent.report.service import resumed_from_sleep
 from agent.report.stream import AgentEvent, Kind
+from agent.report.transport import HttpClient
 from agent.report.uploader import Backoff, Uploader, parse_retry_after
 from core.clock import FakeClock
 from tests.harness.live_server import free_port
@@ -54,7 +54,7 @@ def fill(outbox: Outbox, n: int, poison: set[int] | None = None) -> None:
 
 def make(tmp_path: Path, clock: FakeClock, **kw: Any) -> tuple[Outbox, Uploader]:
     outbox = Outbox(tmp_path / "outbox.sqlite3", now=clock.now)
-    return outbox, Uploader(outbox, requests.Session(), clock, backoff=Backoff(rng=random.Random(7)), **kw)
+    return outbox, Uploader(outbox, HttpClient(None), clock, backoff=Backoff(rng=random.Random(7)), **kw)
 
 
 def test_batches_are_gzip_ndjson_with_the_device_token(
