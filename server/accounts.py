@@ -561,8 +561,12 @@ def _lifecycle_row(conn: Connection, device_id: str) -> Any:
     return row
 
 
-def _set_lifecycle(conn: Connection, device_id: str, exists: bool, **values: Any) -> None:
-    if exists:
+def _set_lifecycle(conn: Connection, device_id: str, **values: Any) -> None:
+    """Write ``values`` into the device's lifecycle row, making the row if it has none yet."""
+    exists = conn.execute(
+        sa.select(device_lifecycle.c.device_id).where(device_lifecycle.c.device_id == device_id)
+    ).first()
+    if exists is not None:
         conn.execute(
             device_lifecycle.update().where(device_lifecycle.c.device_id == device_id).values(**values)
         )
@@ -577,10 +581,7 @@ def revoke_device(storage: Storage, device_id: str, *, actor: str, now: int) -> 
         if row.revoked:
             raise AccountError(f"device {device_id} is revoked already", 409)
         conn.execute(devices.update().where(devices.c.id == device_id).values(revoked=True))
-        exists = conn.execute(
-            sa.select(device_lifecycle.c.device_id).where(device_lifecycle.c.device_id == device_id)
-        ).first()
-        _set_lifecycle(conn, device_id, exists is not None, revoked_at=now, revoked_by=actor)
+        _set_lifecycle(conn, device_id, revoked_at=now, revoked_by=actor)
         audit.append(
             conn,
             actor=actor,
@@ -603,10 +604,7 @@ def mark_replaced(storage: Storage, device_id: str, *, actor: str, now: int) -> 
         if not row.revoked:
             conn.execute(devices.update().where(devices.c.id == device_id).values(revoked=True))
             values.update(revoked_at=now, revoked_by=actor)
-        exists = conn.execute(
-            sa.select(device_lifecycle.c.device_id).where(device_lifecycle.c.device_id == device_id)
-        ).first()
-        _set_lifecycle(conn, device_id, exists is not None, **values)
+        _set_lifecycle(conn, device_id, **values)
         audit.append(
             conn,
             actor=actor,
