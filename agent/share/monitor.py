@@ -21,6 +21,7 @@ briefly unmapped (toolbar auto-hide, a redraw) does not uncover customer windows
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -65,25 +66,40 @@ class ShareNotice:
     text: dict[str, str]
 
 
-def procfs_stamp() -> tuple[int, str] | None:
+class ProcfsStamp:
     """Linux: a value that changes whenever a process starts or exits, for a few microseconds.
 
     The link count of /proc is a constant plus the number of processes (fs/proc/root.c, ``proc_root_getattr``),
     and the last field of /proc/loadavg is the most recently allocated pid of this pid namespace. A start moves
-    the pid; an exit without a start moves the count. None where this cannot be trusted: not Linux, or
+    the pid; an exit without a start moves the count. /proc/loadavg is kept open and re-read with ``pread`` at
+    offset 0 (a seq_file regenerates its text for every read from the start): two system calls a poll instead
+    of the nine of an ``open``/``read``/``close``. None where this cannot be trusted: not Linux, or
     /proc/loadavg replaced (lxcfs mounts its own over it in containers).
     """
-    try:
-        count = os.stat("/proc").st_nlink
-        with open("/proc/loadavg", "rb") as f:
-            last_pid = f.read().rsplit(None, 1)[-1].decode()
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-    return count, last_pid
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def __call__(self) -> tuple[int, bytes] | None:
+        try:
+            count = os.stat("/proc").st_nlink
+            if self._fd is None:
+                self._fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+            last_pid = os.pread(self._fd, 256, 0).rsplit(None, 1)[-1]
+        except (OSError, IndexError):
+            self.close()
+            return None
+        return count, last_pid
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _procfs_stamp_usable() -> bool:
-    if not HAS_PROCFS or procfs_stamp() is None:
+def _procfs_stamp_usable(stamp: ProcfsStamp) -> bool:
+    if not HAS_PROCFS or stamp() is None:
         return False
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
@@ -116,7 +132,11 @@ class StampedProcessLister:
 
 def _default_process_lister() -> ProcessLister:
     lister = PsutilProcessLister()
-    return StampedProcessLister(lister, procfs_stamp) if _procfs_stamp_usable() else lister
+    stamp = ProcfsStamp()
+    if _procfs_stamp_usable(stamp):
+        return StampedProcessLister(lister, stamp)
+    stamp.close()
+    return lister
 
 
 class ShareMonitor:

@@ -2,7 +2,9 @@
 
 Polled several times a second, so it is kept cheap: listing pids is one directory read, and a process's
 name is read once, when its pid first appears (psutil's ``process_iter`` would re-read every name on every
-call). A pid that disappears is forgotten; a pid reused between two polls keeps its old name until it goes
+call). On Linux that read is one ``read`` of /proc/PID/stat, the file psutil takes the name from (psutil's
+``Process(pid).name()`` reads it twice and builds an object); a name of 15 characters or more, which the
+kernel truncates, is still asked of psutil, which completes it from the command line. A pid that disappears is forgotten; a pid reused between two polls keeps its old name until it goes
 away — polls are a fraction of a second apart, so this is accepted. Only names are read, except the command
 line of the few recorders whose arguments say whether they grab the screen (ffmpeg, gst-launch, vlc:
 agent/share/recorders.py); it is read once, reduced to one yes/no and dropped — never stored, logged or sent
@@ -16,10 +18,12 @@ appears or the last process of a name exits (agent/share/detect.py then matches 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import psutil
 
+from agent.platform import HAS_PROCFS
 from agent.share.detect import ProcessInfo, ProcessSnapshot
 from agent.share.recorders import grabs_screen, reads_argv
 
@@ -90,6 +94,13 @@ class PsutilProcessLister:
     def _read_name(pid: int) -> str | None:
         # Degrade item by item (STYLE.md, psutil's ad_value): a process we may not inspect or that just
         # exited is skipped, the rest of the list stands.
+        if HAS_PROCFS:
+            try:
+                name = procfs_name(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                return None  # it exited
+            if name is not None:
+                return name
         try:
             return psutil.Process(pid).name()
         except psutil.ZombieProcess:
@@ -98,3 +109,35 @@ class PsutilProcessLister:
             return None
         except (psutil.AccessDenied, OSError):
             return ""
+
+
+COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel truncates longer names (psutil then reads the command line)
+
+
+def procfs_name(pid: int) -> str | None:
+    """Linux: the name psutil's ``Process(pid).name()`` gives, from one read of /proc/PID/stat; None when
+    psutil must answer (a truncated name, or the file could not be read or parsed). Raises FileNotFoundError
+    or ProcessLookupError when the process is gone.
+
+    psutil takes the text between the first "(" and the last ")" (the name may hold either) and decodes it
+    with the file system encoding; so does this.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        raise
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1024)
+    except ProcessLookupError:
+        raise
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    start, end = data.find(b"("), data.rfind(b")")
+    if start < 0 or end < start:
+        return None
+    name = os.fsdecode(data[start + 1 : end])
+    return name if len(name) < COMM_MAX else None

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.share.processes import PsutilProcessLister
+import psutil
+import pytest
+
+from agent.platform import HAS_PROCFS
+from agent.share.monitor import ProcfsStamp
+from agent.share.processes import COMM_MAX, PsutilProcessLister, procfs_name
 
 
 def test_lister_reports_new_processes_by_name_and_drops_exited_ones(tmp_path: Path) -> None:
@@ -34,7 +39,6 @@ def test_lister_reports_new_processes_by_name_and_drops_exited_ones(tmp_path: Pa
 def test_a_recorder_whose_arguments_cannot_be_read_counts_as_grabbing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On Windows another user's (or an elevated) ffmpeg.exe refuses its command line: fail closed. Linux
     always lets /proc/PID/cmdline be read, so psutil's refusal is scripted here."""
-    import psutil
 
     class Refusing:
         def __init__(self, pid: int) -> None:
@@ -52,3 +56,68 @@ def test_a_recorder_whose_arguments_cannot_be_read_counts_as_grabbing(monkeypatc
     assert PsutilProcessLister._grabs_screen(4242, "notepad.exe") is False  # never asked: not a recorder
     monkeypatch.setattr(psutil, "Process", Gone)
     assert PsutilProcessLister._grabs_screen(4242, "ffmpeg.exe") is False
+
+
+needs_procfs = pytest.mark.skipif(not HAS_PROCFS, reason="reads /proc (Linux)")
+
+
+@needs_procfs
+def test_procfs_name_is_the_name_psutil_gives_for_every_running_process(tmp_path: Path) -> None:
+    # A name with a space and a ")" (the kernel keeps it; psutil takes the text up to the last ")"), and one
+    # the kernel truncates, which is left to psutil.
+    short = tmp_path / "a b) c"
+    long = tmp_path / "averyverylongrecordername"
+    for exe in (short, long):
+        exe.symlink_to(os.path.realpath(sys.executable))
+    procs = [
+        subprocess.Popen([str(e), "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        for e in (short, long)
+    ]
+    try:
+        compared = 0
+        for pid in psutil.pids():
+            try:
+                expected = psutil.Process(pid).name()
+                got = procfs_name(pid)
+            except (psutil.Error, FileNotFoundError, ProcessLookupError):
+                continue  # exited meanwhile
+            if got is None:
+                assert len(expected) >= COMM_MAX
+                continue
+            assert got == expected, pid
+            compared += 1
+        assert compared > 3
+        assert procfs_name(procs[0].pid) == "a b) c"
+        assert procfs_name(procs[1].pid) is None  # truncated by the kernel: psutil completes it
+        lister = PsutilProcessLister()
+        seen = {p.pid: p.name for p in lister() or ()}
+        assert seen[procs[0].pid] == "a b) c"
+        assert seen[procs[1].pid] == "averyverylongrecordername"
+    finally:
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait(timeout=10)
+    with pytest.raises((FileNotFoundError, ProcessLookupError)):
+        procfs_name(procs[0].pid)  # reaped: gone
+    assert PsutilProcessLister._read_name(procs[0].pid) is None
+
+
+@needs_procfs
+def test_procfs_stamp_changes_when_a_process_starts_or_exits() -> None:
+    stamp = ProcfsStamp()
+    try:
+        first = stamp()
+        assert first is not None
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        started = stamp()
+        assert started is not None and started != first
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        exited = stamp()
+        assert exited is not None and exited != started
+        stamp.close()  # the kept file is reopened on the next call
+        assert stamp() is not None
+    finally:
+        stamp.close()
