@@ -1,5 +1,7 @@
 """Issue 11: a real getDisplayMedia screen share in Debian's chromium is detected by the browser's own sharing bar,
-the customer window is covered in what the share itself sends, and the cover is lifted when the share stops.
+the customer window is covered in what the share itself sends, and the cover is lifted when the share stops; the
+same for Chromium in Japanese sharing a window, and for firefox-esr sharing the screen ("Firefox — Sharing
+Indicator").
 
 Real runtime, X11 backend, cover helper, share guard with its self-check, Debian chromium (selenium through
 chromium-driver) sharing the entire Xvfb screen to a local page, and tesseract reading the frames that page
@@ -25,7 +27,7 @@ from agent.share.selfcheck import MssGrabber
 from agent.share.signatures import builtin_signatures
 from core.clock import SystemClock
 from policy.load import load_policy
-from tests.harness.browser_share import ChromiumShare, indicator_title
+from tests.harness.browser_share import ChromiumShare, FirefoxShare, indicator_title
 from tests.harness.realapps import ProtectedDesktop, need
 from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
 
@@ -202,5 +204,35 @@ def test_real_japanese_chromium_window_share_is_detected_by_its_japanese_bar(
         assert not xdesktop.can_read(PHONE, ledger.rect())
         browser.stop()
         wait_for(lambda: guarded.covered() == 0, timeout=15, what="the cover to be lifted after the share")
+    finally:
+        browser.close()
+
+
+@pytest.mark.apps
+@pytest.mark.desktop
+def test_real_firefox_screen_share_is_detected_by_its_sharing_indicator(
+    xdesktop: XDesktop, guarded: ProtectedDesktop, tmp_path: Path
+) -> None:
+    ledger = xdesktop.open_window("顧客台帳 - 山田 太郎", text=PHONE, process="excel", x=40, y=420)
+    box = ledger.rect()
+    browser = FirefoxShare.open(xdesktop, tmp_path / "home", box=Box(700, 40, 560, 360))
+    try:
+        assert guarded.covered() == 0, "firefox alone is no share"
+        browser.start()
+        wait_for(browser.frames, timeout=15, what="frames of the shared screen")
+        assert browser.size() == (xdesktop.width, xdesktop.height), "the share is the whole screen"
+        bar = wait_for(browser.indicator, timeout=15, what="firefox's sharing indicator")
+        assert bar is not None
+        assert indicator_title(xdesktop, bar) == "Firefox — Sharing Indicator"
+        guarded.wait_covered(1, timeout=15)
+        assert guarded.runtime.status()["share"]["apps"] == ["Browser"]
+        assert {"app": "Browser"} in guarded.events(Kind.SHARE_STARTED)
+        assert not xdesktop.can_read(PHONE, box)
+        browser.stop()
+        wait_for(lambda: browser.indicator() is None, timeout=15, what="the sharing indicator to go")
+        wait_for(lambda: guarded.covered() == 0, timeout=15, what="the cover to be lifted after the share")
+        assert wait_for(
+            lambda: xdesktop.can_read(PHONE, box), timeout=10, what="the customer window readable"
+        )
     finally:
         browser.close()
