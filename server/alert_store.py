@@ -113,8 +113,15 @@ def _insert_new(
         return {str(v) for v in inserted}
     # One statement for many parameter sets: SQLAlchemy compiles it once and sends the rows in batches; a
     # multi-row VALUES built per call was compiled every time (most of the cost).
-    statement = _insert(conn, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[out])
-    return {str(v) for v in conn.execute(statement, list(rows)).scalars()}
+    return {str(v) for v in conn.execute(_sqlite_insert_new(table, key, out), list(rows)).scalars()}
+
+
+@functools.cache
+def _sqlite_insert_new(table: sa.Table, key: str, out: str) -> Any:
+    """Built once: building the statement and its cache key cost more than running it for a small batch."""
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[out])
 
 
 _PG_TYPES = {sa.String: "varchar", sa.Text: "text", sa.BigInteger: "bigint"}
@@ -221,16 +228,29 @@ def advance(
     return state, started
 
 
+@functools.cache
+def _check_states_query() -> Any:
+    """Built once (an expanding IN): the statement and its cache key were most of a small batch's cost."""
+    return sa.select(
+        alert_checks.c.check_id, alert_checks.c.failing_since, alert_checks.c.blocked_since
+    ).where(
+        alert_checks.c.device_id == sa.bindparam("device_id"),
+        alert_checks.c.check_id.in_(sa.bindparam("checks", expanding=True)),
+    )
+
+
+@functools.cache
+def _lock_device() -> Any:
+    return sa.select(devices.c.id).where(devices.c.id == sa.bindparam("device_id")).with_for_update()
+
+
 def _check_states(conn: Connection, device_id: str, checks: Sequence[str]) -> dict[str, CheckState]:
     states: dict[str, CheckState] = {}
-    columns = (alert_checks.c.check_id, alert_checks.c.failing_since, alert_checks.c.blocked_since)
     for i in range(0, len(checks), 500):
-        query = sa.select(*columns).where(
-            alert_checks.c.device_id == device_id, alert_checks.c.check_id.in_(checks[i : i + 500])
-        )
-        for row in conn.execute(query):
-            blocked = None if row.blocked_since is None else int(row.blocked_since)
-            states[str(row.check_id)] = (int(row.failing_since), blocked)
+        params = {"device_id": device_id, "checks": list(checks[i : i + 500])}
+        for check_id, failing_since, blocked_since in conn.execute(_check_states_query(), params):
+            blocked = None if blocked_since is None else int(blocked_since)
+            states[str(check_id)] = (int(failing_since), blocked)
     return states
 
 
@@ -241,7 +261,7 @@ def record_findings(conn: Connection, device_id: str, findings: Sequence[Finding
         return []
     if conn.dialect.name == "postgresql":
         # Batches of one device in two server processes: one after the other (SQLite has one writer anyway).
-        conn.execute(sa.select(devices.c.id).where(devices.c.id == device_id).with_for_update())
+        conn.execute(_lock_device(), {"device_id": device_id})
     before = _check_states(conn, device_id, sorted({f.check_id for f in findings}))
     after, started = advance(before, findings)
     changed = [c for c, v in after.items() if v != before.get(c)]

@@ -213,6 +213,15 @@ def _pg_ingest_sql() -> str:
 
 
 @functools.cache
+def _update_device_seen() -> Any:
+    return (
+        devices.update()
+        .where(devices.c.id == sa.bindparam("device_id"))
+        .values(max_sequence=sa.bindparam("new_max"), last_seen=sa.bindparam("seen"), stopped=False)
+    )
+
+
+@functools.cache
 def _select_max_sequence() -> Any:
     # FOR UPDATE on PostgreSQL: concurrent batches of one device serialise on its row (gap bookkeeping).
     return (
@@ -271,7 +280,14 @@ def ms(when: datetime) -> int:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # SQLAlchemy's default pool keeps 5 connections and opens (and closes) overflow ones for one request each;
+        # under 16 concurrent ingests that churn, with the pragmas run on every new connection, showed in the
+        # server's profile (docs/performance.md). Keep as many as the ingest ceiling plus the lookups beside it.
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            **({} if ":memory:" in url or url in ("sqlite://", "sqlite:///") else {"pool_size": 24}),
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -355,6 +371,37 @@ class _ProcessLock:
             self._fd = None
 
 
+# A group commit stops taking waiting batches at this many events (it always takes one batch): a bound on how
+# long one transaction holds the writer lock.
+GROUP_MAX_EVENTS = 5000
+
+
+@dataclass
+class _IngestJob:
+    """One batch waiting for the SQLite writer; ``outcome`` is set once its group's transaction ended."""
+
+    device_id: str
+    unique: dict[str, EventRow]
+    received: int
+    now: int
+    facts: Mapping[str, Any] | None
+    outcome: tuple[int, int] | Exception | None = None
+
+
+def _take_group(pending: list[_IngestJob]) -> list[_IngestJob]:
+    """The oldest waiting batches, up to GROUP_MAX_EVENTS events and at least one; removed from ``pending``."""
+    events = 0
+    count = 0
+    for job in pending:
+        if count and events + len(job.unique) > GROUP_MAX_EVENTS:
+            break
+        events += len(job.unique)
+        count += 1
+    group = pending[:count]
+    del pending[:count]
+    return group
+
+
 class Storage:
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         self.url = url
@@ -370,6 +417,9 @@ class Storage:
         )
         # Run in order on every batch's new rows, inside its transaction (set by create_app; empty by itself).
         self.after_insert: tuple[AfterInsert, ...] = ()
+        # SQLite group commit: batches waiting for the writer (Storage._sqlite_ingest)
+        self._pending: list[_IngestJob] = []
+        self._pending_lock = threading.Lock()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -377,7 +427,13 @@ class Storage:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self._write_lock, self.engine.connect() as conn:
+        with self._write_lock, self._sqlite_transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _sqlite_transaction(self) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, under the other processes' write lock; the caller holds ``_write_lock``."""
+        with self.engine.connect() as conn:
             conn.execution_options(sqlite_immediate=True)
             if self._process_lock is None:
                 with conn.begin():
@@ -565,36 +621,73 @@ class Storage:
             unique.setdefault(row.uid, row)
         if not self.is_sqlite:
             return self._pg_ingest(device_id, list(unique.values()), len(batch), now, facts)
-        with self.write() as conn:
-            device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
-            previous_max = int(device.max_sequence) if device else 0
-            inserted: set[str] = set()
-            if unique:
-                rows = [
-                    (
-                        r.uid,
-                        device_id,
-                        r.sequence,
-                        r.class_uid,
-                        r.type_uid,
-                        r.severity_id,
-                        r.event_code,
-                        r.time,
-                        now,
-                        r.body,
-                    )
-                    for r in unique.values()
-                ]
-                inserted = self._insert_events(conn, rows)
-            seqs = [r.sequence for r in unique.values() if r.uid in inserted]
-            new_max = self._record_gaps(conn, device_id, previous_max, seqs, now)
-            conn.execute(
-                devices.update()
-                .where(devices.c.id == device_id)
-                .values(max_sequence=new_max, last_seen=now, stopped=False)
-            )
-            self._after_insert(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
-        return len(inserted), len(batch) - len(inserted)
+        return self._sqlite_ingest(_IngestJob(device_id, unique, len(batch), now, facts))
+
+    def _sqlite_ingest(self, job: _IngestJob) -> tuple[int, int]:
+        """Group commit: the thread that gets the writer lock stores every batch waiting for it (up to
+        GROUP_MAX_EVENTS events), each in a savepoint of one transaction, and commits once; the others find
+        their batch done when they get the lock. One BEGIN IMMEDIATE, one COMMIT (one fsync) and one hand-over of
+        the lock for many concurrent batches, where each batch took its own. A batch whose statements fail is
+        rolled back to its savepoint and its error raised in its own request; a failed COMMIT fails them all.
+        The answer is built only after the COMMIT, so "200 only after commit" holds for each batch."""
+        assert self._write_lock is not None
+        with self._pending_lock:
+            self._pending.append(job)
+        while job.outcome is None:
+            with self._write_lock:
+                if job.outcome is not None:
+                    break
+                with self._pending_lock:
+                    group = _take_group(self._pending)
+                self._commit_group(group)
+        if isinstance(job.outcome, Exception):
+            raise job.outcome
+        return job.outcome
+
+    def _commit_group(self, group: list[_IngestJob]) -> None:
+        outcomes: list[tuple[int, int] | Exception] = []
+        try:
+            with self._sqlite_transaction() as conn:
+                for job in group:
+                    conn.exec_driver_sql("SAVEPOINT batch")
+                    try:
+                        outcomes.append(self._sqlite_ingest_one(conn, job))
+                    except Exception as err:  # this batch only; the others of the group stay
+                        conn.exec_driver_sql("ROLLBACK TO batch")
+                        outcomes.append(err)
+                    conn.exec_driver_sql("RELEASE batch")
+        except Exception as err:  # BEGIN or COMMIT failed: nothing of the group was stored
+            outcomes = [err] * len(group)
+        for job, outcome in zip(group, outcomes, strict=True):
+            job.outcome = outcome
+
+    def _sqlite_ingest_one(self, conn: Connection, job: _IngestJob) -> tuple[int, int]:
+        device_id, unique, now, facts = job.device_id, job.unique, job.now, job.facts
+        device = conn.execute(_select_max_sequence(), {"device_id": device_id}).first()
+        previous_max = int(device.max_sequence) if device else 0
+        inserted: set[str] = set()
+        if unique:
+            rows = [
+                (
+                    r.uid,
+                    device_id,
+                    r.sequence,
+                    r.class_uid,
+                    r.type_uid,
+                    r.severity_id,
+                    r.event_code,
+                    r.time,
+                    now,
+                    r.body,
+                )
+                for r in unique.values()
+            ]
+            inserted = self._insert_events(conn, rows)
+        seqs = [r.sequence for r in unique.values() if r.uid in inserted]
+        new_max = self._record_gaps(conn, device_id, previous_max, seqs, now)
+        conn.execute(_update_device_seen(), {"device_id": device_id, "new_max": new_max, "seen": now})
+        self._after_insert(conn, device_id, [r for r in unique.values() if r.uid in inserted], now, facts)
+        return len(inserted), job.received - len(inserted)
 
     def _after_insert(
         self,

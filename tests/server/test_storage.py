@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from server import forward_store, migrate
 from server.storage import EnrollRefusedError, EventRow, Storage, metadata
+from server.storage import devices as devices_table
 from tests.harness.live_server import migrated
 
 assert forward_store.forward_outbox.metadata is metadata  # the forwarder tables are part of the schema
@@ -171,3 +172,58 @@ def test_after_insert_hooks_see_only_new_rows_and_the_failing_list_spans_batches
     with store.engine.connect() as conn:
         still = conn.execute(sa.select(alert_checks.c.check_id)).scalars().all()
     assert still == ["wifi"]
+
+
+def test_sqlite_group_commit_stores_waiting_batches_in_one_transaction_each_answered_alone(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    store = migrated(f"sqlite:///{tmp_path / 'g.db'}")
+    for d in ("dev1", "dev2", "bad"):
+        store.create_enroll_secret(f"s-{d}", "default", 1, None, 0)
+        store.enroll(f"s-{d}", d, f"t-{d}", {}, 0)
+
+    def refuse_bad(_c: object, device_id: str, _rows: object, _now: int, _facts: object) -> None:
+        if device_id == "bad":
+            raise RuntimeError("hook failed")
+
+    store.after_insert = (refuse_bad,)
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    batches = {
+        "a": ("dev1", rows(1, 2, 3, prefix="a")),
+        "b": ("dev1", rows(3, 4, prefix="a")),  # the same device again, one duplicate of "a"
+        "c": ("dev2", rows(1, 5, prefix="c")),  # a gap 2..4
+        "d": ("bad", rows(1, prefix="d")),
+    }
+    results: dict[str, object] = {}
+
+    def send(name: str) -> None:
+        device, batch = batches[name]
+        try:
+            results[name] = store.ingest(device, batch, 7)
+        except RuntimeError as err:
+            results[name] = str(err)
+
+    assert store._write_lock is not None
+    with store._write_lock:  # a writer busy: the four batches queue up behind it
+        threads = []
+        for name in batches:
+            threads.append(threading.Thread(target=send, args=(name,)))
+            threads[-1].start()
+            deadline = time.monotonic() + 10
+            while len(store._pending) < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.001)  # queued in this order, so "b" follows "a"
+        assert len(store._pending) == 4
+    for t in threads:
+        t.join(10)
+    assert results == {"a": (3, 0), "b": (1, 1), "c": (2, 0), "d": "hook failed"}
+    assert len(commits) == 1  # one transaction for the four
+    assert store.count_events() == 6 and store.count_events("bad") == 0
+    assert [(g.first, g.last) for g in store.gaps_of("dev2")] == [(2, 4)]
+    assert store.gaps_of("dev1") == []
+    with store.engine.connect() as conn:
+        marks = dict(conn.execute(sa.select(devices_table.c.id, devices_table.c.max_sequence)).all())
+    assert marks == {"dev1": 4, "dev2": 5, "bad": 0}
+    store.dispose()
