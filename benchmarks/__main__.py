@@ -172,17 +172,18 @@ def latency_rows(r: Result, suffix: str = "") -> list[Row]:
             1000,
             "ms",
         ),
-        real_share_row(r, suffix),
+        real_share_row(r, "chromium", suffix),
+        real_share_row(r, "firefox", suffix),
         stat_row(f"VPN dropped → covered{suffix}", "≤ 2 s", r["vpn_drop_to_cover_ms"], "max", 2000, "ms"),
     ]
 
 
-def real_share_row(r: Result, suffix: str) -> Row:
-    """Debian's chromium sharing the screen for real (issue 11). Judged from the moment getDisplayMedia delivered
-    the stream (nothing is captured before, so no meeting can send anything earlier); click → covered, which adds
-    the browser's own capture start-up, is shown alongside."""
-    figure = f"share (real Chromium getDisplayMedia) → covered{suffix}"
-    real = r.get("share_real_chromium", "skipped: not measured by this run")
+def real_share_row(r: Result, browser: str, suffix: str) -> Row:
+    """Debian's chromium or firefox-esr sharing the screen for real (issue 11). Judged from the moment
+    getDisplayMedia delivered the stream (nothing is captured before, so no meeting can send anything earlier);
+    click → covered, which adds the browser's own capture start-up, is shown alongside."""
+    figure = f"share (real {browser.capitalize()} getDisplayMedia) → covered{suffix}"
+    real = r.get(f"share_real_{browser}", "skipped: not measured by this run")
     if not isinstance(real, dict):
         return stat_row(figure, "p95 ≤ 1 s", real, "p95", 1000, "ms")
     row = stat_row(figure, "p95 ≤ 1 s", real["capture_started_to_cover_ms"], "p95", 1000, "ms")

@@ -13,9 +13,11 @@ seen by a separate X client of this script), i.e. what a viewer of the screen se
   process starting (process signature; from its fork), and a browser's "… is sharing your screen." indicator
   window appearing while the browser already runs (window signature; from the moment the window manager lists
   the window).
-- **share (real Chromium getDisplayMedia) → covered**: Debian's chromium (tests/harness/browser_share.py) on a
-  local meeting page shares the entire screen (picker answered by ``--auto-select-desktop-capture-source``);
-  Chromium shows its own "<origin> is sharing your screen." bar and the agent detects that. From the moment
+- **share (real Chromium / Firefox getDisplayMedia) → covered**: Debian's chromium and firefox-esr
+  (tests/harness/browser_share.py) on a local meeting page share the entire screen (Chromium's picker answered
+  by ``--auto-select-desktop-capture-source``, Firefox's by ``media.navigator.permission.disabled``); each shows
+  its own indicator ("<origin> is sharing your screen.", "Firefox — Sharing Indicator") and the agent detects
+  that. From the moment
   getDisplayMedia delivered the stream to the page (the verdict: nothing is captured before it), from the click
   on the page's share button, and from the moment the window manager listed the bar, to the cover.
 - **VPN dropped → covered**: with root and OpenVPN, the agent runs inside the client namespace of a real OpenVPN
@@ -163,16 +165,24 @@ def browser_rounds(rig: Rig, rounds: int) -> list[float]:
     return out
 
 
-def real_browser_rounds(rig: Rig, rounds: int) -> dict[str, Any] | str:
-    """A real Chromium screen share per round (started from the page, stopped from the page)."""
-    missing = [t for t in ("chromium", "chromedriver") if shutil.which(t) is None]
-    if importlib.util.find_spec("selenium") is None:
+def real_browser_rounds(rig: Rig, rounds: int, browser: str) -> dict[str, Any] | str:
+    """A real screen share per round in ``browser`` ("chromium" or "firefox"), started and stopped from the
+    meeting page."""
+    from tests.harness.browser_share import ChromiumShare, FirefoxShare
+
+    tools = ("chromium", "chromedriver") if browser == "chromium" else ("firefox-esr",)
+    missing = [t for t in tools if shutil.which(t) is None]
+    if browser == "chromium" and importlib.util.find_spec("selenium") is None:
         missing.append("selenium")
     if missing:
-        return f"skipped: not installed: {', '.join(missing)} (Debian chromium and chromium-driver, selenium)"
-    from tests.harness.browser_share import ChromiumShare
-
-    share = ChromiumShare.open(rig.desk, rig.lab.workdir / "chromium-home", box=Box(720, 420, 520, 300))
+        return f"skipped: not installed: {', '.join(missing)} (Debian packages of .ci/run, selenium)"
+    home = rig.lab.workdir / f"{browser}-home"
+    box = Box(720, 420, 520, 300)
+    share: ChromiumShare | FirefoxShare
+    if browser == "chromium":
+        share = ChromiumShare.open(rig.desk, home, box=box)
+    else:
+        share = FirefoxShare.open(rig.desk, home, box=box)
     clicked: list[float] = []
     started: list[float] = []
     listed: list[float] = []
@@ -183,7 +193,7 @@ def real_browser_rounds(rig: Rig, rounds: int) -> dict[str, Any] | str:
             covered = rig.wait_cover(after=begun.clicked)
             clicked.append((covered - begun.clicked) * 1000)
             started.append((covered - begun.started) * 1000)
-            bar = wait_for(share.indicator, timeout=10, what="chromium's sharing bar")
+            bar = wait_for(share.indicator, timeout=10, what=f"{browser}'s sharing indicator")
             shown = rig.watch.first_listed(bar, after=begun.clicked) if bar is not None else None
             if shown is not None:
                 listed.append((covered - shown) * 1000)
@@ -286,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             result["share_obs_process_to_cover_ms"] = summary(obs_rounds(rig, args.share_rounds))
             result["share_browser_indicator_to_cover_ms"] = summary(browser_rounds(rig, args.share_rounds))
-            result["share_real_chromium"] = real_browser_rounds(rig, args.share_rounds)
+            result["share_real_chromium"] = real_browser_rounds(rig, args.share_rounds, "chromium")
+            result["share_real_firefox"] = real_browser_rounds(rig, args.share_rounds, "firefox")
             if vpn is not None:
                 result["vpn_drop_to_cover_ms"] = summary(vpn_rounds(rig, vpn, args.vpn_rounds))
             else:
