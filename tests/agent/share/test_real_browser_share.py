@@ -28,7 +28,7 @@ from agent.share.signatures import builtin_signatures
 from core.clock import SystemClock
 from policy.load import load_policy
 from tests.harness.browser_share import ChromiumShare, FirefoxShare, indicator_title
-from tests.harness.realapps import ProtectedDesktop, need
+from tests.harness.realapps import ProtectedDesktop
 from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
 
 PHONE = "03-1234-5678"
@@ -66,7 +66,6 @@ return [v.videoWidth, v.videoHeight, c.toDataURL("image/png")];
 
 @pytest.fixture
 def guarded(xdesktop: XDesktop, tmp_path: Path) -> Iterator[ProtectedDesktop]:
-    need("chromium", "chromedriver")
     agent = ProtectedDesktop(xdesktop, tmp_path / "state", load_policy(POLICY.encode(), "policy.toml"))
     install_share_guard(
         agent.runtime,
