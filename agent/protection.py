@@ -95,6 +95,11 @@ class Pause:
         with self._lock:
             return self._until_wall.isoformat() if self._until_wall else None
 
+    def remaining(self) -> float | None:
+        """Seconds until the pause runs out (0 when it has), None when there is none."""
+        with self._lock:
+            return None if self._until is None else max(0.0, self._until - self.clock.monotonic())
+
 
 class Announcer:
     """``protection.applied`` once when a reason starts covering, ``protection.removed`` when it ends."""
@@ -219,6 +224,7 @@ class Protection:
         self._pause = Pause(clock, stream)
         self._windows_failing_since: float | None = None
         self._locked = False
+        self._lock_poll: float | None = idle_tick  # see _watch_lock_state()
 
     # ---- policy ----------------------------------------------------------------------------------------
     def policy(self) -> Policy | None:
@@ -233,6 +239,7 @@ class Protection:
                 return self._policy  # a source that lost its policy: keep the last-known-good one
             self._policy = fresh
             self._machine.reconfigure(self._presence())
+            self.wake.set()  # new thresholds: the loop's next deadline changes
             if self._translator_fixed is None:
                 self._translator = Translator(
                     detect_language(self.config.language),
@@ -322,6 +329,20 @@ class Protection:
         else:
             self.degraded.report("cover", "no_helper")
         self.session_lock.watch_sleep(self._presence, self.degraded)
+        self._lock_poll = self._watch_lock_state()
+
+    def _watch_lock_state(self) -> float | None:
+        """How often the loop must ask the lock state while nothing else is due: idle_tick, unless the desktop
+        pushes its changes (optional hook ``watch_lock_state``, agent/platform/linux_x11.py)."""
+        watch = getattr(self.desktop, "watch_lock_state", None)
+        if not callable(watch):
+            return self.idle_tick
+        try:
+            interval = watch(self.wake.set)
+        except PlatformError as err:
+            logger.info("lock state is polled every %.1f s: %s", self.idle_tick, err)
+            return self.idle_tick
+        return None if interval is None else max(self.idle_tick, float(interval))
 
     def stop(self) -> None:
         self.stopped.set()
@@ -335,9 +356,11 @@ class Protection:
     def run(self, stop: threading.Event) -> None:
         """The presence loop (a supervised worker): one :meth:`step`, then wait until it is due or woken."""
         while not stop.is_set() and not self.stopped.is_set():
+            # Cleared before the step, not after the wait: a wake-up that comes during the step (a share
+            # starting) must cut the next wait short, which may be minutes long (see step()).
+            self.wake.clear()
             interval = self.step()
             self.wake.wait(interval)
-            self.wake.clear()
 
     # ---- one sample ------------------------------------------------------------------------------------
     def step(self) -> float:
@@ -389,8 +412,20 @@ class Protection:
         self._refresh_covers(policy, presence)
         if active or decision.stage is not Stage.ACTIVE:
             return self.tick
-        # Sleep until the next threshold could be reached, but wake at least every idle_tick.
-        return max(self.tick, min(self.idle_tick, presence.warn_after - idle, presence.protect_after - idle))
+        # Sleep until the next threshold could be reached: the idle counter grows by at most one second a
+        # second, and input only lowers it. Everything else that matters wakes the loop (cover reasons,
+        # inhibitors, step away, pause, a new policy, and the lock state where the desktop pushes it:
+        # watch_lock_state); the lock state that is not pushed is asked every lock_poll seconds, and the
+        # end of a pause is a deadline too.
+        waits = [presence.warn_after - idle, presence.protect_after - idle]
+        if self._lock_poll is not None:
+            waits.append(self._lock_poll)
+        elif not getattr(self.desktop, "lock_state_pushed", True):
+            waits.append(self.idle_tick)  # the watch died (X connection lost): ask again, as without one
+        pause_left = self._pause.remaining()
+        if pause_left is not None:
+            waits.append(pause_left)
+        return max(self.tick, min(waits))
 
     def _window_inhibitors(self) -> set[str]:
         return {"fullscreen"} if any(w.fullscreen and not w.minimized for w in self._windows) else set()
@@ -501,6 +536,10 @@ def drawn_on_screen(overlay: CoverSink | None, plan: CoverPlan) -> bool:
     """Whether the helper says every cover of ``plan`` is on screen (a sink that does not say is trusted)."""
     if overlay is None:
         return False
+    if not plan.covers:
+        return (
+            True  # nothing to draw; and the helper's status (a wait4 for its liveness) is not asked each tick
+        )
     shown = overlay.status().get("shown")
     if shown is None:
         return True

@@ -5,6 +5,8 @@
   kept by a listen-only connection, else the stacking list alone (one round trip), so pollers re-read the
   windows only when they change.
 - idle and locked: MIT-SCREEN-SAVER, a running locker, logind's ``LockedHint``: agent/platform/x11_idle.py.
+  ``watch_lock_state``: the X screensaver's changes pushed by a listen-only connection, so the presence loop
+  waits for the next idle threshold instead of asking once a second.
 - lock: agent.toml ``lock_command``, else ``loginctl lock-session``, else ``xdg-screensaver lock``:
   agent/platform/x11_lock.py.
 - monitors: RandR 1.5 monitors, else Xinerama, else the root window.
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from agent.platform import logind
 from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Window
 from agent.platform.x11_display import XDisplay
-from agent.platform.x11_idle import LOGIND_INTERVAL, SCREENSAVER_ON, SS_REUSE, IdleLockState
+from agent.platform.x11_idle import LOGIND_INTERVAL, SCREENSAVER_ON, SS_REUSE, IdleLockState, ScreenSaverWatch
 from agent.platform.x11_lock import LOCKER_GRACE, SessionLocker, run_locker, start_locker
 from agent.platform.x11_screensaver import DesktopScreenSaver, session_bus_available
 from agent.platform.x11_windows import CLIENT_LISTS, SKIP_TYPES, WATCHED_WINDOW_PROPS, ListWatch, WindowReader
@@ -55,6 +57,7 @@ class X11Desktop:
         self._caps: Capabilities | None = None
         self._watch: ListWatch | None = None
         self._watch_failed = False
+        self._saver_watch: ScreenSaverWatch | None = None
 
     @property
     def lock_command(self) -> tuple[str, ...]:
@@ -98,6 +101,24 @@ class X11Desktop:
 
     def lock(self) -> None:
         self._locker.lock()
+
+    def watch_lock_state(self, on_change: Callable[[], None]) -> float | None:
+        """Optional Desktop hook used by the presence loop (agent/protection.py): call ``on_change()`` whenever
+        the X screensaver turns on or off, and return how often :meth:`is_locked` must still be asked for the
+        rest (the D-Bus screen saver and logind, every LOGIND_INTERVAL when present; None: never). The idle
+        counter needs no watch: it grows by one second a second, so the next threshold is computed.
+        Raises PlatformError when the X server cannot push the state (the loop then keeps asking).
+        """
+        if not self._state.has_screensaver:
+            raise PlatformError("the X server has no MIT-SCREEN-SAVER extension")
+        if self._saver_watch is None or not self._saver_watch.alive:
+            self._saver_watch = ScreenSaverWatch(self.display_name, on_change)
+        return self._state.poll_interval
+
+    @property
+    def lock_state_pushed(self) -> bool:
+        """Whether the watch started by :meth:`watch_lock_state` still runs (False: ask the state again)."""
+        return self._saver_watch is not None and self._saver_watch.alive
 
     def windows(self) -> list[Window]:
         try:
@@ -176,6 +197,8 @@ class X11Desktop:
         logind.watch_sleep(before_sleep)
 
     def close(self) -> None:
+        if self._saver_watch is not None:
+            self._saver_watch.close()
         if self._watch is not None:
             self._watch.close()
         self._state.close()

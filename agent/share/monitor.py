@@ -33,7 +33,15 @@ from agent.i18n import Translator
 from agent.platform import HAS_PROCFS, OsFamily
 from agent.platform.base import Desktop, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
-from agent.share.detect import NOT_SHARING, CaptureStream, ProcessInfo, ShareState, detect, windows_needed
+from agent.share.detect import (
+    NOT_SHARING,
+    CaptureStream,
+    ProcessInfo,
+    ProcessSnapshot,
+    ShareState,
+    detect,
+    windows_needed,
+)
 from agent.share.pipewire import default_capture_probe
 from agent.share.processes import ProcessLister, PsutilProcessLister
 from agent.share.signatures import signatures_for
@@ -297,7 +305,10 @@ class ShareMonitor:
             now = self._clock.monotonic()
             processes = self._read_processes()
             inputs = (
-                processes,
+                # detect() reads the processes only through their set of names, which the lister hands out as
+                # the same object while no name appears or goes away (agent/share/processes.py): a poll that
+                # only sees another "bash" start or exit is then not evaluated again.
+                processes.names if isinstance(processes, ProcessSnapshot) else processes,
                 self._read_windows(processes, now),
                 self._read_captures(now),
                 self._signatures,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,8 +15,13 @@ from agent.i18n import Translator
 from agent.platform.base import Capabilities, Monitor, PlatformError, Rect
 from agent.platform.fake import FakeDesktop
 from agent.report.stream import EventStream, Kind
-from core.clock import FakeClock
-from tests.harness.fakes import RecordingSink, policy, window
+from agent.runtime import Runtime
+from core.clock import FakeClock, SystemClock
+from policy.load import load_policy
+from policy.model import Policy
+from tests.harness.fakes import POLICY, RecordingSink, policy, window
+
+POLICY_TEXT = POLICY.format(cover="blur", reveal="activity")
 
 CRM = window(1, "Acme | Salesforce", "chrome", Rect(100, 100, 800, 600))
 NOTES = window(2, "notes.txt", "gedit", Rect(950, 100, 400, 300))
@@ -521,3 +527,133 @@ def test_lock_that_does_not_engage_is_lock_failed_with_whole_screen_on_top(tmp_p
     rt.protection.step()
     assert kinds(stream, Kind.LOCK_FAILED) and not kinds(stream, Kind.SESSION_LOCKED)
     assert [c.key for c in sink.current] == ["screen:0"] and sink.on_top[-1] is True
+
+
+class PushingDesktop(FakeDesktop):
+    """A fake desktop that pushes its lock-state changes, like the X11 backend's screensaver watch
+    (``watch_lock_state``); ``interval``: how often the rest of the lock state must still be asked."""
+
+    def __init__(self, *args: object, interval: float | None = None, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.interval = interval
+        self.on_change: Callable[[], None] | None = None
+        self.lock_state_pushed = True
+
+    def watch_lock_state(self, on_change: Callable[[], None]) -> float | None:
+        self.on_change = on_change
+        return self.interval
+
+
+def pushing_runtime(
+    tmp_path: Path, desk: FakeDesktop, view: Policy | Callable[[], Policy] | None = None
+) -> Runtime:
+    rt = build_runtime(
+        AgentConfig(state_dir=tmp_path),
+        view or policy(),
+        desk,
+        EventStream(),
+        FakeClock(),
+        overlay=RecordingSink(),
+        translator=Translator("en"),
+        idle_tick=1.0,
+    )
+    rt.protection.start()
+    return rt
+
+
+def test_the_idle_loop_waits_for_the_next_threshold_when_the_lock_state_is_pushed(tmp_path: Path) -> None:
+    desk = PushingDesktop([CRM])
+    rt = pushing_runtime(tmp_path, desk)
+    assert desk.on_change is not None
+    desk.set_idle(10)
+    assert rt.protection.step() == pytest.approx(50.0)  # warn_after = 60 s
+    desk.set_idle(59.5)
+    assert rt.protection.step() == pytest.approx(0.5)
+    desk.set_idle(70)  # warn: the countdown ticks
+    assert rt.protection.step() == rt.protection.tick
+    desk.input()
+    assert rt.protection.step() == pytest.approx(60.0)
+    # A pushed change wakes the loop; the next step sees it.
+    rt.protection.wake.clear()
+    desk.locked = True
+    desk.on_change()
+    assert rt.protection.wake.is_set()
+    rt.protection.step()
+    assert rt.status()["presence"]["stage"] == "lock"
+    # The watch died: the lock state is asked every idle_tick again.
+    desk.locked = False
+    desk.input()
+    desk.lock_state_pushed = False
+    assert rt.protection.step() == pytest.approx(1.0)
+
+
+def test_lock_state_not_pushed_is_asked_every_idle_tick_or_at_the_desktops_interval(tmp_path: Path) -> None:
+    plain = pushing_runtime(tmp_path / "a", FakeDesktop([CRM]))
+    FakeDesktop.set_idle(plain.protection.desktop, 10)  # type: ignore[arg-type]
+    assert plain.protection.step() == pytest.approx(1.0)  # no hook: as before, once a second
+    logind = pushing_runtime(tmp_path / "b", PushingDesktop([CRM], interval=2.0))
+    assert logind.protection.step() == pytest.approx(2.0)  # D-Bus answers, refreshed every 2 s
+
+
+def test_a_pause_and_a_new_policy_are_deadlines_of_the_idle_loop(tmp_path: Path) -> None:
+    desk = PushingDesktop([CRM])
+    pausing = load_policy(
+        POLICY_TEXT.replace(
+            "[presence]", '[worker]\nallow_pause = true\npause_max = "15m"\n\n[presence]'
+        ).encode(),
+        "p.toml",
+    )
+    current: list[Policy] = [pausing]
+    rt = pushing_runtime(tmp_path, desk, lambda: current[0])
+    desk.set_idle(10)
+    assert rt.pause(0.5) == pytest.approx(0.5)
+    assert rt.protection.step() == pytest.approx(
+        30.0
+    )  # the pause ends before warn_after (60 s, idle held at 0)
+    rt.resume()
+    rt.protection.wake.clear()
+    current[0] = load_policy(
+        POLICY_TEXT.replace('warn_after = "60s"', 'warn_after = "20s"').encode(), "q.toml"
+    )
+    rt.protection.policy()
+    assert rt.protection.wake.is_set()  # thresholds changed: the loop recomputes its deadline
+    assert rt.protection.step() == pytest.approx(10.0)
+
+
+def test_a_cover_reason_set_during_a_step_cuts_the_long_wait_short(tmp_path: Path) -> None:
+    covered = threading.Event()
+
+    class Sink(RecordingSink):
+        def show(self, covers, on_top: bool = True) -> None:  # type: ignore[no-untyped-def]
+            super().show(covers, on_top)
+            if covers:
+                covered.set()
+
+    rt_box: list[Runtime] = []
+
+    class SharingDuringStep(PushingDesktop):
+        calls = 0
+
+        def idle_seconds(self) -> float:
+            SharingDuringStep.calls += 1
+            if SharingDuringStep.calls == 1:
+                rt_box[0].set_cover_reason("share", True, "share.cover")  # e.g. the share guard's thread
+            return super().idle_seconds()
+
+    desk = SharingDuringStep([CRM])
+    rt = build_runtime(
+        AgentConfig(state_dir=tmp_path), policy(), desk, EventStream(), SystemClock(), overlay=Sink(),
+        translator=Translator("en"),
+    )  # fmt: skip
+    rt_box.append(rt)
+    stop = threading.Event()
+    rt.protection.start()
+    thread = threading.Thread(target=rt.protection.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        # Without the wake-up the loop would sleep until warn_after (60 s) before covering.
+        assert covered.wait(10), "the share reason set during the first step was not acted on"
+    finally:
+        stop.set()
+        rt.protection.stop()
+        thread.join(5)

@@ -111,3 +111,25 @@ def test_window_list_stamp_without_the_watch_is_the_stacking_list(
     assert a.xid in listed
     a.close()
     wait_for(lambda: x11.window_list_stamp() != stamp, what="a closed window to leave the stamp")
+
+
+def test_screensaver_changes_are_pushed_to_the_presence_loop(xdesktop: XDesktop, x11: X11Desktop) -> None:
+    """``watch_lock_state``: the X server pushes ScreenSaverNotify to a listen-only connection, whose thread
+    calls back on every change (no polling); the backend says how often the rest must still be asked."""
+    import threading
+
+    changed = threading.Event()
+    interval = x11.watch_lock_state(changed.set)
+    # logind and a desktop screen saver on the session bus are still asked, every LOGIND_INTERVAL.
+    assert interval == x11._state.poll_interval
+    assert x11.lock_state_pushed
+    assert not changed.is_set()
+    subprocess.run(["xset", "s", "activate"], env=xdesktop.env, check=True)
+    assert changed.wait(5), "no callback when the screensaver turned on"
+    assert x11.is_locked()
+    changed.clear()
+    xdesktop.nudge()
+    assert changed.wait(5), "no callback when input turned the screensaver off"
+    wait_for(lambda: not x11.is_locked(), what="screensaver off after input")
+    x11.close()
+    assert not x11.lock_state_pushed

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
+from typing import Any
+
+import psutil
+import pytest
 
 from agent.platform.base import Rect, Window
 from agent.report.stream import EventStream, Kind
-from agent.share.detect import ShareState
+from agent.share.detect import ShareState, detect
 from agent.share.monitor import COVER_MESSAGE_KEY, ShareMonitor, ShareNotice
+from agent.share.processes import PsutilProcessLister
 from core.clock import FakeClock
 from policy.model import Policy, ScreenShare, ShareSignature
 from tests.harness.share_fixtures import ScriptedDesktop, ScriptedProcesses
+
+monitor_module: Any = importlib.import_module("agent.share.monitor")
 
 TOOLBAR = Window(
     id=5, title="as_toolbar", pid=4100, process_name="zoom", rect=Rect(560, 0, 640, 48), wm_class="zoom"
@@ -295,3 +303,32 @@ def test_window_list_is_reread_only_when_the_stamp_changes_or_for_the_periodic_r
         polls += 1
     assert polls <= 2.0 / 0.2 + 2
     assert stamped.calls == 3
+
+
+def test_a_start_or_exit_that_leaves_the_set_of_names_unchanged_is_not_evaluated_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """detect() sees the processes only through their names; the lister keeps that set the same object while
+    no name appears or goes away, so the poll reuses the last result (scripted psutil, real lister)."""
+    table = {1: "systemd", 2: "bash"}
+    monkeypatch.setattr(psutil, "pids", lambda: sorted(table))
+    monkeypatch.setattr(PsutilProcessLister, "_read_name", staticmethod(table.get))
+    calls: list[int] = []
+
+    def counting_detect(*args: Any, **kwargs: Any) -> ShareState:
+        calls.append(1)
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "detect", counting_detect)
+    rig = Rig(desktop=ScriptedDesktop(window_list=[]))
+    rig.monitor._processes = PsutilProcessLister()
+    assert not rig.poll().active and len(calls) == 1
+    table[3] = "bash"  # another bash: a new snapshot, the same names
+    assert not rig.poll().active and len(calls) == 1
+    del table[2]
+    assert not rig.poll().active and len(calls) == 1
+    table[4] = "obs"  # a new name: evaluated, and OBS is a share
+    assert rig.poll().apps == ("OBS Studio",) and len(calls) == 2
+    del table[4]
+    rig.poll(after=1.0)
+    assert not rig.poll(after=1.0).active and len(calls) == 3
