@@ -237,9 +237,11 @@ class Protection:
         with self._lock:
             if fresh is None or fresh is self._policy:
                 return self._policy  # a source that lost its policy: keep the last-known-good one
+            before = self._presence()
             self._policy = fresh
             self._machine.reconfigure(self._presence())
-            self.wake.set()  # new thresholds: the loop's next deadline changes
+            if self._presence() != before:
+                self.wake.set()  # new thresholds: the loop's next deadline changes
             if self._translator_fixed is None:
                 self._translator = Translator(
                     detect_language(self.config.language),
@@ -537,9 +539,9 @@ def drawn_on_screen(overlay: CoverSink | None, plan: CoverPlan) -> bool:
     if overlay is None:
         return False
     if not plan.covers:
-        return (
-            True  # nothing to draw; and the helper's status (a wait4 for its liveness) is not asked each tick
-        )
+        # Nothing to draw: trivially on screen, and the helper's status (a wait4 for its liveness) is not
+        # asked on every tick of the idle loop.
+        return True
     shown = overlay.status().get("shown")
     if shown is None:
         return True

@@ -618,6 +618,12 @@ def test_a_pause_and_a_new_policy_are_deadlines_of_the_idle_loop(tmp_path: Path)
     rt.protection.policy()
     assert rt.protection.wake.is_set()  # thresholds changed: the loop recomputes its deadline
     assert rt.protection.step() == pytest.approx(10.0)
+    rt.protection.wake.clear()
+    current[0] = load_policy(
+        POLICY_TEXT.replace('warn_after = "60s"', 'warn_after = "20s"').encode(), "r.toml"
+    )
+    rt.protection.policy()
+    assert not rt.protection.wake.is_set()  # another policy, the same thresholds: no extra round
 
 
 def test_a_cover_reason_set_during_a_step_cuts_the_long_wait_short(tmp_path: Path) -> None:
