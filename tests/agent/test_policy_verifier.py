@@ -109,3 +109,26 @@ def test_the_agent_loads_no_cryptography(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_a_running_enrolled_agent_applies_drops_without_loading_cryptography() -> None:
+    # The real `mamori agent run` (no tray) on an X desktop, enrolled with the benchmark's stub server: its
+    # policy arrives as a drop, is checked by the child, and the agent process maps no cryptography library.
+    from benchmarks.agent_lab import AgentLab
+    from benchmarks.agent_resources import POLICY
+    from tests.harness.xdesktop import XDesktop
+
+    with XDesktop.start() as desk:
+        lab = AgentLab.create(desk, POLICY, enrolled=True, tray=False)
+        try:
+            lab.start()
+            lab.wait_ready(version=1)
+            lab.publish(POLICY.replace("version = 1", "version = 2", 1))
+            lab.wait_ready(version=2)
+            maps = Path(f"/proc/{lab.agent_pid}/maps").read_text()
+            assert "/cryptography/" not in maps
+            assert "_rust.abi3" not in maps
+        finally:
+            lab.stop()
