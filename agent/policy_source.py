@@ -156,7 +156,11 @@ class PolicySource:
             return self._fixed
         now = self.clock.monotonic()
         stamp = self._files_stamp()
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            # Another thread is re-reading; its signature check may take a child process (agent/policy_verifier.py,
+            # ~0.5 s): the protection loop gets the last good policy meanwhile instead of waiting for it.
+            return self._policy
+        try:
             if stamp == self._stamp and now - self._checked < self._recheck:
                 return self._policy
             try:
@@ -172,6 +176,8 @@ class PolicySource:
             if fresh is not None and not _same(fresh, self._policy):
                 self._policy = fresh
             return self._policy
+        finally:
+            self._lock.release()
 
     def __call__(self) -> Policy | None:
         return self.current()

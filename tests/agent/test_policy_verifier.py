@@ -8,6 +8,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,11 @@ from agent.policy_source import PolicySource
 from agent.policy_verifier import child_key_loader
 from agent.report.stream import EventStream, Kind
 from core.clock import FakeClock
+from policy.keys import load_trusted_keys
+from policy.model import Policy
+from policy.store import TrustedStore
 from tests.harness.policies import PolicyKeys, policy_keys, policy_toml
+from tests.policy.conftest import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,6 +93,39 @@ def test_a_failing_child_keeps_the_last_good_policy_and_the_drop_is_retried(
     assert watcher.check_once() == "accepted"  # the same file, tried again once the child works
     policy = source.current()
     assert policy is not None and policy.version == 2
+
+
+def test_while_one_thread_waits_for_the_child_the_others_get_the_last_good_policy(tmp_path: Path) -> None:
+    config, keys, _drop = _setup(tmp_path)
+    store = TrustedStore(config.state_dir)
+    store.apply(_bundle(keys, 1), load_trusted_keys([keys.public_path]), NOW)
+    slow, started = tmp_path / "slow", tmp_path / "started"
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import os, runpy, time\n"
+        f"if os.path.exists({str(slow)!r}):\n"
+        f"    open({str(started)!r}, 'w').close()\n"
+        "    time.sleep(3)\n"
+        "runpy.run_module('agent.policy_verifier', run_name='__main__')\n"
+    )
+    source = PolicySource(config, FakeClock(), keys=child_key_loader([sys.executable, str(script)]))
+    first = source.current()
+    assert first is not None and first.version == 1
+    store.apply(_bundle(keys, 2), load_trusted_keys([keys.public_path]), NOW)  # e.g. `mamori policy apply`
+    slow.touch()
+    results: list[Policy | None] = []
+    reader = threading.Thread(target=lambda: results.append(source.current()))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started.exists()
+    began = time.monotonic()
+    meanwhile = source.current()  # the protection loop's tick, say
+    assert time.monotonic() - began < 1.0
+    assert meanwhile is not None and meanwhile.version == 1
+    reader.join(30)
+    assert results and results[0] is not None and results[0].version == 2
 
 
 def test_the_agent_loads_no_cryptography(tmp_path: Path) -> None:
