@@ -19,7 +19,6 @@ sleep/resume).
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import gzip
 import json
 import logging
@@ -74,6 +73,8 @@ def parse_retry_after(value: str | None, server_date: str | None, local_now: dat
     """Retry-After as seconds (RFC 9110 10.2.3: delay-seconds or HTTP-date), clamped to [0, 1 h]."""
     if not value:
         return None
+    import email.utils  # here: ~0.3 MB that an agent reporting to no server never needs
+
     value = value.strip()
     if value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
