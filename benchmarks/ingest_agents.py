@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from benchmarks.ingest_sqlite import make_batches
+from benchmarks.ingest_sqlite import make_batches, server_cpu_s
 from server import auth
 from server.storage import Storage, devices
 from tests.harness.live_server import ServerProcess, free_port, migrated, reset_pg
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 errors.append(str(response.status_code))
 
         try:
+            cpu_before = server_cpu_s(server)
             began = time.perf_counter()
             with ThreadPoolExecutor(args.threads) as pool:
                 for i in range(args.agents):
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         time.sleep(wait)
                     pool.submit(send, i, due)
             elapsed = time.perf_counter() - began
+            cpu = server_cpu_s(server) - cpu_before
         finally:
             server.kill()
     latencies.sort()
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "max_ms": round(latencies[-1] * 1000, 1),
+        # CPU of the server processes per request (every process summed), 503s included
+        "server_cpu_ms_per_request": round(cpu * 1000 / args.agents, 2),
         "client_lateness_p99_ms": round(percentile(lateness, 0.99) * 1000, 1),
         "target_p99_ms": 100,
     }

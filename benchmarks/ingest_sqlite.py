@@ -92,6 +92,27 @@ def raw_rate(path: Path, total: int) -> float:
     return total / elapsed
 
 
+def server_cpu_s(server: ServerProcess) -> float:
+    """CPU seconds (user + system) of the server process and its workers so far: per request, a figure that
+    other jobs on the machine change much less than a rate or a latency."""
+    import psutil
+
+    assert server.proc is not None
+    try:
+        top = psutil.Process(server.proc.pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def server_rate(path: Path, total: int, clients: int, log: Path, workers: int = 1) -> dict[str, float]:
     url = f"sqlite:///{path}"
     storage: Storage = migrated(url)
@@ -134,12 +155,14 @@ def server_rate(path: Path, total: int, clients: int, log: Path, workers: int = 
 
     try:
         threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+        cpu_before = server_cpu_s(server)
         started = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        cpu = server_cpu_s(server) - cpu_before
     finally:
         server.kill()
     if errors:
@@ -149,6 +172,7 @@ def server_rate(path: Path, total: int, clients: int, log: Path, workers: int = 
         "events_per_s": per_client * clients / elapsed,
         "batch_p50_ms": latencies[len(latencies) // 2] * 1000,
         "batch_p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "server_cpu_ms_per_batch": cpu * 1000 / len(latencies),
     }
 
 
@@ -192,6 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target_ratio": 0.50,
         "batch_p50_ms": round(sorted(s["batch_p50_ms"] for s in served)[len(served) // 2], 1),
         "batch_p99_ms": round(max(s["batch_p99_ms"] for s in served), 1),
+        # CPU of the server processes per 500-event batch, every process summed
+        "server_cpu_ms_per_batch": [round(s["server_cpu_ms_per_batch"], 1) for s in served],
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return result
