@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from PIL import Image, ImageDraw
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw
 
 Panel = Literal["light", "dark"]
 
@@ -54,6 +55,9 @@ def panel_theme() -> Panel:
 @lru_cache(maxsize=64)
 def icon_image(state: TrayState, panel: Panel = "light", size: int = 64) -> Image.Image:
     """A square RGBA image of a shield in the state's colour with the state's glyph."""
+    # Pillow (3.2 MB) only where an icon is drawn: an agent without a tray never loads it (docs/performance.md).
+    from PIL import Image, ImageDraw
+
     scale = 4  # draw large and downsample: Pillow's primitives are not anti-aliased
     big = size * scale
     img = Image.new("RGBA", (big, big), (0, 0, 0, 0))

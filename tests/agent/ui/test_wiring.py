@@ -152,3 +152,34 @@ def test_without_a_tray_the_agent_runs_and_reports_it(
     run_ui(ui, runtime)  # returns once the runtime stops
     stopper.join(5)
     assert runtime.stopped
+
+
+def test_an_agent_without_a_tray_never_loads_pillow(tmp_path: Path) -> None:
+    """Pillow is 3.2 MB of the agent's memory (docs/performance.md): only drawing a tray icon may load it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from agent.app import build_runtime\n"
+        "from agent.config import AgentConfig\n"
+        "from agent.platform.fake import FakeDesktop\n"
+        "from agent.report.stream import EventStream\n"
+        "from agent.ui.wiring import attach_ui\n"
+        "from core.clock import SystemClock\n"
+        "from tests.harness.fakes import RecordingSink\n"
+        f"config = AgentConfig(state_dir=__import__('pathlib').Path({str(tmp_path)!r}), tray=False)\n"
+        "stream = EventStream()\n"
+        "rt = build_runtime(config, None, FakeDesktop(), stream, SystemClock(), overlay=RecordingSink())\n"
+        "attach_ui(rt, stream, config, tray=False)\n"
+        "print(sorted(m for m in sys.modules if m == 'PIL' or m.startswith('PIL.')))\n"
+        "from agent.ui.icons import TrayState, icon_image\n"
+        "icon_image(TrayState.PROTECTED)\n"
+        "print('PIL' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split("\n")
+    assert out[0] == "[]", out  # nothing of Pillow without a tray
+    assert out[1] == "True"  # and the icon still draws when asked (the negative control)
