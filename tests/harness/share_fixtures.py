@@ -16,6 +16,7 @@ from typing import Any
 from agent.platform.base import Capabilities, Monitor, PlatformError, Rect, Window
 from agent.share.detect import ProcessInfo
 from agent.share.recorders import grabs_screen
+from policy.model import Policy
 
 DATA = Path(__file__).resolve().parents[1] / "agent" / "share" / "data"
 
@@ -107,3 +108,18 @@ class ScriptedProcesses:
         if self.names is None:
             return None
         return [ProcessInfo(pid=1000 + i, name=n) for i, n in enumerate(self.names)]
+
+
+def share_policy(policy_id: str) -> Policy:
+    """The share tests' policy: away stages hours off, sharing protection on, the "ledger" rule (excel,
+    titles with 顧客台帳), every posture check off so that this host's VPN or disk cannot cover anything."""
+    from policy.load import load_policy
+    from tests.harness.policies import policy_toml
+
+    text = policy_toml(
+        policy_id=policy_id,
+        presence={"warn_after": "1h", "protect_after": "2h", "lock_after": "3h", "hotkey": ""},
+        customer_apps=[{"name": "ledger", "processes": ["excel"], "title": "顧客台帳"}],
+        extra={"screen_share": {"protect": True}},
+    )
+    return load_policy(text.encode(), "policy.toml")

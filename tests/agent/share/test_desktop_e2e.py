@@ -24,31 +24,11 @@ from agent.share.guard import install_share_guard
 from agent.share.monitor import ShareNotice
 from agent.share.selfcheck import MssGrabber
 from core.clock import SystemClock
-from policy.load import load_policy
+from tests.harness.share_fixtures import share_policy
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
 PHONE = "03-1234-5678"
 OTHER = "090-8765-4321"
-
-POLICY = """
-schema = 1
-id = "share-test"
-version = 1
-
-[presence]
-warn_after = "1h"
-protect_after = "2h"
-lock_after = "3h"
-hotkey = ""
-
-[screen_share]
-protect = true
-
-[[customer_apps]]
-name = "ledger"
-processes = ["excel"]
-title = "顧客台帳"
-"""
 
 
 class Agent:
@@ -56,7 +36,7 @@ class Agent:
         self.desk = desk
         self.stream = EventStream()
         self.desktop = X11Desktop(desk.display, lock_command=["true"])
-        self.policy = load_policy(POLICY.encode(), "policy.toml")
+        self.policy = share_policy("share-test")
         self.overlay = OverlaySupervisor(env=desk.env)
         self.runtime = build_runtime(
             AgentConfig(state_dir=tmp),

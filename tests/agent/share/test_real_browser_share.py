@@ -26,33 +26,14 @@ from agent.share.guard import install_share_guard
 from agent.share.selfcheck import MssGrabber
 from agent.share.signatures import builtin_signatures
 from core.clock import SystemClock
-from policy.load import load_policy
 from tests.harness.browser_share import ChromiumShare, FirefoxShare, indicator_title
 from tests.harness.realapps import ProtectedDesktop
+from tests.harness.share_fixtures import share_policy
 from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
 
 PHONE = "03-1234-5678"
 OTHER = "090-8765-4321"
 
-POLICY = """
-schema = 1
-id = "browser-share-test"
-version = 1
-
-[presence]
-warn_after = "1h"
-protect_after = "2h"
-lock_after = "3h"
-hotkey = ""
-
-[screen_share]
-protect = true
-
-[[customer_apps]]
-name = "ledger"
-processes = ["excel"]
-title = "顧客台帳"
-"""
 
 # What the meeting receives: the <video> playing the captured stream, drawn at the stream's own size.
 FRAME_JS = """
@@ -66,7 +47,7 @@ return [v.videoWidth, v.videoHeight, c.toDataURL("image/png")];
 
 @pytest.fixture
 def guarded(xdesktop: XDesktop, tmp_path: Path) -> Iterator[ProtectedDesktop]:
-    agent = ProtectedDesktop(xdesktop, tmp_path / "state", load_policy(POLICY.encode(), "policy.toml"))
+    agent = ProtectedDesktop(xdesktop, tmp_path / "state", share_policy("browser-share-test"))
     install_share_guard(
         agent.runtime,
         X11Desktop(xdesktop.display, lock_command=["true"]),

@@ -17,8 +17,8 @@ from agent.report.stream import Kind
 from agent.share.guard import install_share_guard
 from agent.share.selfcheck import MssGrabber
 from core.clock import SystemClock
-from policy.load import load_policy
 from tests.harness.realapps import ProtectedDesktop, need
+from tests.harness.share_fixtures import share_policy
 from tests.harness.xdesktop import Box, XDesktop, wait_for
 
 pytestmark = [pytest.mark.apps, pytest.mark.desktop]
@@ -28,31 +28,11 @@ OTHER = "090-8765-4321"
 RECORD_SECONDS = 4
 FPS = 5
 
-POLICY = """
-schema = 1
-id = "recorder-test"
-version = 1
-
-[presence]
-warn_after = "1h"
-protect_after = "2h"
-lock_after = "3h"
-hotkey = ""
-
-[screen_share]
-protect = true
-
-[[customer_apps]]
-name = "ledger"
-processes = ["excel"]
-title = "顧客台帳"
-"""
-
 
 @pytest.fixture
 def guarded(xdesktop: XDesktop, tmp_path: Path) -> Iterator[ProtectedDesktop]:
     need("ffmpeg")
-    agent = ProtectedDesktop(xdesktop, tmp_path, load_policy(POLICY.encode(), "policy.toml"))
+    agent = ProtectedDesktop(xdesktop, tmp_path, share_policy("recorder-test"))
     install_share_guard(
         agent.runtime,
         X11Desktop(xdesktop.display, lock_command=["true"]),
