@@ -10,13 +10,17 @@ thresholds are longer than the run), nothing is covered, no check blocks.
 
 After ``--warmup`` seconds it measures for ``--seconds``: CPU of the agent process (user + system, from
 /proc/PID/stat) and of the processes it started and reaped (posture probes), the cover helper's CPU, and RSS
-sampled every 5 s. Prints one JSON document. Exits non-zero only when the lab cannot be set up.
+sampled every 5 s; and the events the agent recorded, by kind (``events_by_kind``: a hot minute with a
+``share.started`` in it comes from another process on the machine that looked like a share). Prints one JSON
+document. Exits non-zero only when the lab cannot be set up.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import sqlite3
 import subprocess
 import time
 from typing import Any
@@ -109,6 +113,22 @@ CONFIGS: dict[str, dict[str, bool]] = {
     "drop-only+tray": {"enrolled": False, "tray": True},
     "drop-only-no-tray": {"enrolled": False, "tray": False},
 }
+
+
+def event_kinds(lab: AgentLab) -> dict[str, int]:
+    """The events the agent recorded, by kind: uploaded to the stub server, else still in its outbox. A hot
+    minute with ``share.started`` in it is another process on the machine that the share guard took for a
+    share (it covers, and the presence loop then ticks ten times a second), not idle work."""
+    kinds: collections.Counter[str] = collections.Counter(
+        str(e.get("metadata", {}).get("event_code", "?")) for e in lab.server.events
+    )
+    outbox = lab.state_dir / "outbox.sqlite3"
+    if outbox.exists():
+        with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as db:
+            kinds.update(
+                {kind: n for kind, n in db.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind")}
+            )
+    return dict(sorted(kinds.items()))
 
 
 def measure(labs: dict[str, AgentLab], seconds: float, interval: float = 5.0) -> dict[str, Any]:
@@ -226,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                     covered=status["covered"]["count"],
                     degraded=status.get("degraded", []),
                     events_uploaded=len(lab.server.events),
+                    events_by_kind=event_kinds(lab),
                     start_to_protected_s=started[name],
                 )
         finally:
