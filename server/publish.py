@@ -17,6 +17,8 @@ from server.settings import Settings
 from server.storage import PolicyConflictError, Storage, ms
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from policy.keys import TrustedKey
 
 
@@ -45,15 +47,20 @@ def publish_policy(
     except BundleRejectedError as err:
         # err.detail, not str(err): str(err) already starts "policy rejected (reason): ".
         raise HTTPException(422, f"bundle rejected ({err.reason}): {err.detail}") from err
-    etag = hashlib.sha256(bundle).hexdigest()
-    try:
-        storage.store_policy(group, verified.id, verified.version, bundle=bundle, etag=etag, now=ms(now))
-    except PolicyConflictError as err:
-        raise HTTPException(409, str(err)) from err
     from server import audit
 
+    etag = hashlib.sha256(bundle).hexdigest()
     detail = {"group": group, "policy_id": verified.id, "version": verified.version, "etag": etag}
-    audit.record(storage, actor=actor, action="policy.publish", target=group, detail=detail, now_ms=ms(now))
+
+    def audited(conn: Connection) -> None:  # in the policy's own transaction: both are stored, or neither
+        audit.append(conn, actor=actor, action="policy.publish", target=group, detail=detail, now_ms=ms(now))
+
+    try:
+        storage.store_policy(
+            group, verified.id, verified.version, bundle=bundle, etag=etag, now=ms(now), also=audited
+        )
+    except PolicyConflictError as err:
+        raise HTTPException(409, str(err)) from err
     return PolicyPublished(group=group, policy_id=verified.id, version=verified.version, etag=etag)
 
 

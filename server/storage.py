@@ -538,8 +538,17 @@ class Storage:
             ).first()
 
     def store_policy(
-        self, group: str, policy_id: str, version: int, *, bundle: bytes, etag: str, now: int
+        self,
+        group: str,
+        policy_id: str,
+        version: int,
+        *,
+        bundle: bytes,
+        etag: str,
+        now: int,
+        also: Callable[[Connection], object] | None = None,
     ) -> None:
+        """Store a group's new policy version; ``also`` runs in the same transaction (the audit entry)."""
         with self.write() as conn:
             current = conn.execute(
                 sa.select(policies.c.version, policies.c.policy_id)
@@ -562,6 +571,8 @@ class Storage:
                     uploaded_at=now,
                 )
             )
+            if also is not None:
+                also(conn)
 
     # --- ingest ----------------------------------------------------------------------------------------------
 

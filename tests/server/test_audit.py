@@ -130,6 +130,31 @@ def test_concurrent_writers_in_separate_processes_do_not_fork_the_chain(store: S
     assert {e.actor for e in entries} == {"p0", "p1", "p2"}
 
 
+def test_a_publish_whose_audit_entry_cannot_be_written_stores_no_policy(
+    store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from policy.keys import load_trusted_keys
+    from server.publish import publish_policy
+    from server.storage import policies
+
+    private, pub = signing_key(tmp_path / "keys")
+    trusted = tuple(load_trusted_keys((pub,)))
+
+    def full_disk(*_args: object, **_kwargs: object) -> int:
+        raise sa.exc.OperationalError("INSERT INTO audit_log", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(audit, "append", full_disk)
+    with pytest.raises(sa.exc.OperationalError):
+        publish_policy(store, trusted, signed_policy(private, 4), "sales", datetime.now(UTC), actor="ops")
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(policies)).scalar_one() == 0
+    monkeypatch.undo()
+    publish_policy(store, trusted, signed_policy(private, 4), "sales", datetime.now(UTC), actor="ops")
+    assert [(e.action, e.actor) for e in audit.entries(store)] == [("policy.publish", "ops")]
+
+
 def test_publish_and_export_are_recorded_with_the_admin(
     store: Storage, clock: FakeClock, tmp_path: Path
 ) -> None:
