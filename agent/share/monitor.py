@@ -79,9 +79,9 @@ class ProcfsStamp:
 
     The link count of /proc is a constant plus the number of processes (fs/proc/root.c, ``proc_root_getattr``),
     and the last field of /proc/loadavg is the most recently allocated pid of this pid namespace. A start moves
-    the pid; an exit without a start moves the count. /proc/loadavg is kept open and re-read with ``pread`` at
-    offset 0 (a seq_file regenerates its text for every read from the start): two system calls a poll instead
-    of the nine of an ``open``/``read``/``close``. None where this cannot be trusted: not Linux, or
+    the pid; an exit without a start moves the count. /proc/loadavg is kept open and re-read from offset 0 (a
+    seq_file regenerates its text for every read from the start): three system calls a poll instead of the
+    ten of Python's ``open``/``read``/``close``. None where this cannot be trusted: not Linux, or
     /proc/loadavg replaced (lxcfs mounts its own over it in containers).
     """
 
@@ -92,8 +92,9 @@ class ProcfsStamp:
         try:
             count = os.stat("/proc").st_nlink
             if self._fd is None:
-                self._fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
-            last_pid = os.pread(self._fd, 256, 0).rsplit(None, 1)[-1]
+                self._fd = os.open("/proc/loadavg", os.O_RDONLY)  # not inherited (PEP 446)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            last_pid = os.read(self._fd, 256).rsplit(None, 1)[-1]
         except (OSError, IndexError):
             self.close()
             return None

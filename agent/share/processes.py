@@ -123,7 +123,7 @@ def procfs_name(pid: int) -> str | None:
     with the file system encoding; so does this.
     """
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)  # not inherited (PEP 446)
     except (FileNotFoundError, ProcessLookupError):
         raise
     except OSError:
