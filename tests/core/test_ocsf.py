@@ -130,3 +130,33 @@ def test_device_type_comes_from_the_chassis() -> None:
     assert device_type_of_chassis(10) == 3  # Notebook -> Laptop
     assert device_type_of_chassis(3) == 2  # Desktop
     assert device_type_of_chassis(None) == 0 and device_type_of_chassis(2) == 0
+
+
+@pytest.mark.parametrize(
+    ("type_name", "value", "problem"),
+    [
+        ("ip_t", "192.0.2.10", None),
+        ("ip_t", "not an address", "does not match the pattern of ip_t"),
+        ("subnet_t", "10.0.0.0/8", None),
+        ("subnet_t", "1" * 43, "longer than 42 characters (subnet_t)"),
+        ("port_t", 443, None),
+        ("port_t", 70000, "outside [0, 65535] (port_t)"),
+        ("port_t", "443", "must be of type port_t"),
+        ("mac_t", "00:1a:2b:3c:4d:5e", None),
+        ("mac_t", "00-1a-2b", "does not match the pattern of mac_t"),
+        ("boolean_t", True, None),
+        ("boolean_t", 1, "must be of type boolean_t"),
+        ("integer_t", 2**31, "must be of type integer_t"),
+        ("nonsense_t", 1, "unknown type nonsense_t"),
+    ],
+)
+def test_each_type_rule_of_the_release_is_checked(type_name: str, value: object, problem: str | None) -> None:
+    """The rules a release gives its types (pattern, length, range, parent type), read from the compiled
+    schema once and checked on every value."""
+    from core.ocsf import _Checker
+
+    for _ in range(2):  # the second time from the rules read the first time
+        checker = _Checker(ocsf.load_schema(), frozenset())
+        ok = checker.check_type(value, type_name, "v")
+        assert ok is (problem is None)
+        assert checker.problems == ([] if problem is None else [f"v: {problem}"])
