@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -20,7 +21,6 @@ from server.models import (
     EnrollResponse,
     IngestResponse,
 )
-from server.overload import retry_later
 from server.storage import Device, EnrollRefusedError
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,18 @@ def get_policy(
     return Response(content=bytes(row.bundle), media_type="application/json", headers={"ETag": etag})
 
 
+async def ingest_slot(context: Annotated[ServerContext, Depends(server_context)]) -> AsyncIterator[None]:
+    """A place under the concurrent-ingest ceiling, taken before the device's token is looked up: a server
+    over its ceiling answers 503 without a database read (docs/performance.md, "10 000 agents")."""
+    overload = context.overload
+    if not overload.enter():
+        raise HTTPException(503, "server busy; retry later", headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        overload.leave()
+
+
 @router.post(
     "/v1/events",
     response_model=IngestResponse,
@@ -93,22 +105,18 @@ def get_policy(
 )
 async def post_events(
     request: Request,
+    _slot: Annotated[None, Depends(ingest_slot)],  # first: FastAPI resolves dependencies in this order
     device: Annotated[Device, Depends(device_auth)],
     context: Annotated[ServerContext, Depends(server_context)],
 ) -> Response:
-    settings, overload = context.settings, context.overload
-    if not overload.enter():
-        return retry_later(503, 1, "server busy; retry later")
-    try:
-        raw = await read_body(request, settings.max_body_bytes)
-        gzipped = "gzip" in request.headers.get("content-encoding", "").lower()
-        if not gzipped and len(raw) > settings.max_decompressed_bytes:
-            raise HTTPException(413, "body too large")
-        # One trip to the thread pool for the CPU and database work of the batch (each trip costs a
-        # context switch and a queue wait under load).
-        return await run_in_threadpool(ingest_batch, context, raw, gzipped, device)
-    finally:
-        overload.leave()
+    settings = context.settings
+    raw = await read_body(request, settings.max_body_bytes)
+    gzipped = "gzip" in request.headers.get("content-encoding", "").lower()
+    if not gzipped and len(raw) > settings.max_decompressed_bytes:
+        raise HTTPException(413, "body too large")
+    # One trip to the thread pool for the CPU and database work of the batch (each trip costs a
+    # context switch and a queue wait under load).
+    return await run_in_threadpool(ingest_batch, context, raw, gzipped, device)
 
 
 @router.post("/v1/checkin", response_model=CheckinResponse)

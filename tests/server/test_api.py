@@ -234,6 +234,14 @@ def test_overload_answers_429_and_503_with_retry_after(
     with TestClient(create_app(busy, storage, clock)) as client:
         response = post_events(client, headers, ndjson([event(device_id, 40, clock)]))
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        # The ceiling comes before the token is looked up: over it, no request costs a database read.
+        stranger = post_events(client, {"Authorization": "Bearer not-a-token"}, ndjson([]))
+        assert stranger.status_code == 503 and stranger.json()["detail"] == "server busy; retry later"
+    one = Settings(db_url=db_url, max_concurrent_ingest=1)
+    with TestClient(create_app(one, storage, clock)) as client:
+        for seq in (41, 42, 43):  # each request gives its place back, whatever its answer
+            assert post_events(client, headers, ndjson([event(device_id, seq, clock)])).status_code == 200
+            assert post_events(client, {"Authorization": "Bearer x"}, ndjson([])).status_code == 401
 
 
 def test_checkin_silence_and_clean_stop(client: TestClient, storage: Storage, clock: FakeClock) -> None:
