@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint typecheck
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=30
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -96,6 +96,8 @@ class SessionLock:
                         )
                         return
                 except PlatformError as err:
+                    if self._stop.is_set():
+                        return  # the agent is stopping and its display closing: nothing left to verify
                     logger.warning("lock state unknown: %s", err)
                     break
                 if self.clock.monotonic() >= deadline or self._stop.is_set():

@@ -328,7 +328,7 @@ def steps(pg: str | None) -> list[Step]:
             "agent_latency",
             "benchmarks.agent_latency",
             ["--rounds", "20", "--share-rounds", "6", "--vpn-rounds", "4"],
-            ["--rounds", "1", "--share-rounds", "1", "--no-vpn", "--cpu-hogs", "1"],
+            ["--rounds", "1", "--share-rounds", "1", "--no-vpn", "--no-real-browsers", "--cpu-hogs", "1"],
             latency_rows,
             ("desktop",),
         ),

@@ -255,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vpn-rounds", type=int, default=5)
     parser.add_argument("--no-vpn", action="store_true", help="skip the OpenVPN lab (no root/openvpn)")
     parser.add_argument(
+        "--no-real-browsers",
+        action="store_true",
+        help="skip the real Chromium/Firefox shares (the smoke run: tests/agent/share/test_real_browser_share.py "
+        "drives the same harness)",
+    )
+    parser.add_argument(
         "--cpu-hogs",
         type=int,
         default=0,
@@ -296,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             result["share_obs_process_to_cover_ms"] = summary(obs_rounds(rig, args.share_rounds))
             result["share_browser_indicator_to_cover_ms"] = summary(browser_rounds(rig, args.share_rounds))
-            result["share_real_chromium"] = real_browser_rounds(rig, args.share_rounds, "chromium")
-            result["share_real_firefox"] = real_browser_rounds(rig, args.share_rounds, "firefox")
+            if not args.no_real_browsers:
+                result["share_real_chromium"] = real_browser_rounds(rig, args.share_rounds, "chromium")
+                result["share_real_firefox"] = real_browser_rounds(rig, args.share_rounds, "firefox")
             if vpn is not None:
                 result["vpn_drop_to_cover_ms"] = summary(vpn_rounds(rig, vpn, args.vpn_rounds))
             else:

@@ -86,11 +86,16 @@ class SessionLocker:
 
     def _keyboard_grabbed_elsewhere(self) -> bool:
         X = self._x.X
-        with self._x.lock:
-            status = self._x.root.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
-            if status == X.GrabSuccess:
-                self._x.d.ungrab_keyboard(X.CurrentTime)
-                self._x.d.flush()
+        try:
+            with self._x.lock:
+                status = self._x.root.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
+                if status == X.GrabSuccess:
+                    self._x.d.ungrab_keyboard(X.CurrentTime)
+                    self._x.d.flush()
+        except self._x.errors as err:  # the display went away (or is being closed as the agent stops)
+            raise PlatformError(
+                f"cannot ask the X server whether a locker holds the keyboard: {err}"
+            ) from err
         return bool(status == X.AlreadyGrabbed)
 
 
