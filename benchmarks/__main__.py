@@ -66,6 +66,7 @@ class Step:
     quick: list[str] | None  # None: not in --quick (another step's smoke run covers its code)
     rows: Callable[[Result], list[Row]]
     needs: tuple[str, ...] = ()  # "desktop", "pg", "haproxy"
+    opt_in: str = ""  # run only when named in --only; the row says how (e.g. the 10^7-event sizes)
 
 
 def verdict(value: float | None, limit: float, below: bool = True, strict: bool = False) -> str:
@@ -267,6 +268,51 @@ def console_rows(r: Result) -> list[Row]:
     ]
 
 
+def scale_rows(r: Result) -> list[Row]:
+    """benchmarks.scale_bench: ingest, export and console overview at each stored-events size."""
+    db = "SQLite" if r["db"] == "sqlite" else "PostgreSQL"
+    rows: list[Row] = []
+    for s in r["sizes"]:
+        size = f"{s['events']:_} events".replace("_", " ")
+        ingest, export, console = s["ingest"], s["export"], s["console"]
+        batch = ingest["batch_ms"]
+        rows.append(
+            Row(
+                f"ingest rate at {size} stored, {db} (in-process, batches of 500)",
+                "stated",
+                f"{ingest['events_per_s']:g} ev/s over {ingest['events']} events (filled in {s['fill_s']:g} s)",
+                round(500_000 / batch["max"]),
+                round(500_000 / batch["median"]),
+                round(500_000 / batch["min"]),
+                "events/s (per batch)",
+                "info",
+            )
+        )
+        rows.append(
+            Row(
+                f"export throughput at {size} stored, {db} (NDJSON, latest {export['events']})",
+                "stated",
+                f"{export['events_per_s']:g} ev/s, first byte {export['first_byte_ms']:g} ms, {export['mb']:g} MB",
+                median=export["events_per_s"],
+                unit="events/s",
+                verdict="info",
+            )
+        )
+        rows.append(
+            Row(
+                f"console overview, {r['devices']:_} devices, {s['events']:_} events, {db}".replace("_", " "),
+                "< 500 ms",
+                f"p95 {console['p95_ms']:g} ({console['rounds']} requests)",
+                console["min_ms"],
+                console["median_ms"],
+                console["max_ms"],
+                "ms",
+                verdict(console["p95_ms"], 500, strict=True),
+            )
+        )
+    return rows
+
+
 def onlooker_rows(r: Result) -> list[Row]:
     cpu = r["guard_cpu_percent_per_second"]
     rss, uss, agent = r["guard_rss_mb"], r["guard_uss_mb"], r["agent_side_rss_mb"]
@@ -403,9 +449,43 @@ def steps(pg: str | None) -> list[Step]:
             console_rows,
             ("pg",),
         ),
+        Step(
+            "scale_sqlite",
+            "benchmarks.scale_bench",
+            ["--sizes", "100000,1000000", "--json"],
+            ["--sizes", "2000,5000", *QUICK_SCALE],
+            scale_rows,
+        ),
+        Step(
+            "scale_pg",
+            "benchmarks.scale_bench",
+            [*pg_args, "--sizes", "100000,1000000", "--pg-schema", "bench_scale", "--json"],
+            [*pg_args, "--sizes", "2000,5000", *QUICK_SCALE, "--pg-schema", "bench_q_scale"],
+            scale_rows,
+            ("pg",),
+        ),
+        Step(
+            "scale_sqlite_1e7",
+            "benchmarks.scale_bench",
+            ["--sizes", "10000000", "--json"],
+            None,
+            scale_rows,
+            opt_in=SCALE_OPT_IN.format("scale_sqlite_1e7"),
+        ),
+        Step(
+            "scale_pg_1e7",
+            "benchmarks.scale_bench",
+            [*pg_args, "--sizes", "10000000", "--pg-schema", "bench_scale", "--json"],
+            None,
+            scale_rows,
+            ("pg",),
+            opt_in=SCALE_OPT_IN.format("scale_pg_1e7"),
+        ),
     ]
 
 
+QUICK_SCALE = ("--devices", "200", "--rounds", "3", "--batches", "2", "--export", "1000", "--json")
+SCALE_OPT_IN = "10^7 events (fill: minutes, 10 GB): run with `python -m benchmarks --only {}`"
 QUICK_LB = ("--clients", "4", "--pg-schema", "bench_q_lb", "--json")
 QUICK_CONSOLE_PG = ("--pg-schema", "bench_q_console", "--json")
 
@@ -579,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown step(s) {sorted(unknown)}; steps: {', '.join(s.name for s in chosen)}")
         chosen = [s for s in chosen if s.name in wanted]
+    optional = [] if args.only else [s for s in chosen if s.opt_in]  # named in the table, not run
+    chosen = [s for s in chosen if s not in optional]
     before = machine()
     timeout = min(args.timeout, 120.0) if args.quick else args.timeout
     if args.quick:
@@ -591,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {step.name} …", file=sys.stderr, flush=True)
             outcomes.append(run_step(step, False, args.pg, timeout))
     rows = [row for rs, _, _ in outcomes for row in rs]
+    rows += [Row(s.name, "", verdict=f"skipped: {s.opt_in}", step=s.name) for s in optional]
     if not args.only:
         rows += NOT_MEASURED
     commands = {s.name: cmd for s, (_, _, cmd) in zip(chosen, outcomes, strict=True)}

@@ -141,45 +141,57 @@ def seed(url: str, n_devices: int, n_events: int, now: int) -> float:
                     )
                 )
         step = max(1, (14 * DAY_MS) // max(n_events, 1))
-        params = {
-            "n": n_events,
-            "devices": n_devices,
-            "start": now - 14 * DAY_MS,
-            "step": step,
-            "body": sample,
-        }
-        if storage.is_sqlite:
-            conn.exec_driver_sql(
-                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :n - 1) "
-                "INSERT INTO events (uid, device_id, sequence, class_uid, type_uid, severity_id, event_code, time, "
-                "received_at, body) SELECT printf('00000000-0000-4000-8000-%012x', i), "
-                "printf('dev-%05d', i % :devices), i / :devices + 1, 2003, 200302, 4, 'posture.finding', "
-                ":start + i * :step, :start + i * :step, :body FROM n".replace(":n", "?1")
-                .replace(":devices", "?2")
-                .replace(":start", "?3")
-                .replace(":step", "?4")
-                .replace(":body", "?5"),
-                (params["n"], params["devices"], params["start"], params["step"], params["body"]),
-            )
-        else:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO events (uid, device_id, sequence, class_uid, type_uid, severity_id, event_code, "
-                    "time, received_at, body) SELECT '00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'), "
-                    "'dev-' || lpad((i % :devices)::text, 5, '0'), i / :devices + 1, 2003, 200302, 4, "
-                    "'posture.finding', :start + i * :step, :start + i * :step, :body "
-                    "FROM generate_series(0, :n - 1) AS i"
-                ),
-                params,
-            )
-    if not storage.is_sqlite:
-        with storage.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    else:
-        with storage.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+        add_events(conn, storage.is_sqlite, 0, n_events, n_devices, now - 14 * DAY_MS, step, sample)
+    analyze(storage)
     storage.dispose()
     return time.monotonic() - began
+
+
+def add_events(
+    conn: sa.Connection,
+    is_sqlite: bool,
+    first: int,
+    count: int,
+    n_devices: int,
+    base: int,
+    step: int,
+    body: str,
+) -> None:
+    """Events ``first`` .. ``first + count - 1`` in one statement: event i is device ``i % n_devices``'s
+    posture finding number ``i // n_devices + 1``, at ``base + i * step`` (a negative step: later events are
+    older), ``body`` stored for each. Distinct ``first`` ranges never collide (uid and sequence follow i)."""
+    params = {"first": first, "last": first + count - 1, "devices": n_devices, "base": base, "step": step}
+    if count <= 0:
+        return
+    if is_sqlite:
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) "
+            "INSERT INTO events (uid, device_id, sequence, class_uid, type_uid, severity_id, event_code, time, "
+            "received_at, body) SELECT printf('00000000-0000-4000-8000-%012x', i), "
+            "printf('dev-%05d', i % ?3), i / ?3 + 1, 2003, 200302, 4, 'posture.finding', "
+            "?4 + i * ?5, ?4 + i * ?5, ?6 FROM n",
+            (params["first"], params["last"], n_devices, base, step, body),
+        )
+    else:
+        conn.execute(
+            sa.text(
+                "INSERT INTO events (uid, device_id, sequence, class_uid, type_uid, severity_id, event_code, "
+                "time, received_at, body) SELECT '00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'), "
+                "'dev-' || lpad((i % :devices)::text, 5, '0'), i / :devices + 1, 2003, 200302, 4, "
+                "'posture.finding', :base + i * :step, :base + i * :step, :body "
+                "FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS i"
+            ),
+            {**params, "body": body},
+        )
+
+
+def analyze(storage: Any) -> None:
+    """Fresh planner statistics after a bulk fill (PostgreSQL outside a transaction)."""
+    with storage.engine.connect() as conn:
+        if storage.is_sqlite:
+            conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
 
 def measure(url: str, rounds: int, now: int) -> list[float]:
