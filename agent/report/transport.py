@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from core import __version__
@@ -155,8 +155,6 @@ class HttpClient:
         timeout: Timeouts = 30.0,
     ) -> Response:
         """Send one request and read the whole answer. Raises TransportError (ConnectFailed, Timeout, TlsError)."""
-        import ssl
-
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConnectFailed(url, "not an http:// or https:// URL")
@@ -194,25 +192,11 @@ class HttpClient:
                     connection.request(method, target, body=body, headers=head)
                     answer = connection.getresponse()
                     content = answer.read(MAX_RESPONSE_BYTES + 1)
-                except (ConnectionResetError, BrokenPipeError, _remote_disconnected()) as err:
+                except (OSError, _http_exception()) as err:
                     connection.close()
-                    if reused and attempt == 1:
+                    if reused and attempt == 1 and _closed_by_server(err):
                         continue  # the server closed the kept-alive connection: once more, on a new one
-                    raise ConnectFailed(
-                        url, f"connection closed by the server ({type(err).__name__})"
-                    ) from err
-                except TimeoutError as err:
-                    connection.close()
-                    raise Timeout(url, f"no answer within {read_timeout:g} s") from err
-                except ssl.SSLError as err:
-                    connection.close()
-                    raise TlsError(url, f"TLS failed: {err}") from err
-                except OSError as err:
-                    connection.close()
-                    raise ConnectFailed(url, f"{type(err).__name__}: {err.strerror or err}") from err
-                except _http_exception() as err:  # a malformed answer
-                    connection.close()
-                    raise ConnectFailed(url, f"bad HTTP answer ({type(err).__name__})") from err
+                    raise _failure(err, url, "request", read_timeout) from err
                 if len(content) > MAX_RESPONSE_BYTES:
                     connection.close()
                     raise ConnectFailed(url, f"answer larger than {MAX_RESPONSE_BYTES} bytes")
@@ -227,7 +211,6 @@ class HttpClient:
         self, url: str, *, scheme: str, host: str, port: int, proxy: str | None, timeout: float
     ) -> http.client.HTTPConnection:
         import http.client
-        import ssl
 
         connection: http.client.HTTPConnection
         if proxy is not None:
@@ -253,16 +236,9 @@ class HttpClient:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             connection.connect()
-        except TimeoutError as err:
-            connection.close()
-            raise Timeout(url, f"no connection within {timeout:g} s") from err
-        except ssl.SSLError as err:
-            connection.close()
-            raise TlsError(url, f"TLS failed: {err}") from err
         except OSError as err:
             connection.close()
-            # http.client reports a proxy's refusal of CONNECT as OSError("Tunnel connection failed: 407 ...")
-            raise ConnectFailed(url, f"cannot connect: {err.strerror or err}") from err
+            raise _failure(err, url, "connect", timeout) from err
         return connection
 
     def _trust(self) -> ssl.SSLContext:
@@ -271,10 +247,32 @@ class HttpClient:
         return self._context
 
 
-def _remote_disconnected() -> type[Exception]:
+def _closed_by_server(err: BaseException) -> bool:
     import http.client
 
-    return http.client.RemoteDisconnected
+    return isinstance(err, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected))
+
+
+def _failure(
+    err: BaseException, url: str, phase: Literal["connect", "request"], timeout: float
+) -> TransportError:
+    """The one classification of what connecting (``phase="connect"``) or sending a request and reading its
+    answer (``"request"``) raised: the error to raise ``from err``."""
+    import ssl
+
+    if phase == "request" and _closed_by_server(err):
+        return ConnectFailed(url, f"connection closed by the server ({type(err).__name__})")
+    if isinstance(err, TimeoutError):
+        waited = "no connection" if phase == "connect" else "no answer"
+        return Timeout(url, f"{waited} within {timeout:g} s")
+    if isinstance(err, ssl.SSLError):
+        return TlsError(url, f"TLS failed: {err}")
+    if isinstance(err, OSError):
+        if phase == "connect":
+            # http.client reports a proxy's refusal of CONNECT as OSError("Tunnel connection failed: 407 ...")
+            return ConnectFailed(url, f"cannot connect: {err.strerror or err}")
+        return ConnectFailed(url, f"{type(err).__name__}: {err.strerror or err}")
+    return ConnectFailed(url, f"bad HTTP answer ({type(err).__name__})")  # a malformed answer
 
 
 def _http_exception() -> type[Exception]:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.client import BadStatusLine, RemoteDisconnected
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from agent.report.transport import (
     Timeout,
     TlsError,
     TransportError,
+    _failure,
     http_session,
     tls_problem,
 )
@@ -429,3 +431,42 @@ def test_the_running_agent_imports_neither_requests_nor_ssl_until_it_reports(tmp
         server.close()
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "['http', 'ssl']"]
+
+
+@pytest.mark.parametrize(
+    ("err", "phase", "kind", "message"),
+    [
+        (TimeoutError(), "connect", Timeout, "no connection within 2.5 s"),
+        (TimeoutError(), "request", Timeout, "no answer within 2.5 s"),
+        (ssl.SSLError(1, "bad record"), "connect", TlsError, "TLS failed: bad record"),
+        (ssl.SSLError(1, "bad record"), "request", TlsError, "TLS failed: bad record"),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "connect",
+            ConnectFailed,
+            "cannot connect: Connection refused",
+        ),
+        (ConnectionResetError(104, "reset"), "connect", ConnectFailed, "cannot connect: reset"),
+        (
+            ConnectionResetError(104, "reset"),
+            "request",
+            ConnectFailed,
+            "connection closed by the server (ConnectionResetError)",
+        ),
+        (
+            RemoteDisconnected("gone"),
+            "request",
+            ConnectFailed,
+            "connection closed by the server (RemoteDisconnected)",
+        ),
+        (OSError(113, "No route to host"), "request", ConnectFailed, "OSError: No route to host"),
+        (BadStatusLine("junk"), "request", ConnectFailed, "bad HTTP answer (BadStatusLine)"),
+    ],
+)
+def test_connect_and_request_failures_are_classified_in_one_place(
+    err: BaseException, phase: Any, kind: type[Exception], message: str
+) -> None:
+    failure = _failure(err, "http://server.test/x", phase, 2.5)
+    assert type(failure) is kind
+    assert failure.url == "http://server.test/x"
+    assert failure.problem == message
