@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -238,6 +238,24 @@ def windows_needed(signatures: Sequence[ShareSignature], processes: Sequence[Pro
         for signature in signatures
         if signature.title is not None or signature.wm_class is not None
     )
+
+
+def process_keys_matter(signatures: Sequence[ShareSignature]) -> Callable[[str], bool]:
+    """Whether a process with this :attr:`ProcessInfo.key` can change :func:`detect`'s answer for these
+    signatures: some signature's ``processes`` glob matches it. Only those processes' exits need watching
+    (agent/share/processes.py, ``ProcfsGatedLister``). Answers are remembered per key."""
+    patterns = tuple(p for p in (_compile(s).process_re for s in signatures) if p is not None)
+    answers: dict[str, bool] = {}
+
+    def matters(key: str) -> bool:
+        answer = answers.get(key)
+        if answer is None:
+            if len(answers) >= _NameIndex._MAX_NAMES:
+                answers.clear()
+            answer = answers[key] = any(p.match(key) for p in patterns)
+        return answer
+
+    return matters
 
 
 def _unique(names: Iterable[str]) -> tuple[str, ...]:

@@ -21,16 +21,14 @@ briefly unmapped (toolbar auto-hide, a redraw) does not uncover customer windows
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from agent.i18n import Translator
-from agent.platform import HAS_PROCFS, OsFamily
+from agent.platform import OsFamily
 from agent.platform.base import Desktop, PlatformError, Window
 from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.share.detect import (
@@ -40,10 +38,16 @@ from agent.share.detect import (
     ProcessSnapshot,
     ShareState,
     detect,
+    process_keys_matter,
     windows_needed,
 )
 from agent.share.pipewire import default_capture_probe
-from agent.share.processes import ProcessLister, PsutilProcessLister
+from agent.share.processes import (
+    ProcessLister,
+    ProcfsGatedLister,
+    PsutilProcessLister,
+    procfs_gate_usable,
+)
 from agent.share.signatures import signatures_for
 from core.clock import Clock
 from policy.model import Policy
@@ -74,78 +78,9 @@ class ShareNotice:
     text: dict[str, str]
 
 
-class ProcfsStamp:
-    """Linux: a value that changes whenever a process starts or exits, for a few microseconds.
-
-    The link count of /proc is a constant plus the number of processes (fs/proc/root.c, ``proc_root_getattr``),
-    and the last field of /proc/loadavg is the most recently allocated pid of this pid namespace. A start moves
-    the pid; an exit without a start moves the count. /proc/loadavg is kept open and re-read from offset 0 (a
-    seq_file regenerates its text for every read from the start): three system calls a poll instead of the
-    ten of Python's ``open``/``read``/``close``. None where this cannot be trusted: not Linux, or
-    /proc/loadavg replaced (lxcfs mounts its own over it in containers).
-    """
-
-    def __init__(self) -> None:
-        self._fd: int | None = None
-
-    def __call__(self) -> tuple[int, bytes] | None:
-        try:
-            count = os.stat("/proc").st_nlink
-            if self._fd is None:
-                self._fd = os.open("/proc/loadavg", os.O_RDONLY)  # not inherited (PEP 446)
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            last_pid = os.read(self._fd, 256).rsplit(None, 1)[-1]
-        except (OSError, IndexError):
-            self.close()
-            return None
-        return count, last_pid
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _procfs_stamp_usable(stamp: ProcfsStamp) -> bool:
-    if not HAS_PROCFS or stamp() is None:
-        return False
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            return not any(line.split()[4] == "/proc/loadavg" for line in f if len(line.split()) > 4)
-    except OSError:
-        return False
-
-
-class StampedProcessLister:
-    """Lists processes only when ``stamp()`` changed since the last call; otherwise returns the same snapshot.
-
-    The share monitor polls several times a second; listing /proc and diffing the pids is most of an idle
-    poll's cost, and on an idle desktop processes rarely start or exit (SPEC.md, idle CPU target).
-    """
-
-    def __init__(self, inner: ProcessLister, stamp: Callable[[], object]) -> None:
-        self._inner = inner
-        self._stamp = stamp
-        self._last: object = None
-        self._snapshot: Sequence[ProcessInfo] | None = None
-
-    def __call__(self) -> Sequence[ProcessInfo] | None:
-        stamp = self._stamp()
-        if stamp is not None and stamp == self._last and self._snapshot is not None:
-            return self._snapshot
-        snapshot = self._inner()
-        self._last, self._snapshot = (stamp, snapshot) if snapshot is not None else (None, None)
-        return snapshot
-
-
 def _default_process_lister() -> ProcessLister:
     lister = PsutilProcessLister()
-    stamp = ProcfsStamp()
-    if _procfs_stamp_usable(stamp):
-        return StampedProcessLister(lister, stamp)
-    stamp.close()
-    return lister
+    return ProcfsGatedLister(lister) if procfs_gate_usable() else lister
 
 
 class ShareMonitor:
@@ -200,7 +135,12 @@ class ShareMonitor:
         # object; None (no trusted policy yet) means the built-in signatures with the default settings.
         self._policy_provider = policy if callable(policy) else None
         self._policy = policy if isinstance(policy, Policy) else _NO_POLICY
+        # A lister that can skip listing /proc (ProcfsGatedLister) is told whose exits matter.
+        self._watch_processes: Callable[[Callable[[str], bool]], None] | None = getattr(
+            self._processes, "watch", None
+        )
         self._signatures = signatures_for(self._policy, os_family)
+        self._tell_watched()
         self._state: ShareState | None = None
         self._since: dict[str, float] = {}  # app -> monotonic start of its share
         self._last_seen: dict[str, float] = {}
@@ -231,7 +171,14 @@ class ShareMonitor:
     def _use_policy(self, policy: Policy) -> None:
         if policy is not self._policy:
             self._policy = policy
-            self._signatures = signatures_for(policy, self._os_family)
+            signatures = signatures_for(policy, self._os_family)
+            if signatures != self._signatures:
+                self._signatures = signatures
+                self._tell_watched()
+
+    def _tell_watched(self) -> None:
+        if self._watch_processes is not None:
+            self._watch_processes(process_keys_matter(self._signatures))
 
     def _refresh_policy(self) -> None:
         if self._policy_provider is None:

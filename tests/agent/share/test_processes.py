@@ -11,7 +11,6 @@ import psutil
 import pytest
 
 from agent.platform import HAS_PROCFS
-from agent.share.monitor import ProcfsStamp
 from agent.share.processes import COMM_MAX, PsutilProcessLister, procfs_name
 
 
@@ -101,23 +100,3 @@ def test_procfs_name_is_the_name_psutil_gives_for_every_running_process(tmp_path
     with pytest.raises((FileNotFoundError, ProcessLookupError)):
         procfs_name(procs[0].pid)  # reaped: gone
     assert PsutilProcessLister._read_name(procs[0].pid) is None
-
-
-@needs_procfs
-def test_procfs_stamp_changes_when_a_process_starts_or_exits() -> None:
-    stamp = ProcfsStamp()
-    try:
-        first = stamp()
-        assert first is not None
-        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-        started = stamp()
-        assert started is not None and started != first
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
-        exited = stamp()
-        assert exited is not None and exited != started
-        stamp.close()  # the kept file is reopened on the next call
-        assert stamp() is not None
-    finally:
-        stamp.close()
