@@ -16,7 +16,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -127,6 +127,12 @@ def narrow(stmt: Any, query: ExportQuery) -> Any:
 
 
 def _select(query: ExportQuery, after: Cursor | None) -> Any:
+    if after is not None and (query.since_ms is None or query.since_ms < after.time):
+        # The cursor's time as the window's lower bound (what the OR below implies), so that the index on time
+        # starts at the cursor: with the OR alone, PostgreSQL and SQLite scan the window from its start and
+        # filter, and each page read every row exported before it (a 100 000-event export read 5 million rows;
+        # benchmarks/scale_bench.py). One bound, not two: SQLite ranges its index on one of them only.
+        query = replace(query, since_ms=after.time)
     stmt = narrow(
         sa.select(events.c.time, events.c.uid, events.c.device_id, events.c.sequence, events.c.body), query
     )
