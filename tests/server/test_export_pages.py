@@ -36,8 +36,12 @@ def test_a_late_page_reads_no_more_than_the_first(tmp_path: Path) -> None:
     storage = Storage(url)
     steps: list[int] = []
 
+    def step() -> int:
+        steps.append(1)
+        return 0  # go on
+
     def count(dbapi: sqlite3.Connection, _record: Any) -> None:
-        dbapi.set_progress_handler(lambda: steps.append(1) or 0, 1000)
+        dbapi.set_progress_handler(step, 1000)
 
     sa.event.listen(storage.engine, "connect", count)
     try:
