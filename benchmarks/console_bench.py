@@ -185,13 +185,15 @@ def add_events(
         )
 
 
-def analyze(storage: Any) -> None:
-    """Fresh planner statistics after a bulk fill (PostgreSQL outside a transaction)."""
+def analyze(storage: Any, table: str = "") -> None:
+    """Fresh planner statistics after a bulk fill, of ``table`` or of every table (PostgreSQL: outside a
+    transaction, and every table of the database, other schemas too)."""
+    statement = f"ANALYZE {table}".strip()
     with storage.engine.connect() as conn:
         if storage.is_sqlite:
-            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql(statement)
         else:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(statement)
 
 
 def measure(url: str, rounds: int, now: int) -> list[float]:

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     add_events(
                         conn, storage.is_sqlite, seeded, size - seeded, args.devices, now, STEP_MS, sample
                     )
-                analyze(storage)
+                analyze(storage, "events")  # this schema's, not the whole database's
             finally:
                 storage.dispose()
             fill_s = time.monotonic() - began

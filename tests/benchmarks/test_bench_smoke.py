@@ -34,6 +34,9 @@ SPEC_FIGURES = (
     "100 simulated agents, SQLite",
     "100 simulated agents, PostgreSQL",
     "console overview",
+    # issue 16: the cost as stored events grow (benchmarks/scale_bench.py), on both databases
+    "ingest rate at 2 000 events stored, SQLite",
+    "export throughput at 5 000 events stored, PostgreSQL",
 )
 
 
