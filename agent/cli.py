@@ -31,7 +31,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 EXIT_INTERNAL = 70
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every group; with ``only``, the commands of that group alone are imported and registered."""
     parser = argparse.ArgumentParser(prog="mamori", description="Mamori (守り) remote-work endpoint guard")
     parser.add_argument("--version", action="version", version=f"mamori {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.add_parser(name, help=help_text)
         group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         commands = group.add_subparsers(dest="command", metavar="COMMAND")
-        for module_name in modules:
+        for module_name in modules if only in (None, name) else ():
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as err:
@@ -69,7 +70,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    # The named group's commands only: `mamori agent run` stays running for the whole session, and the
+    # server's and the installer builder's modules would cost it ~0.4 MB (docs/performance-agent.md).
+    group = words[0] if words and words[0] in {name for name, _, _ in GROUPS} else None
+    parser = build_parser(only=group)
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     logging.basicConfig(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from agent.ui.icons import FILL, TrayState, icon_image, panel_theme
@@ -50,3 +54,21 @@ def test_panel_theme_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert panel_theme() == "dark"
     monkeypatch.setenv("GTK_THEME", "Adwaita")
     assert panel_theme() == "light"
+
+
+def test_drawing_an_icon_loads_no_font_library() -> None:
+    # ImageDraw imports ImageFont, which maps FreeType and HarfBuzz (1.7 MB resident) into the agent with a tray.
+    script = (
+        "import sys\n"
+        "from agent.ui.icons import TrayState, icon_image\n"
+        "img = icon_image(TrayState.DEGRADED, 'dark', 64)\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(img.getbbox() is not None, 'PIL.Image' in sys.modules,\n"
+        "      sorted(m for m in sys.modules if m in ('PIL.ImageDraw', 'PIL.ImageFont', 'PIL._imagingft')),\n"
+        "      'libfreetype' in maps)\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+    assert out == "True True [] False", out
