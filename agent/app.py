@@ -34,11 +34,14 @@ from agent.protection import Protection
 from agent.report.service import ReportingService
 from agent.report.stream import EventStream
 from agent.runtime import HotkeyStarter, Runtime
+from agent.runtime_memory import release_free_memory
 from agent.share.guard import ShareGuard, install_share_guard
 from core.clock import Clock, SystemClock
 from policy.model import Policy
 
 logger = logging.getLogger(__name__)
+
+STARTUP_SECONDS = 20.0  # start to "protected" is ≤ 2 s; the first upload and posture round end within ~15 s
 
 
 @dataclass(frozen=True)
@@ -173,10 +176,16 @@ def run_agent(agent: Agent, *, tray: bool = True) -> int:
             signal.signal(sig, lambda _s, _f: runtime.stop())
     if agent.reporting is not None:
         agent.reporting.start()
+    # Start-up (policy check, first upload, posture probes, icons) frees most of what it allocated; hand those
+    # pages back once it is over (agent/runtime_memory.py).
+    trim = threading.Timer(STARTUP_SECONDS, release_free_memory)
+    trim.name, trim.daemon = "mamori-trim", True
     try:
         runtime.start()
+        trim.start()
         run_ui(ui, runtime)
     finally:
+        trim.cancel()
         runtime.stop()
         agent.control.stop()
         if agent.reporting is not None:

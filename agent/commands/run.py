@@ -42,6 +42,9 @@ def register(subparsers: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.app import build_agent, run_agent
     from agent.config import load_config
+    from agent.runtime_memory import limit_arenas
+
+    limit_arenas()  # before any thread starts: the agent's threads share two malloc arenas
 
     config = load_config(args.config)
     if args.no_tray:  # the whole agent knows (macOS: no tray, no main run loop, no lock before sleep)
