@@ -565,8 +565,9 @@ class _XorgPump:
         self._embedded_in: int | None = None  # the tray window our icon window is embedded in
         self._embedded_at = 0.0
         self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        if sys.platform != "win32":  # always true (an X11 pump); os.set_blocking is POSIX-only before 3.12
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
 
     @classmethod
     def install(cls, icon: Any) -> _XorgPump | None:
