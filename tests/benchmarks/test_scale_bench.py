@@ -42,5 +42,5 @@ def test_quick_scale_rows_and_the_opt_in_step_in_the_table(
 
 @pytest.mark.parametrize("text", ["", "5000,2000", "10^7", "1000,1000", "0,10"])
 def test_bad_sizes_are_refused_with_the_fix(text: str) -> None:
-    with pytest.raises(SystemExit, match="--sizes .*e.g. 100000,1000000"):
+    with pytest.raises(SystemExit, match=r"--sizes .*e\.g\. 100000,1000000"):
         parse_sizes(text)
