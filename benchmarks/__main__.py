@@ -7,7 +7,8 @@ Each benchmark script runs as its own process (``python -m benchmarks.<name> ...
 its figures, so any row can be reproduced alone) one after another, so that one does not load the machine
 under another's measurement. The table lists each figure, its target, the value the verdict is taken on
 (a p95, a median...), min / median / max, and the verdict: ``met``, ``MISSED``, ``skipped: why`` or
-``error: why``. A figure no benchmark measures yet says ``not measured``.
+``error: why``. A figure no benchmark measures yet says ``not measured``. A step too long for every run (the
+10^7-event sizes of scale_bench) runs only when named in ``--only``; its row says so and gives the command.
 
 ``--quick`` is the smoke run ``make test`` keeps (tests/benchmarks/): every script at tiny sizes and side by side,
 so the scripts cannot rot. Its figures say nothing about the targets.
