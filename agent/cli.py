@@ -72,7 +72,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     # The named group's commands only: `mamori agent run` stays running for the whole session, and the
-    # server's and the installer builder's modules would cost it ~0.4 MB (docs/performance-agent.md).
+    # server's and the installer builder's modules have no use in it (0.4 MB in a fresh interpreter).
     group = words[0] if words and words[0] in {name for name, _, _ in GROUPS} else None
     parser = build_parser(only=group)
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ for colour-blind workers and in a greyscale screenshot.
 Every shape is a polygon, filled here by a scanline into a mask at four times the size and laid onto a
 ``PIL.Image`` in its colour, then downsampled (anti-aliasing). Not ``PIL.ImageDraw``: it imports ``ImageFont``,
 which loads FreeType and HarfBuzz, 1.7 MB of resident memory for an icon with no text in it
-(docs/performance-agent.md, "Agent memory, tray").
+(docs/performance-agent.md, "agent memory, enrolled + tray").
 """
 
 from __future__ import annotations
