@@ -1,7 +1,8 @@
 """The cover helper process: ``python -m agent.overlay.helper``. Draws what the agent asks (protocol.py).
 
-A separate process so that a crash in Tk, the X connection or Pillow cannot take the agent down (SPEC.md,
-"Cover"); the agent's supervisor restarts it and re-sends the covers.
+A separate process so that a crash in the drawing code, the X connection or Pillow cannot take the agent down
+(SPEC.md, "Cover"); the agent's supervisor restarts it and re-sends the covers. On Linux it draws through Xlib
+(x11_helper.py, no Tk); elsewhere through Tk, below. ``MAMORI_COVER_HELPER=tk`` picks Tk on Linux too.
 
 Each cover is a borderless (override-redirect) topmost Tk window exactly over the customer window:
 - ``opaque``: a dark panel with a short ja/en label;
@@ -19,40 +20,38 @@ import os
 import queue
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.overlay.protocol import CoverSpec, ProtocolError, dumps, loads
+from agent.overlay.core import (
+    COUNTDOWN_PANEL,
+    COUNTDOWN_TEXT,
+    PANEL,
+    RAISE_MS,
+    TEXT,
+    HelperCore,
+    emit,
+    reduce_snapshot,
+)
+from agent.overlay.protocol import CoverSpec, ProtocolError, loads
 from agent.platform import COVER_FONT, make_process_dpi_aware
 
-PANEL = "#26303a"
-TEXT = "#ffffff"
-BLUR_FACTOR = 24
-RAISE_MS = 250
+if TYPE_CHECKING:
+    from agent.overlay.x11_helper import X11Helper
+
 POLL_MS = 20
-
-
-def _emit(message: dict[str, Any]) -> None:
-    try:
-        sys.stdout.write(dumps(message))
-        sys.stdout.flush()
-    except (BrokenPipeError, OSError):
-        os._exit(0)  # the agent is gone: nothing left to cover for
 
 
 def blurred_snapshot(x: int, y: int, width: int, height: int) -> Any:
     """A PIL image of the screen area, blurred beyond recognition. Memory only."""
     import mss
-    from PIL import Image, ImageFilter
+    from PIL import Image
 
     with mss.mss() as grabber:
         shot = grabber.grab({"left": x, "top": y, "width": width, "height": height})
-    img = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
-    small = img.resize((max(1, width // BLUR_FACTOR), max(1, height // BLUR_FACTOR)), Image.Resampling.BOX)
-    small = small.filter(ImageFilter.GaussianBlur(1))
-    return small
+    return reduce_snapshot(Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"))
 
 
-class Cover:
+class TkCover:
     def __init__(self, helper: Helper, spec: CoverSpec) -> None:
         import tkinter as tk
 
@@ -65,7 +64,7 @@ class Cover:
                 r = spec.rect
                 self.small = blurred_snapshot(r.x, r.y, r.width, r.height)
             except Exception as err:  # no snapshot: fall back to the opaque panel, never to nothing
-                _emit({"event": "error", "message": f"blur snapshot failed: {type(err).__name__}"})
+                emit({"event": "error", "message": f"blur snapshot failed: {type(err).__name__}"})
         top = tk.Toplevel(helper.root, background=PANEL, highlightthickness=0, borderwidth=0)
         top.overrideredirect(True)
         with contextlib.suppress(tk.TclError):
@@ -89,7 +88,7 @@ class Cover:
 
     def _clicked(self, _event: Any) -> None:
         if self.spec.clickable:
-            _emit({"event": "clicked", "key": self.spec.key})
+            emit({"event": "clicked", "key": self.spec.key})
 
     def apply(self, spec: CoverSpec, first: bool = False) -> None:
         old = self.spec
@@ -102,6 +101,9 @@ class Cover:
         self.top.geometry(f"{r.width}x{r.height}+{r.x}+{r.y}")
         if self.helper.on_top:
             self.top.lift()
+
+    def lift(self) -> None:
+        self.top.lift()
 
     def _render_image(self) -> None:
         if self.small is None:
@@ -118,17 +120,22 @@ class Cover:
         self.top.destroy()
 
 
-class Helper:
+class Helper(HelperCore):
     def __init__(self) -> None:
         import tkinter as tk
 
+        super().__init__()
         self.root = tk.Tk(className="MamoriCover")
         self.root.withdraw()
-        self.covers: dict[str, Cover] = {}
-        self.on_top = True  # False in the lock stage: covers stop re-raising so the screen locker stays above
         self.countdown: Any = None
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._buffer = b""
+
+    def new_cover(self, spec: CoverSpec) -> TkCover:
+        return TkCover(self, spec)
+
+    def flush(self) -> None:
+        self.root.update_idletasks()
+        self.root.update()
 
     def _on_stdin(self, _fd: Any, _mask: Any) -> None:
         """POSIX: Tk's file handler calls this when stdin is readable, so an idle helper never wakes up."""
@@ -136,14 +143,8 @@ class Helper:
         if not chunk:
             self.inbox.put(None)
         else:
-            self._buffer += chunk
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    try:
-                        self.inbox.put(loads(line.decode("utf-8")))
-                    except (ProtocolError, UnicodeDecodeError) as err:
-                        _emit({"event": "error", "message": str(err)})
+            for message in self.parse(chunk):
+                self.inbox.put(message)
         self._drain()
 
     def read_stdin(self) -> None:
@@ -153,7 +154,7 @@ class Helper:
             try:
                 self.inbox.put(loads(line))
             except ProtocolError as err:
-                _emit({"event": "error", "message": str(err)})
+                emit({"event": "error", "message": str(err)})
         self.inbox.put(None)
 
     def poll(self) -> None:
@@ -167,47 +168,10 @@ class Helper:
                 message = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if message is None or message.get("op") == "quit":
+            if message is None or not self.dispatch(message):
                 self.root.destroy()
                 return False
-            try:
-                self.handle(message)
-            except (ProtocolError, KeyError, TypeError, ValueError) as err:
-                _emit({"event": "error", "message": f"bad {message.get('op')!r} message: {err}"})
         return True
-
-    def handle(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        seq = message.get("seq")
-        if op == "covers":
-            specs = [CoverSpec.from_json(c) for c in message["covers"]]
-            self.on_top = bool(message.get("on_top", True))
-            self.set_covers(specs)
-            self.root.update_idletasks()
-            self.root.update()
-            _emit({"event": "applied", "seq": seq, "keys": [s.key for s in specs]})
-        elif op == "countdown":
-            self.set_countdown(message.get("seconds"), str(message.get("text", "")))
-        elif op == "ping":
-            _emit({"event": "pong", "seq": seq})
-        else:
-            raise ProtocolError(f"unknown op {op!r}")
-
-    def set_covers(self, specs: list[CoverSpec]) -> None:
-        wanted = {s.key: s for s in specs}
-        for key in list(self.covers):
-            if key not in wanted:
-                self.covers.pop(key).destroy()
-        # Blur snapshots first, before any new cover maps over the area it must capture.
-        for key, spec in wanted.items():
-            cover = self.covers.get(key)
-            if cover is not None and cover.spec.style != spec.style:
-                self.covers.pop(key).destroy()
-                cover = None
-            if cover is None:
-                self.covers[key] = Cover(self, spec)
-            elif cover.spec != spec:
-                cover.apply(spec)
 
     def set_countdown(self, seconds: Any, text: str) -> None:
         import tkinter as tk
@@ -218,12 +182,17 @@ class Helper:
                 self.countdown = None
             return
         if self.countdown is None:
-            top = tk.Toplevel(self.root, background="#fff4d6")
+            top = tk.Toplevel(self.root, background=COUNTDOWN_PANEL)
             top.overrideredirect(True)
             with contextlib.suppress(tk.TclError):
                 top.attributes("-topmost", True)
             label = tk.Label(
-                top, background="#fff4d6", foreground="#3a2a00", font=(COVER_FONT, 12), padx=16, pady=10
+                top,
+                background=COUNTDOWN_PANEL,
+                foreground=COUNTDOWN_TEXT,
+                font=(COVER_FONT, 12),
+                padx=16,
+                pady=10,
             )
             label.pack()
             top.label = label  # type: ignore[attr-defined]
@@ -238,7 +207,7 @@ class Helper:
     def keep_on_top(self) -> None:
         # Not in the lock stage: a screen locker maps its window above the covers and must stay there.
         for cover in self.covers.values() if self.on_top else ():
-            cover.top.lift()
+            cover.lift()
         if self.countdown is not None:
             self.countdown.lift()
         idle = not self.covers and self.countdown is None
@@ -254,16 +223,22 @@ class Helper:
             threading.Thread(target=self.read_stdin, daemon=True).start()
             self.root.after(POLL_MS, self.poll)
         self.root.after(RAISE_MS, self.keep_on_top)
-        _emit({"event": "ready", "pid": os.getpid()})
+        emit({"event": "ready", "pid": os.getpid()})
         self.root.mainloop()
 
 
 def main() -> int:
-    make_process_dpi_aware()  # covers in physical pixels, like the Windows backend's rectangles
+    helper: Helper | X11Helper
     try:
-        helper = Helper()
+        if sys.platform.startswith("linux") and os.environ.get("MAMORI_COVER_HELPER", "x11") != "tk":
+            from agent.overlay.x11_helper import X11Helper
+
+            helper = X11Helper()
+        else:
+            make_process_dpi_aware()  # covers in physical pixels, like the Windows backend's rectangles
+            helper = Helper()
     except Exception as err:  # no display, no Tk: the agent learns covering is impossible and locks instead
-        _emit({"event": "error", "message": f"cannot open the cover window: {type(err).__name__}: {err}"})
+        emit({"event": "error", "message": f"cannot open the cover window: {type(err).__name__}: {err}"})
         return 3
     helper.run()
     return 0
