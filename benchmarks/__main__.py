@@ -366,7 +366,7 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "agent_latency_loaded",
             "benchmarks.agent_latency",
-            ["--rounds", "20", "--share-rounds", "4", "--vpn-rounds", "3", "--cpu-hogs", "2"],
+            ["--rounds", "12", "--share-rounds", "4", "--vpn-rounds", "3", "--cpu-hogs", "2"],
             None,
             loaded_latency_rows,
             ("desktop",),
@@ -374,14 +374,14 @@ def steps(pg: str | None) -> list[Step]:
         Step(
             "onlooker",
             "benchmarks.onlooker_bench",
-            ["--seconds", "120", "--warmup", "10"],
+            ["--seconds", "60", "--warmup", "10"],
             ["--seconds", "3", "--warmup", "0"],
             onlooker_rows,
         ),
         Step(
             "ingest_sqlite",
             "benchmarks.ingest_sqlite",
-            ["--rounds", "3", "--json"],
+            ["--rounds", "2", "--json"],
             ["--rounds", "1", "--events", "1000", "--clients", "1", "--workers", "1", "--json"],
             sqlite_ratio_rows,
         ),
