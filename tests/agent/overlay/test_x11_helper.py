@@ -3,6 +3,7 @@ fit the cover, clicks reported, and a label drawn without a Japanese font when t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,7 +52,9 @@ def test_the_linux_helper_draws_without_tk_and_reads_in_both_languages(
 ) -> None:
     win = xdesktop.open_window("顧客台帳", text="03-1234-5678", x=40, y=60, width=900)
     box = win.rect()
-    overlay.show([CoverSpec("w:1", Rect(box.x, box.y, box.width, box.height), "opaque", LABEL, clickable=True)])
+    overlay.show(
+        [CoverSpec("w:1", Rect(box.x, box.y, box.width, box.height), "opaque", LABEL, clickable=True)]
+    )
     assert overlay.wait_applied(5)
     assert overlay.pid is not None
     maps = _maps(overlay.pid)
@@ -65,7 +68,9 @@ def test_the_linux_helper_draws_without_tk_and_reads_in_both_languages(
     wait_for(lambda: overlay.clicks == ["w:1"], timeout=3, what="the click")  # type: ignore[attr-defined]
 
 
-def test_without_a_japanese_font_the_cover_still_covers_and_says_why(xdesktop: XDesktop, tmp_path: Path) -> None:
+def test_without_a_japanese_font_the_cover_still_covers_and_says_why(
+    xdesktop: XDesktop, tmp_path: Path
+) -> None:
     # No fontconfig and none of the known font files: the helper falls back to Pillow's own font.
     env = {**xdesktop.env, "PATH": str(tmp_path)}
     script = (
@@ -84,9 +89,9 @@ def test_without_a_japanese_font_the_cover_still_covers_and_says_why(xdesktop: X
         assert '"ready"' in proc.stdout.readline()
         win = xdesktop.open_window("顧客台帳", text="03-1234-5678", x=40, y=60)
         box = win.rect()
+        cover = {"key": "w:1", "x": box.x, "y": box.y, "w": box.width, "h": box.height, "style": "opaque"}
         proc.stdin.write(
-            '{"op":"covers","seq":1,"covers":[{"key":"w:1","x":%d,"y":%d,"w":%d,"h":%d,"style":"opaque",'
-            '"label":"Away","clickable":false}]}\n' % (box.x, box.y, box.width, box.height)
+            json.dumps({"op": "covers", "seq": 1, "covers": [{**cover, "label": "Away"}]}) + "\n"
         )
         proc.stdin.flush()
         answers = [proc.stdout.readline(), proc.stdout.readline()]
