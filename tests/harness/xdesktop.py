@@ -77,6 +77,24 @@ def digits_only(text: str) -> str:
     return re.sub(r"[^0-9-]", "", text)
 
 
+def image_digits(png: Path, box: Box) -> str:
+    """Digits tesseract reads in ``box`` of an image file (a recorded or shared frame, not the live screen)."""
+    cropped = subprocess.run(
+        ["convert", str(png), "-crop", f"{box.width}x{box.height}+{box.x}+{box.y}", "+repage", "png:-"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    text = subprocess.run(
+        ["tesseract", "stdin", "stdout", "--psm", "6"],
+        input=cropped,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    ).stdout.decode(errors="replace")
+    return digits_only(text)
+
+
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     """One line of the child's stdout, or "" when it says nothing for ``timeout`` seconds."""
     import select

@@ -12,7 +12,6 @@ Chromium 156 gives its bar in every variant (its en-US.pak and ja.pak strings) a
 from __future__ import annotations
 
 import base64
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from core.clock import SystemClock
 from tests.harness.browser_share import ChromiumShare, FirefoxShare, indicator_title
 from tests.harness.realapps import ProtectedDesktop
 from tests.harness.share_fixtures import share_policy
-from tests.harness.xdesktop import Box, XDesktop, digits_only, wait_for
+from tests.harness.xdesktop import Box, XDesktop, image_digits, wait_for
 
 PHONE = "03-1234-5678"
 OTHER = "090-8765-4321"
@@ -73,20 +72,7 @@ def _shared_digits(browser: ChromiumShare, box: Box, tmp_path: Path) -> str:
     assert (width, height) == (browser.desk.width, browser.desk.height), "the share is the whole screen"
     frame = tmp_path / "frame.png"
     frame.write_bytes(base64.b64decode(url.split(",", 1)[1]))
-    crop = subprocess.run(
-        ["convert", str(frame), "-crop", f"{box.width}x{box.height}+{box.x}+{box.y}", "+repage", "png:-"],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    text = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "6"],
-        input=crop,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    ).stdout.decode(errors="replace")
-    return digits_only(text)
+    return image_digits(frame, box)
 
 
 # Chromium 156's bar titles ("$1" is the origin), en-US.pak / ja.pak ids 12125-12130.

@@ -19,7 +19,7 @@ from agent.share.selfcheck import MssGrabber
 from core.clock import SystemClock
 from tests.harness.realapps import ProtectedDesktop, need
 from tests.harness.share_fixtures import share_policy
-from tests.harness.xdesktop import Box, XDesktop, wait_for
+from tests.harness.xdesktop import XDesktop, image_digits, wait_for
 
 pytestmark = [pytest.mark.apps, pytest.mark.desktop]
 
@@ -55,23 +55,6 @@ def _frames(video: Path, out: Path) -> list[Path]:
     return sorted(out.glob("f*.png"))
 
 
-def _ocr_digits(png: Path, box: Box) -> str:
-    cropped = subprocess.run(
-        ["convert", str(png), "-crop", f"{box.width}x{box.height}+{box.x}+{box.y}", "+repage", "png:-"],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    text = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "6"],
-        input=cropped,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    ).stdout.decode(errors="replace")
-    return "".join(c for c in text if c.isdigit() or c == "-")
-
-
 def test_ffmpeg_x11grab_recording_shows_no_customer_number_after_the_first_second(
     xdesktop: XDesktop, guarded: ProtectedDesktop, tmp_path: Path
 ) -> None:
@@ -101,9 +84,9 @@ def test_ffmpeg_x11grab_recording_shows_no_customer_number_after_the_first_secon
     frames = _frames(video, tmp_path / "frames")
     assert len(frames) >= FPS * (RECORD_SECONDS - 1)
     late = frames[FPS:]  # every frame after the first second
-    leaked = [f.name for f in late if PHONE in _ocr_digits(f, box)]
+    leaked = [f.name for f in late if PHONE in image_digits(f, box)]
     assert leaked == [], f"customer number readable in {leaked}"
-    assert OTHER in _ocr_digits(late[-1], other), "the recording must show the ordinary window (not vacuous)"
+    assert OTHER in image_digits(late[-1], other), "the recording must show the ordinary window (not vacuous)"
     wait_for(lambda: guarded.covered() == 0, timeout=5, what="uncovered once the recording ended")
     assert {"app": "ffmpeg"} in guarded.events(Kind.SHARE_STARTED)
 
