@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 MAX_WAKEUPS_PER_S = 10.0  # "a few times a second" (issue 16); the share guard's 0.5 s poll is 2/s
 MAX_THREAD_CPU_PERCENT = 5.0  # of one core; a spinning thread takes 30-100 %
-WINDOW_S = 8.0
+WINDOW_S = 5.0
 
 
 def busy_threads(activity: list[ThreadActivity]) -> list[ThreadActivity]:
