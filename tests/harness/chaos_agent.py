@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ from agent.report.stream import AgentEvent, EventStream, Kind
 from agent.report.uploader import Backoff
 from core.clock import SystemClock
 
+_SAY = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line on stdout: the uploader's thread and the main thread both speak, and ``print`` writes the
+    text and its newline separately (they interleaved as "EMITTED 12000UPLOAD")."""
+    with _SAY:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 
 class AnnouncingSession(requests.Session):
     """A real session that says when an upload starts and when its answer arrived, so the test can kill
@@ -30,10 +41,10 @@ class AnnouncingSession(requests.Session):
     def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         events = str(url).endswith("/v1/events")
         if events:
-            print("UPLOAD", flush=True)
+            say("UPLOAD")
         response = super().post(url, *args, **kwargs)
         if events:
-            print(f"ANSWERED {response.status_code}", flush=True)
+            say(f"ANSWERED {response.status_code}")
         return response
 
 
@@ -53,7 +64,7 @@ def main(argv: list[str]) -> int:
         session=AnnouncingSession(),
     )
     start = service.outbox.last_sequence() + 1
-    print(f"START {start}", flush=True)
+    say(f"START {start}")
     service.start()
     began = time.monotonic()
     for i in range(start, total + 1):
@@ -64,10 +75,10 @@ def main(argv: list[str]) -> int:
             if ahead > 0:
                 time.sleep(ahead)
         if i % 500 == 0:
-            print(f"EMITTED {i}", flush=True)
+            say(f"EMITTED {i}")
     while not service.flush(timeout=5):
         pass
-    print("DONE", flush=True)
+    say("DONE")
     service.stop()
     return 0
 
